@@ -1,0 +1,123 @@
+// Crash-safe output. Everything is written under a temporary sibling of the
+// destination, fsynced, and renamed into place last, so the destination is
+// always absent, the old content, or the complete new content.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/error.hpp"
+
+namespace ckpt {
+
+// The system calls a writer makes, named so that tests can fail each one.
+enum class IoStep { kCreate, kWrite, kSync, kRename, kMkdir, kRemove };
+std::string_view io_step_name(IoStep step);
+
+// Called before each step; returning true makes the step fail with
+// kInjectedFault as if the system call had failed. For tests only.
+using FaultHook = std::function<bool(IoStep step, const std::filesystem::path& path)>;
+
+struct WriteOptions {
+  // Replace an existing destination (atomically: never a mix of old and new).
+  bool overwrite = false;
+  FaultHook fault_hook;
+};
+
+// A new file opened for writing; finish() fsyncs it.
+class FileSink final : public ByteSink {
+ public:
+  static Result<FileSink> create(const std::filesystem::path& path, const FaultHook& hook = {});
+  FileSink(FileSink&& other) noexcept;
+  FileSink& operator=(FileSink&& other) noexcept;
+  FileSink(const FileSink&) = delete;
+  FileSink& operator=(const FileSink&) = delete;
+  ~FileSink() override;
+
+  Status write(std::span<const std::byte> bytes) override;
+  Status finish() override;
+  const std::string& name() const override { return path_; }
+  int file_descriptor() const override { return fd_; }
+  // Tells the sink that `bytes` were written to its descriptor directly.
+  void advance(std::uint64_t bytes) { written_ += bytes; }
+  std::uint64_t written() const { return written_; }
+
+ private:
+  FileSink(int fd, std::string path, FaultHook hook) : fd_(fd), path_(std::move(path)), hook_(std::move(hook)) {}
+  int fd_ = -1;
+  std::string path_;
+  FaultHook hook_;
+  std::uint64_t written_ = 0;
+};
+
+// A directory built under a temporary sibling name and moved into place by
+// commit(). Destroying an uncommitted one removes the staging directory.
+class AtomicDirectory {
+ public:
+  static Result<AtomicDirectory> create(const std::filesystem::path& destination, WriteOptions options = {});
+  AtomicDirectory(AtomicDirectory&& other) noexcept;
+  AtomicDirectory& operator=(AtomicDirectory&&) = delete;
+  AtomicDirectory(const AtomicDirectory&) = delete;
+  AtomicDirectory& operator=(const AtomicDirectory&) = delete;
+  ~AtomicDirectory();
+
+  const std::filesystem::path& destination() const { return destination_; }
+  const std::filesystem::path& staging() const { return staging_; }
+
+  // `relative` is a plain relative path inside the directory.
+  Status make_directory(const std::filesystem::path& relative);
+  Result<FileSink> create_file(const std::filesystem::path& relative);
+  // Fsyncs a directory written into (the staging root when empty).
+  Status sync_directory(const std::filesystem::path& relative = {});
+
+  // Syncs the staging directory and renames it over the destination.
+  Status commit();
+
+ private:
+  AtomicDirectory(std::filesystem::path destination, std::filesystem::path staging, WriteOptions options)
+      : destination_(std::move(destination)), staging_(std::move(staging)), options_(std::move(options)) {}
+  bool fail(IoStep step, const std::filesystem::path& path) const;
+
+  std::filesystem::path destination_;
+  std::filesystem::path staging_;
+  WriteOptions options_;
+  bool committed_ = false;
+};
+
+// A single file with the same protocol as AtomicDirectory.
+class AtomicFile final : public ByteSink {
+ public:
+  static Result<AtomicFile> create(const std::filesystem::path& destination, WriteOptions options = {});
+  AtomicFile(AtomicFile&& other) noexcept;
+  AtomicFile& operator=(AtomicFile&&) = delete;
+  ~AtomicFile() override;
+
+  Status write(std::span<const std::byte> bytes) override { return sink_.write(bytes); }
+  Status finish() override { return sink_.finish(); }
+  const std::string& name() const override { return sink_.name(); }
+  int file_descriptor() const override { return sink_.file_descriptor(); }
+  FileSink& sink() { return sink_; }
+
+  // finish() and rename into place.
+  Status commit();
+
+ private:
+  AtomicFile(std::filesystem::path destination, std::filesystem::path staging, FileSink sink, WriteOptions options)
+      : destination_(std::move(destination)), staging_(std::move(staging)), sink_(std::move(sink)),
+        options_(std::move(options)) {}
+  std::filesystem::path destination_;
+  std::filesystem::path staging_;
+  FileSink sink_;
+  WriteOptions options_;
+  bool committed_ = false;
+};
+
+// Prefix of every staging name, so readers and validators can recognise
+// leftovers of an interrupted write: ".<name>.ckpt-tmp-<pid>-<n>".
+inline constexpr std::string_view kStagingMarker = ".ckpt-tmp-";
+
+}  // namespace ckpt

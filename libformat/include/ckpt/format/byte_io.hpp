@@ -1,0 +1,116 @@
+// One byte-source and one byte-sink interface shared by files, memory and
+// callbacks. Every parser reads through ByteSource, every writer writes
+// through ByteSink, so each is tested the same way in every mode.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ckpt/format/error.hpp"
+
+namespace ckpt {
+
+// Random-access input of known size.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual std::uint64_t size() const = 0;
+  // Fills `out` completely from `offset`, or fails (never a short read).
+  virtual Status read_at(std::uint64_t offset, std::span<std::byte> out) const = 0;
+  // For error messages: a path, or a description such as "<memory>".
+  virtual const std::string& name() const = 0;
+  // The open descriptor when the source is a plain file, for zero-copy paths.
+  virtual int file_descriptor() const { return -1; }
+};
+
+// A read-only file, read with pread.
+class FileSource final : public ByteSource {
+ public:
+  static Result<FileSource> open(const std::filesystem::path& path);
+  FileSource(FileSource&& other) noexcept;
+  FileSource& operator=(FileSource&& other) noexcept;
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
+  ~FileSource() override;
+
+  std::uint64_t size() const override { return size_; }
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return path_; }
+  int file_descriptor() const override { return fd_; }
+
+ private:
+  FileSource(int fd, std::uint64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+  std::string path_;
+};
+
+// Bytes the caller owns and keeps alive.
+class MemorySource final : public ByteSource {
+ public:
+  explicit MemorySource(std::span<const std::byte> bytes, std::string name = "<memory>")
+      : bytes_(bytes), name_(std::move(name)) {}
+  std::uint64_t size() const override { return bytes_.size(); }
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::string name_;
+};
+
+// Bytes produced on demand: a stream, a device buffer, a generator.
+class CallbackSource final : public ByteSource {
+ public:
+  using ReadFn = std::function<Status(std::uint64_t offset, std::span<std::byte> out)>;
+  CallbackSource(std::uint64_t size, ReadFn read, std::string name = "<callback>")
+      : size_(size), read_(std::move(read)), name_(std::move(name)) {}
+  std::uint64_t size() const override { return size_; }
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::uint64_t size_;
+  ReadFn read_;
+  std::string name_;
+};
+
+// Sequential output.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual Status write(std::span<const std::byte> bytes) = 0;
+  // Makes everything written durable (fsync for files). No write may follow.
+  virtual Status finish() = 0;
+  virtual const std::string& name() const = 0;
+  virtual int file_descriptor() const { return -1; }
+};
+
+class MemorySink final : public ByteSink {
+ public:
+  explicit MemorySink(std::string name = "<memory>") : name_(std::move(name)) {}
+  Status write(std::span<const std::byte> bytes) override;
+  Status finish() override { return {}; }
+  const std::string& name() const override { return name_; }
+  const std::vector<std::byte>& bytes() const { return bytes_; }
+
+ private:
+  std::vector<std::byte> bytes_;
+  std::string name_;
+};
+
+// Copies `length` bytes of `source` from `offset` into `sink` through a
+// bounded buffer, or with copy_file_range when both ends are plain files.
+Status copy_bytes(const ByteSource& source, std::uint64_t offset, std::uint64_t length, ByteSink& sink);
+
+inline std::span<const std::byte> as_bytes(std::string_view text) {
+  return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
+}
+
+}  // namespace ckpt

@@ -1,0 +1,61 @@
+// OneFlow's DataType enum and what each type means to the formats we convert
+// to. The numbers are OneFlow's (data_type.proto) and never change.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace ckpt {
+
+enum class DType : std::int32_t {
+  kInvalidDataType = 0,
+  kChar = 1,
+  kFloat = 2,
+  kDouble = 3,
+  kInt8 = 4,
+  kInt32 = 5,
+  kInt64 = 6,
+  kUInt8 = 7,
+  kOFRecord = 8,
+  kFloat16 = 9,
+  kTensorBuffer = 10,
+  kBFloat16 = 11,
+  kBool = 12,
+  kUInt16 = 13,
+  kUInt32 = 14,
+  kUInt64 = 15,
+  kUInt128 = 16,
+  kInt16 = 17,
+  kInt128 = 18,
+  kComplex32 = 19,
+  kComplex64 = 20,
+  kComplex128 = 21,
+};
+
+struct DTypeInfo {
+  DType dtype;
+  std::string_view name;          // OneFlow's enum name, "kFloat"
+  std::size_t size;               // bytes per element; 0 when not fixed-size
+  std::string_view numpy_descr;   // little-endian numpy descr, "<f4"; empty if numpy has none
+  std::string_view safetensors;   // safetensors dtype, "F32"; empty if none
+  // Scalar width to swap when converting byte order; complex types swap each half.
+  std::size_t swap_unit;
+};
+
+// Every OneFlow type, in enum order.
+std::span<const DTypeInfo> all_dtypes();
+
+const DTypeInfo& dtype_info(DType dtype);
+inline std::string_view dtype_name(DType dtype) { return dtype_info(dtype).name; }
+inline std::size_t dtype_size(DType dtype) { return dtype_info(dtype).size; }
+
+std::optional<DType> dtype_from_number(std::int64_t number);
+std::optional<DType> dtype_from_name(std::string_view name);  // "kFloat"
+std::optional<DType> dtype_from_numpy(std::string_view descr);  // "<f4", "|b1"
+
+inline std::string_view format_as(DType dtype) { return dtype_name(dtype); }
+
+}  // namespace ckpt

@@ -1,0 +1,161 @@
+// One error type for the whole library: a stable code, a message, and the
+// context (file, variable, field) it gained on its way up. Codes come in
+// families and are documented in spec/errors.md; their numbers never change.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace ckpt {
+
+enum class ErrorCode : std::uint16_t {
+  // 1xx: input/output and usage
+  kIo = 101,                 // a system call failed (errno text in the message)
+  kNotFound = 102,           // the path does not exist
+  kDestinationExists = 103,  // a writer refused to replace an existing path
+  kInvalidArgument = 104,    // the caller passed something unusable
+  kInjectedFault = 105,      // a test hook made an operation fail
+  kBusy = 106,               // another writer holds the destination
+
+  // 2xx: checkpoint layout
+  kNotADirectory = 201,
+  kNotACheckpoint = 202,      // no variable and no marker: nothing OneFlow wrote
+  kEmptySnapshot = 203,       // a marker but no variable
+  kMissingSnapshotDone = 204,
+  kSnapshotDoneNotEmpty = 205,
+  kSnapshotDoneNotFile = 206,
+  kUnsafeName = 207,          // a variable name that cannot be one directory level
+  kEscapingSymlink = 208,     // meta/out/variable dir resolves outside the checkpoint
+  kUnexpectedEntry = 209,     // a file or directory OneFlow would not have written
+  kMissingData = 210,         // a variable directory without `out`
+  kDataNotFile = 211,         // `out` or `meta` is not a regular file
+  kUnsupportedLayout = 212,   // recognised, but this version cannot read it
+  kDuplicateName = 213,
+  kUnknownVariable = 214,     // asked for a variable the checkpoint does not have
+
+  // 3xx: the `meta` text
+  kMetaMissing = 301,
+  kMetaSyntax = 302,
+  kMetaUnknownField = 303,
+  kMetaNoDataType = 304,
+  kMetaNegativeDim = 305,
+  kMetaCountOverflow = 306,
+  kMetaUnknownDataType = 307,
+  kMetaUnsupportedDataType = 308,  // known, but without a fixed element size
+  kMetaTooLarge = 309,
+
+  // 4xx: variable data (`out`) against its meta
+  kDataSizeMismatch = 401,
+  kBufferSizeMismatch = 402,  // the caller's buffer does not fit the variable
+
+  // 5xx: .npy files
+  kNpyMagic = 501,
+  kNpyVersion = 502,
+  kNpyHeader = 503,
+  kNpyUnsupportedDtype = 504,
+  kNpyTruncated = 505,
+  kNpyTrailingBytes = 506,
+
+  // 6xx: zip containers (.npz)
+  kZipFormat = 601,
+  kZipUnsupported = 602,
+  kZipUnsafeName = 603,
+  kZipCrc = 604,
+};
+
+enum class Severity : std::uint8_t { kWarning, kError };
+
+// "E302" for kMetaSyntax, "W303" never: the letter is the family, not the severity.
+std::string code_id(ErrorCode code);
+// A short stable name, "meta_syntax".
+std::string_view code_name(ErrorCode code);
+
+class Error {
+ public:
+  Error(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  ErrorCode code() const { return code_; }
+  // The message without context.
+  const std::string& message() const { return message_; }
+  const std::string& file() const { return file_; }
+  const std::string& variable() const { return variable_; }
+
+  // Context is added by callers as the error travels up; the innermost wins,
+  // so a file named near the failure is not overwritten by an outer one.
+  Error& in_file(std::string_view path);
+  Error& in_variable(std::string_view name);
+
+  // "E401 data_size_mismatch: variable 'l1.bias': file '/x/l1.bias/out': expected ..., found ..."
+  std::string describe() const;
+
+ private:
+  ErrorCode code_;
+  std::string message_;
+  std::string file_;
+  std::string variable_;
+};
+
+// A value or the Error that prevented it. Cheap to move, must be looked at.
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Error error) : state_(std::move(error)) {}  // NOLINT
+
+  bool ok() const { return state_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+
+  T& value() & { return std::get<0>(state_); }
+  const T& value() const& { return std::get<0>(state_); }
+  T&& value() && { return std::get<0>(std::move(state_)); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+
+  const Error& error() const& { return std::get<1>(state_); }
+  Error&& error() && { return std::get<1>(std::move(state_)); }
+
+ private:
+  std::variant<T, Error> state_;
+};
+
+template <>
+class [[nodiscard]] Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : error_(std::move(error)) {}  // NOLINT
+
+  bool ok() const { return !error_.has_value(); }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const& { return *error_; }
+  Error&& error() && { return std::move(*error_); }
+
+ private:
+  std::optional<Error> error_;
+};
+
+using Status = Result<void>;
+
+}  // namespace ckpt
+
+// Propagate an error from an expression returning Result/Status.
+#define CKPT_TRY(expr)                                  \
+  do {                                                  \
+    auto ckpt_try_result_ = (expr);                     \
+    if (!ckpt_try_result_.ok()) return std::move(ckpt_try_result_).error(); \
+  } while (0)
+
+#define CKPT_CONCAT_INNER_(a, b) a##b
+#define CKPT_CONCAT_(a, b) CKPT_CONCAT_INNER_(a, b)
+
+// `CKPT_ASSIGN_OR_RETURN(auto meta, VariableMeta::parse(text));`
+#define CKPT_ASSIGN_OR_RETURN(decl, expr)                                    \
+  auto CKPT_CONCAT_(ckpt_result_, __LINE__) = (expr);                        \
+  if (!CKPT_CONCAT_(ckpt_result_, __LINE__).ok())                            \
+    return std::move(CKPT_CONCAT_(ckpt_result_, __LINE__)).error();          \
+  decl = std::move(CKPT_CONCAT_(ckpt_result_, __LINE__)).value()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the demo and the tests need,
+# skipping the apt run entirely when all are present already.
+set -euo pipefail
+
+packages=(
+  build-essential meson ninja-build pkg-config
+  libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev doctest-dev zlib1g-dev
+  libopenblas-dev
+  python3 python3-numpy python3-torch
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds, runs every
+# test, and ends with the line "N passed, N failed, N skipped".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+status=0
+meson test -C build --print-errorlogs --num-processes 2 "$@" || status=$?
+/usr/bin/python3 scripts/test_summary.py build/meson-logs/testlog.json || status=1
+exit "$status"
