@@ -290,10 +290,6 @@ std::string shape_literal(const Shape& shape) {
   return fmt::format("({})", fmt::join(shape, ", "));
 }
 
-Issue issue_from(const Error& error, Severity severity, std::string variable) {
-  std::string message = error.file().empty() ? error.message() : fmt::format("{}: {}", error.file(), error.message());
-  return Issue{error.code(), severity, std::move(variable), std::move(message)};
-}
 
 }  // namespace
 
@@ -310,7 +306,7 @@ Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions
   const std::uint64_t size = source.size();
   if (size < 8) return fail(ErrorCode::kNpyMagic, fmt::format("{} bytes: too short for an .npy file", size));
   CKPT_TRY(source.read_at(0, std::span(prefix.data(), 8)));
-  if (std::memcmp(prefix.data(), kNpyMagic.data(), kNpyMagic.size()) != 0) {
+  if (std::memcmp(prefix.data(), kNpyMagicBytes.data(), kNpyMagicBytes.size()) != 0) {
     return fail(ErrorCode::kNpyMagic, "not an .npy file: the magic \\x93NUMPY is missing");
   }
   const int major = static_cast<int>(prefix[6]);
@@ -376,7 +372,7 @@ Result<std::string> make_npy_header(const VariableMeta& meta) {
     std::uint64_t padding = (kNpyAlignment - unpadded % kNpyAlignment) % kNpyAlignment;
     std::uint64_t header_length = dict.size() + padding + 1;
     if (length_bytes == 2 && header_length > kMaxV1HeaderLength) continue;
-    std::string out(kNpyMagic);
+    std::string out(kNpyMagicBytes);
     out.push_back(length_bytes == 2 ? '\x01' : '\x02');
     out.push_back('\0');
     for (std::uint64_t i = 0; i < length_bytes; ++i) out.push_back(static_cast<char>((header_length >> (8 * i)) & 0xff));
@@ -397,16 +393,19 @@ Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& dat
 ValidationReport validate_npy_directory(const fs::path& directory, const NpyReadOptions& options) {
   ValidationReport report;
   report.path = directory;
+  auto report_error = [&](ErrorCode code, std::string message, const fs::path& file, std::string_view name) {
+    report.issues.push_back(
+        make_issue(Error(code, std::move(message)).in_file(file.string()).in_variable(name), Severity::kError));
+  };
   std::error_code ec;
   if (!fs::is_directory(directory, ec)) {
-    report.issues.push_back({ErrorCode::kNotADirectory, Severity::kError, "",
-                             fmt::format("{}: not a directory", directory.string())});
+    report_error(ErrorCode::kNotADirectory, "not a directory", directory, "");
     return report;
   }
   std::vector<fs::directory_entry> entries;
   for (const auto& entry : fs::directory_iterator(directory, ec)) entries.push_back(entry);
   if (ec) {
-    report.issues.push_back({ErrorCode::kIo, Severity::kError, "", fmt::format("{}: {}", directory.string(), ec.message())});
+    report_error(ErrorCode::kIo, ec.message(), directory, "");
     return report;
   }
   std::sort(entries.begin(), entries.end());
@@ -414,32 +413,29 @@ ValidationReport validate_npy_directory(const fs::path& directory, const NpyRead
     std::string file_name = entry.path().filename().string();
     bool is_npy = file_name.size() > kNpyExtension.size() && file_name.ends_with(kNpyExtension);
     if (!is_npy || entry.is_symlink(ec) || !entry.is_regular_file(ec)) {
-      report.issues.push_back({ErrorCode::kUnexpectedEntry, Severity::kWarning, "",
-                               fmt::format("{}: not a regular .npy file, ignored", entry.path().string())});
+      report.issues.push_back(make_issue(
+          Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(entry.path().string()),
+          Severity::kWarning));
       continue;
     }
     std::string name = file_name.substr(0, file_name.size() - kNpyExtension.size());
-    if (Status valid = check_variable_name(name); !valid.ok()) {
-      report.issues.push_back(issue_from(Error(valid.error()).in_file(entry.path().string()), Severity::kError, name));
+    auto checked = [&]() -> Result<NpyHeader> {
+      CKPT_TRY(check_variable_name(name));
+      CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(entry.path()));
+      std::vector<Error> warnings;
+      auto header = read_npy_header(source, options, &warnings);
+      for (Error& warning : warnings) report.issues.push_back(make_issue(warning.in_variable(name), Severity::kWarning));
+      return header;
+    }();
+    if (!checked.ok()) {
+      Error error = std::move(checked).error();
+      report.issues.push_back(make_issue(error.in_file(entry.path().string()).in_variable(name), Severity::kError));
       continue;
     }
-    auto source = FileSource::open(entry.path());
-    if (!source.ok()) {
-      report.issues.push_back(issue_from(source.error(), Severity::kError, name));
-      continue;
-    }
-    std::vector<Error> warnings;
-    auto header = read_npy_header(*source, options, &warnings);
-    for (const Error& warning : warnings) report.issues.push_back(issue_from(warning, Severity::kWarning, name));
-    if (!header.ok()) {
-      report.issues.push_back(issue_from(header.error(), Severity::kError, name));
-      continue;
-    }
-    report.variables.push_back(VariableInfo{name, header->meta, header->meta.byte_size()});
+    report.variables.push_back(VariableInfo{name, checked->meta, checked->meta.byte_size()});
   }
   if (report.variables.empty() && report.count(Severity::kError) == 0) {
-    report.issues.push_back({ErrorCode::kNotACheckpoint, Severity::kError, "",
-                             fmt::format("{}: no .npy file", directory.string())});
+    report_error(ErrorCode::kNotACheckpoint, "no .npy file", directory, "");
   }
   return report;
 }

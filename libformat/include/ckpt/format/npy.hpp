@@ -35,7 +35,7 @@
 
 namespace ckpt {
 
-inline constexpr std::string_view kNpyMagic = "\x93NUMPY";
+inline constexpr std::string_view kNpyMagicBytes = "\x93NUMPY";
 inline constexpr std::string_view kNpyExtension = ".npy";
 // numpy refuses headers over 10,000 characters by default; v2 headers of
 // a legitimate array stay far below this.
