@@ -145,11 +145,14 @@ class MemberSource final : public ByteSource {
   }
 
  private:
-  // CRC of the bytes [0, crc_position_) read in order; checked at the end.
+  // CRC of the bytes [0, crc_position_) read in order; checked at the end,
+  // after a deflate stream is known to end there.
   Status account(std::span<const std::byte> bytes) const {
     crc_ = crc32_z(crc_, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size());
     crc_position_ += bytes.size();
-    if (crc_position_ == entry_.size && crc_ != entry_.crc32) {
+    if (crc_position_ != entry_.size) return {};
+    if (entry_.method == ZipMethod::kDeflate) CKPT_TRY(check_stream_end());
+    if (crc_ != entry_.crc32) {
       return Error(ErrorCode::kZipCrc, fmt::format("CRC-32 is {:08x}, the directory says {:08x}", crc_, entry_.crc32))
           .in_file(name_);
     }
@@ -200,9 +203,7 @@ class MemberSource final : public ByteSource {
         return corrupt(stream_.msg != nullptr ? stream_.msg : "zlib error");
       }
     }
-    CKPT_TRY(account(out));
-    if (crc_position_ == entry_.size) return check_stream_end();
-    return {};
+    return account(out);
   }
 
   // The declared size is reached: the stream must end here, not inflate on.

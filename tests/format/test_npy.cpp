@@ -9,6 +9,7 @@
 
 namespace {
 
+using namespace std::string_literals;
 using ckpt::DType;
 using ckpt::ErrorCode;
 
@@ -154,10 +155,10 @@ TEST_CASE("versions 1, 2 and 3 are read; the header length is checked against th
     REQUIRE_MESSAGE(header.ok(), major);
     CHECK(header->major_version == major);
     CHECK(header->meta.byte_size() == 8);
-    CHECK(header->data_offset == (major == 1 ? 10u : 12u) + 59u);
+    CHECK(header->data_offset == (major == 1 ? 10u : 12u) + 58u);
   }
   // numpy 1.24's exact bytes for np.save of np.float32(0): 128-byte header.
-  std::string numpy_scalar = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (), }";
+  std::string numpy_scalar = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (), }"s;
   numpy_scalar += std::string(128 - 1 - numpy_scalar.size(), ' ') + "\n" + raw<float>({0.25f});
   auto scalar = header_of(numpy_scalar);
   REQUIRE(scalar.ok());
@@ -185,7 +186,7 @@ TEST_CASE("bad magic, versions, lengths and sizes have their own codes") {
   CHECK(code_of(good.substr(0, 9)) == ErrorCode::kNpyTruncated);
   CHECK(code_of(good.substr(0, 30)) == ErrorCode::kNpyTruncated);               // inside the dict
   CHECK(code_of(good.substr(0, good.size() - 1)) == ErrorCode::kNpyTruncated);  // inside the data
-  std::string huge = "\x93NUMPY\x02\x00" + std::string("\xff\xff\xff\x7f", 4);
+  std::string huge = "\x93NUMPY\x02\x00\xff\xff\xff\x7f"s;
   CHECK(code_of(huge) == ErrorCode::kNpyHeader);  // over the cap, refused before reading
   auto overflow =
       header_of(npy_file(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296)}", ""));

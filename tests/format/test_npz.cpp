@@ -20,7 +20,7 @@ std::string make_zip(const std::vector<std::pair<std::string, std::string>>& mem
   ckpt::MemorySink sink;
   ckpt::ZipWriter zip(sink, force_zip64);
   for (const auto& [name, content] : members) {
-    REQUIRE(zip.add(name, method, [&](ckpt::ByteSink& member) {
+    REQUIRE(zip.add(name, method, [&](ckpt::ByteSink& member) -> ckpt::Status {
                  // Two writes, to exercise streaming.
                  std::string_view view(content);
                  CKPT_TRY(member.write(ckpt::as_bytes(view.substr(0, view.size() / 2))));
