@@ -7,8 +7,8 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/npz.hpp"
 #include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/writer.hpp"
@@ -33,40 +33,28 @@ class Source {
   virtual Status write_data(std::size_t index, ByteSink& sink) const = 0;
 };
 
+// A OneFlow snapshot through libformat's generic reader (L0 shapes included).
 class SnapshotSource final : public Source {
  public:
   static Result<std::unique_ptr<Source>> open(const fs::path& root, const ShapeTable& shapes) {
-    CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(root));
+    OpenOptions options;
+    options.format = "oneflow";
+    options.shapes = &shapes;
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReader> reader, open_checkpoint(root, options));
     std::vector<std::pair<std::string, VariableMeta>> variables;
-    for (const VariableInfo& info : snapshot.variables()) {
-      auto given = shapes.find(info.name);
-      if (!info.meta && given == shapes.end()) {
-        return std::move(Error(ErrorCode::kMetaMissing, "no meta and no entry in the shapes file (--shapes)")
-                             .in_file((root / info.name).string())
-                             .in_variable(info.name));
-      }
-      const VariableMeta& meta = info.meta ? *info.meta : given->second;
-      if (meta.byte_size() != info.byte_size) {
-        return std::move(Error(ErrorCode::kDataSizeMismatch,
-                               fmt::format("shape {} of {} needs {} bytes, found {}", shape_to_string(meta.shape()),
-                                           dtype_name(meta.dtype()), meta.byte_size(), info.byte_size))
-                             .in_file(snapshot.data_path(info.name).string())
-                             .in_variable(info.name));
-      }
-      variables.emplace_back(info.name, meta);
-    }
-    return std::unique_ptr<Source>(new SnapshotSource(std::move(snapshot), std::move(variables)));
+    for (const TensorInfo& tensor : reader->tensors()) variables.emplace_back(tensor.name, tensor.meta);
+    return std::unique_ptr<Source>(new SnapshotSource(std::move(reader), std::move(variables)));
   }
   const std::vector<std::pair<std::string, VariableMeta>>& variables() const override { return variables_; }
   Status write_data(std::size_t index, ByteSink& sink) const override {
-    CKPT_ASSIGN_OR_RETURN(FileSource data, snapshot_.open_data(variables_[index].first));
-    return sink.write_from(data, 0, data.size());
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> data, reader_->open(variables_[index].first));
+    return sink.write_from(*data, 0, data->size());  // a plain file: copied by the kernel
   }
 
  private:
-  SnapshotSource(Snapshot snapshot, std::vector<std::pair<std::string, VariableMeta>> variables)
-      : snapshot_(std::move(snapshot)), variables_(std::move(variables)) {}
-  Snapshot snapshot_;
+  SnapshotSource(std::unique_ptr<CheckpointReader> reader, std::vector<std::pair<std::string, VariableMeta>> variables)
+      : reader_(std::move(reader)), variables_(std::move(variables)) {}
+  std::unique_ptr<CheckpointReader> reader_;
   std::vector<std::pair<std::string, VariableMeta>> variables_;
 };
 
@@ -292,36 +280,19 @@ Format choose_destination_format(const fs::path& path, std::optional<Format> req
 }
 
 Result<ShapeTable> load_shapes(const fs::path& json_file) {
-  auto fail = [&](std::string message, std::string_view variable = {}) {
-    return std::move(Error(ErrorCode::kInvalidArgument, std::move(message)).in_file(json_file.string()).in_variable(variable));
-  };
   std::error_code ec;
   auto size = fs::file_size(json_file, ec);
   if (ec) return Error(ErrorCode::kNotFound, ec.message()).in_file(json_file.string());
-  if (size > kMaxShapesFileBytes) return fail(fmt::format("{} bytes; the cap is {}", size, kMaxShapesFileBytes));
-  std::ifstream in(json_file);
-  nlohmann::json document = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded() || !document.is_object()) {
-    return fail(R"(not a JSON object {"name": {"dtype": "kFloat", "shape": [..]}})");
+  if (size > kMaxShapesFileBytes) {
+    return Error(ErrorCode::kInvalidArgument, fmt::format("{} bytes; the cap is {}", size, kMaxShapesFileBytes))
+        .in_file(json_file.string());
   }
-  ShapeTable shapes;
-  for (const auto& [name, entry] : document.items()) {
-    if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() || !entry.contains("shape") ||
-        !entry["shape"].is_array()) {
-      return fail(R"(expected {"dtype": "kFloat", "shape": [..]})", name);
-    }
-    auto dtype = dtype_from_name(entry["dtype"].get<std::string>());
-    if (!dtype) return fail(fmt::format("unknown dtype {:?}", entry["dtype"].get<std::string>()), name);
-    Shape shape;
-    for (const auto& dim : entry["shape"]) {
-      if (!dim.is_number_integer()) return fail("shape holds a non-integer", name);
-      shape.push_back(dim.get<std::int64_t>());
-    }
-    auto meta = VariableMeta::make(*dtype, std::move(shape));
-    if (!meta.ok()) return std::move(std::move(meta).error().in_file(json_file.string()).in_variable(name));
-    shapes.emplace(name, std::move(meta).value());
+  std::ifstream in(json_file, std::ios::binary);
+  std::string text(static_cast<std::size_t>(size), '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) {
+    return Error(ErrorCode::kIo, "cannot read").in_file(json_file.string());
   }
-  return shapes;
+  return parse_shape_table(text, json_file.string());
 }
 
 Result<ConvertSummary> convert(const fs::path& source_path, Format from, const fs::path& destination_path, Format to,

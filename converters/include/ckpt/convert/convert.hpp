@@ -12,12 +12,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "ckpt/format/atomic_output.hpp"
+#include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/meta.hpp"
 #include "ckpt/format/npy.hpp"
@@ -39,7 +39,6 @@ Result<Format> detect_source_format(const std::filesystem::path& path);
 Format choose_destination_format(const std::filesystem::path& path, std::optional<Format> requested);
 
 // Shapes of an L0 snapshot (no meta): {"name": {"dtype": "kFloat", "shape": [2, 3]}}.
-using ShapeTable = std::map<std::string, VariableMeta, std::less<>>;
 Result<ShapeTable> load_shapes(const std::filesystem::path& json_file);
 
 struct Progress {
