@@ -45,6 +45,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kNpyUnsupportedDtype: return "npy_unsupported_dtype";
     case ErrorCode::kNpyTruncated: return "npy_truncated";
     case ErrorCode::kNpyTrailingBytes: return "npy_trailing_bytes";
+    case ErrorCode::kNpyTooLargeToReorder: return "npy_too_large_to_reorder";
     case ErrorCode::kZipFormat: return "zip_format";
     case ErrorCode::kZipUnsupported: return "zip_unsupported";
     case ErrorCode::kZipUnsafeName: return "zip_unsafe_name";

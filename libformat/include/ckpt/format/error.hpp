@@ -59,6 +59,7 @@ enum class ErrorCode : std::uint16_t {
   kNpyUnsupportedDtype = 504,
   kNpyTruncated = 505,
   kNpyTrailingBytes = 506,
+  kNpyTooLargeToReorder = 507,  // Fortran-order data over the in-memory cap
 
   // 6xx: zip containers (.npz)
   kZipFormat = 601,
