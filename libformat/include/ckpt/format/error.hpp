@@ -65,6 +65,14 @@ enum class ErrorCode : std::uint16_t {
   kZipUnsupported = 602,
   kZipUnsafeName = 603,
   kZipCrc = 604,
+
+  // 7xx: training and its data (libtrain)
+  kIdxFormat = 701,          // not an IDX file of unsigned bytes: magic, type or rank
+  kIdxTruncated = 702,       // fewer bytes than the header's dims promise
+  kIdxTrailingBytes = 703,   // more bytes than the header's dims promise
+  kDatasetMismatch = 704,    // image and label files disagree, or a label is out of range
+  kStateDictMismatch = 705,  // a snapshot's variables differ from the model's: name, shape or dtype
+  kDeviceError = 706,        // a CUDA or cuBLAS call failed, or no usable GPU
 };
 
 enum class Severity : std::uint8_t { kWarning, kError };
