@@ -15,7 +15,7 @@
 namespace ckpt {
 
 // The system calls a writer makes, named so that tests can fail each one.
-enum class IoStep { kCreate, kWrite, kSync, kRename, kMkdir, kRemove };
+enum class IoStep { kCreate, kWrite, kSync, kRename, kMkdir };
 std::string_view io_step_name(IoStep step);
 
 // Called before each step; returning true makes the step fail with
@@ -41,9 +41,8 @@ class FileSink final : public ByteSink {
   Status write(std::span<const std::byte> bytes) override;
   Status finish() override;
   const std::string& name() const override { return path_; }
-  int file_descriptor() const override { return fd_; }
-  // Tells the sink that `bytes` were written to its descriptor directly.
-  void advance(std::uint64_t bytes) { written_ += bytes; }
+  // copy_file_range when `source` is a plain file, else the buffered default.
+  Status write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) override;
   std::uint64_t written() const { return written_; }
 
  private:
@@ -80,7 +79,6 @@ class AtomicDirectory {
  private:
   AtomicDirectory(std::filesystem::path destination, std::filesystem::path staging, WriteOptions options)
       : destination_(std::move(destination)), staging_(std::move(staging)), options_(std::move(options)) {}
-  bool fail(IoStep step, const std::filesystem::path& path) const;
 
   std::filesystem::path destination_;
   std::filesystem::path staging_;
@@ -99,8 +97,9 @@ class AtomicFile final : public ByteSink {
   Status write(std::span<const std::byte> bytes) override { return sink_.write(bytes); }
   Status finish() override { return sink_.finish(); }
   const std::string& name() const override { return sink_.name(); }
-  int file_descriptor() const override { return sink_.file_descriptor(); }
-  FileSink& sink() { return sink_; }
+  Status write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) override {
+    return sink_.write_from(source, offset, length);
+  }
 
   // finish() and rename into place.
   Status commit();

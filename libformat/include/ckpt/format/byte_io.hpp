@@ -89,7 +89,9 @@ class ByteSink {
   // Makes everything written durable (fsync for files). No write may follow.
   virtual Status finish() = 0;
   virtual const std::string& name() const = 0;
-  virtual int file_descriptor() const { return -1; }
+  // Appends `length` bytes of `source` from `offset`. The default streams
+  // through a bounded buffer; file sinks let the kernel copy file to file.
+  virtual Status write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length);
 };
 
 class MemorySink final : public ByteSink {
@@ -105,9 +107,8 @@ class MemorySink final : public ByteSink {
   std::string name_;
 };
 
-// Copies `length` bytes of `source` from `offset` into `sink` through a
-// bounded buffer, or with copy_file_range when both ends are plain files.
-Status copy_bytes(const ByteSource& source, std::uint64_t offset, std::uint64_t length, ByteSink& sink);
+// Checks that [offset, offset + length) lies inside `source`.
+Status check_range(const ByteSource& source, std::uint64_t offset, std::uint64_t length);
 
 inline std::span<const std::byte> as_bytes(std::string_view text) {
   return {reinterpret_cast<const std::byte*>(text.data()), text.size()};

@@ -1,0 +1,75 @@
+#include "ckpt/format/dtype.hpp"
+
+#include <array>
+
+namespace ckpt {
+namespace {
+
+// Indexed by the enum number. Sizes follow OneFlow's GetSizeOfDataType;
+// kOFRecord and kTensorBuffer are C++ objects, not element bytes.
+constexpr std::array<DTypeInfo, 22> kTable = {{
+    {DType::kInvalidDataType, "kInvalidDataType", 0, "", "", 0},
+    {DType::kChar, "kChar", 1, "|i1", "I8", 1},
+    {DType::kFloat, "kFloat", 4, "<f4", "F32", 4},
+    {DType::kDouble, "kDouble", 8, "<f8", "F64", 8},
+    {DType::kInt8, "kInt8", 1, "|i1", "I8", 1},
+    {DType::kInt32, "kInt32", 4, "<i4", "I32", 4},
+    {DType::kInt64, "kInt64", 8, "<i8", "I64", 8},
+    {DType::kUInt8, "kUInt8", 1, "|u1", "U8", 1},
+    {DType::kOFRecord, "kOFRecord", 0, "", "", 0},
+    {DType::kFloat16, "kFloat16", 2, "<f2", "F16", 2},
+    {DType::kTensorBuffer, "kTensorBuffer", 0, "", "", 0},
+    {DType::kBFloat16, "kBFloat16", 2, "", "BF16", 2},
+    {DType::kBool, "kBool", 1, "|b1", "BOOL", 1},
+    {DType::kUInt16, "kUInt16", 2, "<u2", "U16", 2},
+    {DType::kUInt32, "kUInt32", 4, "<u4", "U32", 4},
+    {DType::kUInt64, "kUInt64", 8, "<u8", "U64", 8},
+    {DType::kUInt128, "kUInt128", 16, "", "", 16},
+    {DType::kInt16, "kInt16", 2, "<i2", "I16", 2},
+    {DType::kInt128, "kInt128", 16, "", "", 16},
+    {DType::kComplex32, "kComplex32", 4, "", "", 2},
+    {DType::kComplex64, "kComplex64", 8, "<c8", "C64", 4},
+    {DType::kComplex128, "kComplex128", 16, "<c16", "", 8},
+}};
+
+constexpr bool table_in_enum_order() {
+  for (std::size_t i = 0; i < kTable.size(); ++i) {
+    if (static_cast<std::size_t>(kTable[i].dtype) != i) return false;
+  }
+  return true;
+}
+static_assert(table_in_enum_order(), "kTable must be indexed by the DType number");
+
+}  // namespace
+
+std::span<const DTypeInfo> all_dtypes() { return kTable; }
+
+const DTypeInfo& dtype_info(DType dtype) {
+  auto index = static_cast<std::size_t>(dtype);
+  return index < kTable.size() ? kTable[index] : kTable[0];
+}
+
+std::optional<DType> dtype_from_number(std::int64_t number) {
+  if (number < 0 || number >= static_cast<std::int64_t>(kTable.size())) return std::nullopt;
+  return kTable[static_cast<std::size_t>(number)].dtype;
+}
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (const auto& info : kTable) {
+    if (info.name == name) return info.dtype;
+  }
+  return std::nullopt;
+}
+
+std::optional<DType> dtype_from_numpy(std::string_view descr) {
+  // numpy writes one-byte types with '|'; '<' and '=' are accepted too.
+  // kInt8 wins over kChar for i1: both are int8 to numpy.
+  if (descr.size() >= 2 && (descr[0] == '<' || descr[0] == '|' || descr[0] == '=')) descr.remove_prefix(1);
+  for (const auto& info : kTable) {
+    if (info.dtype == DType::kChar || info.numpy_descr.empty()) continue;
+    if (info.numpy_descr.substr(1) == descr) return info.dtype;
+  }
+  return std::nullopt;
+}
+
+}  // namespace ckpt

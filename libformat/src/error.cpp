@@ -1,0 +1,74 @@
+#include "ckpt/format/error.hpp"
+
+#include <fmt/format.h>
+
+namespace ckpt {
+
+std::string code_id(ErrorCode code) { return fmt::format("E{}", static_cast<unsigned>(code)); }
+
+std::string_view code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kIo: return "io";
+    case ErrorCode::kNotFound: return "not_found";
+    case ErrorCode::kDestinationExists: return "destination_exists";
+    case ErrorCode::kInvalidArgument: return "invalid_argument";
+    case ErrorCode::kInjectedFault: return "injected_fault";
+    case ErrorCode::kBusy: return "busy";
+    case ErrorCode::kNotADirectory: return "not_a_directory";
+    case ErrorCode::kNotACheckpoint: return "not_a_checkpoint";
+    case ErrorCode::kEmptySnapshot: return "empty_snapshot";
+    case ErrorCode::kMissingSnapshotDone: return "missing_snapshot_done";
+    case ErrorCode::kSnapshotDoneNotEmpty: return "snapshot_done_not_empty";
+    case ErrorCode::kSnapshotDoneNotFile: return "snapshot_done_not_file";
+    case ErrorCode::kUnsafeName: return "unsafe_name";
+    case ErrorCode::kEscapingSymlink: return "escaping_symlink";
+    case ErrorCode::kUnexpectedEntry: return "unexpected_entry";
+    case ErrorCode::kMissingData: return "missing_data";
+    case ErrorCode::kDataNotFile: return "data_not_file";
+    case ErrorCode::kUnsupportedLayout: return "unsupported_layout";
+    case ErrorCode::kDuplicateName: return "duplicate_name";
+    case ErrorCode::kUnknownVariable: return "unknown_variable";
+    case ErrorCode::kMetaMissing: return "meta_missing";
+    case ErrorCode::kMetaSyntax: return "meta_syntax";
+    case ErrorCode::kMetaUnknownField: return "meta_unknown_field";
+    case ErrorCode::kMetaNoDataType: return "meta_no_data_type";
+    case ErrorCode::kMetaNegativeDim: return "meta_negative_dim";
+    case ErrorCode::kMetaCountOverflow: return "meta_count_overflow";
+    case ErrorCode::kMetaUnknownDataType: return "meta_unknown_data_type";
+    case ErrorCode::kMetaUnsupportedDataType: return "meta_unsupported_data_type";
+    case ErrorCode::kMetaTooLarge: return "meta_too_large";
+    case ErrorCode::kDataSizeMismatch: return "data_size_mismatch";
+    case ErrorCode::kBufferSizeMismatch: return "buffer_size_mismatch";
+    case ErrorCode::kNpyMagic: return "npy_magic";
+    case ErrorCode::kNpyVersion: return "npy_version";
+    case ErrorCode::kNpyHeader: return "npy_header";
+    case ErrorCode::kNpyUnsupportedDtype: return "npy_unsupported_dtype";
+    case ErrorCode::kNpyTruncated: return "npy_truncated";
+    case ErrorCode::kNpyTrailingBytes: return "npy_trailing_bytes";
+    case ErrorCode::kZipFormat: return "zip_format";
+    case ErrorCode::kZipUnsupported: return "zip_unsupported";
+    case ErrorCode::kZipUnsafeName: return "zip_unsafe_name";
+    case ErrorCode::kZipCrc: return "zip_crc";
+  }
+  return "unknown";
+}
+
+Error& Error::in_file(std::string_view path) {
+  if (file_.empty()) file_ = path;
+  return *this;
+}
+
+Error& Error::in_variable(std::string_view name) {
+  if (variable_.empty()) variable_ = name;
+  return *this;
+}
+
+std::string Error::describe() const {
+  std::string text = fmt::format("{} {}: ", code_id(code_), code_name(code_));
+  if (!variable_.empty()) text += fmt::format("variable '{}': ", variable_);
+  if (!file_.empty()) text += fmt::format("file '{}': ", file_);
+  text += message_;
+  return text;
+}
+
+}  // namespace ckpt

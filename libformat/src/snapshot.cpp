@@ -1,0 +1,152 @@
+#include "ckpt/format/snapshot.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "posix_util.hpp"
+#include "snapshot_scan.hpp"
+
+namespace ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Keeps the first error and stops the scan there.
+class FirstError final : public detail::ScanSink {
+ public:
+  bool report(Severity severity, Error problem) override {
+    if (severity != Severity::kError) return true;
+    error.emplace(std::move(problem));
+    return false;
+  }
+  std::optional<Error> error;
+};
+
+}  // namespace
+
+std::string_view layout_format_name(Layout layout) {
+  switch (layout) {
+    case Layout::kSnapshot: return "oneflow-snapshot";
+    case Layout::kLazy: return "oneflow-lazy";
+    case Layout::kGraph: return "oneflow-graph";
+    case Layout::kPickleDir: return "oneflow-pickle";
+  }
+  return "unknown";
+}
+
+// ---- MappedBytes ----
+
+MappedBytes::MappedBytes(MappedBytes&& other) noexcept
+    : address_(std::exchange(other.address_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+MappedBytes& MappedBytes::operator=(MappedBytes&& other) noexcept {
+  if (this != &other) {
+    if (address_ != nullptr) ::munmap(address_, size_);
+    address_ = std::exchange(other.address_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+MappedBytes::~MappedBytes() {
+  if (address_ != nullptr) ::munmap(address_, size_);
+}
+
+Result<MappedBytes> MappedBytes::map(const fs::path& path) {
+  CKPT_ASSIGN_OR_RETURN(FileSource file, FileSource::open(path));
+  MappedBytes mapped;
+  if (file.size() == 0) return mapped;  // mmap refuses length 0; an empty view is the answer
+  if (file.size() > SIZE_MAX) return Error(ErrorCode::kIo, "too large to map").in_file(path.string());
+  void* address = ::mmap(nullptr, static_cast<std::size_t>(file.size()), PROT_READ, MAP_PRIVATE,
+                         file.file_descriptor(), 0);
+  if (address == MAP_FAILED) return detail::io_error("mmap", path.string());
+  mapped.address_ = address;
+  mapped.size_ = static_cast<std::size_t>(file.size());
+  return mapped;
+}
+
+// ---- Snapshot ----
+
+Result<Snapshot> Snapshot::open(const fs::path& root) {
+  FirstError sink;
+  detail::ScanResult scan = detail::scan_checkpoint(root, sink);
+  if (sink.error) return std::move(*sink.error);
+  if (scan.layout == Layout::kPickleDir) {
+    return Error(ErrorCode::kUnsupportedLayout,
+                 "OneFlow pickle directory (pickled_data + tensor_N/, OneFlow 0.6+): recognised, "
+                 "but reading it needs the pickle reader, which this version does not have yet")
+        .in_file(root.string());
+  }
+  return Snapshot(root, *scan.layout, std::move(scan.variables));
+}
+
+const VariableInfo* Snapshot::find(std::string_view name) const {
+  auto it = std::lower_bound(variables_.begin(), variables_.end(), name,
+                             [](const VariableInfo& info, std::string_view key) { return info.name < key; });
+  return it != variables_.end() && it->name == name ? &*it : nullptr;
+}
+
+Result<const VariableInfo*> Snapshot::get(std::string_view name) const {
+  if (const VariableInfo* info = find(name)) return info;
+  return Error(ErrorCode::kUnknownVariable, "the checkpoint has no such variable")
+      .in_variable(name)
+      .in_file(root_.string());
+}
+
+fs::path Snapshot::data_path(std::string_view name) const { return root_ / name / kDataFile; }
+
+Result<FileSource> Snapshot::open_data(std::string_view name) const {
+  CKPT_ASSIGN_OR_RETURN(const VariableInfo* info, get(name));
+  auto source = FileSource::open(data_path(name));
+  if (!source.ok()) return std::move(std::move(source).error().in_variable(name));
+  if (source->size() != info->byte_size) {
+    return Error(ErrorCode::kDataSizeMismatch,
+                 fmt::format("changed since the checkpoint was opened: {} bytes, was {}", source->size(),
+                             info->byte_size))
+        .in_file(source->name())
+        .in_variable(name);
+  }
+  return source;
+}
+
+Status Snapshot::read(std::string_view name, std::span<std::byte> out) const {
+  CKPT_ASSIGN_OR_RETURN(FileSource source, open_data(name));
+  if (out.size() != source.size()) {
+    return Error(ErrorCode::kBufferSizeMismatch,
+                 fmt::format("buffer holds {} bytes, the variable has {}", out.size(), source.size()))
+        .in_variable(name);
+  }
+  auto status = source.read_at(0, out);
+  if (!status.ok()) return std::move(std::move(status).error().in_variable(name));
+  return {};
+}
+
+Result<MappedBytes> Snapshot::map(std::string_view name) const {
+  CKPT_TRY(get(name));
+  auto mapped = MappedBytes::map(data_path(name));
+  if (!mapped.ok()) return std::move(std::move(mapped).error().in_variable(name));
+  return mapped;
+}
+
+Status Snapshot::read_chunks(std::string_view name, std::size_t chunk_bytes,
+                             const std::function<Status(std::span<const std::byte>)>& consume) const {
+  if (chunk_bytes == 0) return Error(ErrorCode::kInvalidArgument, "chunk size must be positive");
+  CKPT_ASSIGN_OR_RETURN(FileSource source, open_data(name));
+  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(chunk_bytes, source.size())));
+  for (std::uint64_t offset = 0; offset < source.size();) {
+    std::size_t piece = static_cast<std::size_t>(std::min<std::uint64_t>(source.size() - offset, buffer.size()));
+    std::span<std::byte> chunk(buffer.data(), piece);
+    auto status = source.read_at(offset, chunk);
+    if (!status.ok()) return std::move(std::move(status).error().in_variable(name));
+    CKPT_TRY(consume(chunk));
+    offset += piece;
+  }
+  return {};
+}
+
+}  // namespace ckpt

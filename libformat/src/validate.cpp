@@ -1,0 +1,45 @@
+#include "ckpt/format/validate.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "snapshot_scan.hpp"
+
+namespace ckpt {
+namespace {
+
+class CollectAll final : public detail::ScanSink {
+ public:
+  bool report(Severity severity, Error problem) override {
+    std::string message = problem.file().empty() ? problem.message()
+                                                 : fmt::format("file '{}': {}", problem.file(), problem.message());
+    issues.push_back(Issue{problem.code(), severity, problem.variable(), std::move(message)});
+    return true;
+  }
+  std::vector<Issue> issues;
+};
+
+}  // namespace
+
+bool ValidationReport::valid() const { return count(Severity::kError) == 0; }
+
+std::size_t ValidationReport::count(Severity severity) const {
+  return static_cast<std::size_t>(
+      std::count_if(issues.begin(), issues.end(), [&](const Issue& issue) { return issue.severity == severity; }));
+}
+
+ValidationReport validate_snapshot(const std::filesystem::path& root) {
+  CollectAll sink;
+  detail::ScanResult scan = detail::scan_checkpoint(root, sink);
+  ValidationReport report{root, scan.layout, std::move(scan.variables), std::move(sink.issues)};
+  if (report.layout == Layout::kPickleDir) {
+    report.issues.push_back(Issue{ErrorCode::kUnsupportedLayout, Severity::kWarning, {},
+                                  fmt::format("file '{}': the pickle is not interpreted yet, so variables are listed "
+                                              "by their tensor directory; each was checked meta against out",
+                                              (root / kPickleFile).string())});
+  }
+  return report;
+}
+
+}  // namespace ckpt

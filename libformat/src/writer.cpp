@@ -1,0 +1,91 @@
+#include "ckpt/format/writer.hpp"
+
+#include <array>
+
+#include <fmt/format.h>
+
+#include "ckpt/format/snapshot.hpp"
+
+namespace ckpt {
+namespace {
+
+// Names that are files of the layout itself, so a variable directory with
+// that name would be misread.
+constexpr std::array<std::string_view, 3> kReservedNames = {kDoneFile, kPickleFile, kGraphFile};
+
+// Longest file name on common Linux file systems.
+constexpr std::size_t kMaxNameBytes = 255;
+
+Status invalid_name(std::string_view name, std::string_view why) {
+  return Error(ErrorCode::kUnsafeName, fmt::format("variable name {:?} {}", name, why));
+}
+
+}  // namespace
+
+Status check_variable_name(std::string_view name) {
+  if (name.empty()) return invalid_name(name, "is empty");
+  if (name == "." || name == "..") return invalid_name(name, "would name the directory itself or its parent");
+  if (name.size() > kMaxNameBytes) {
+    return invalid_name(name, fmt::format("is {} bytes; a directory name holds at most {}", name.size(), kMaxNameBytes));
+  }
+  for (char c : name) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '/') return invalid_name(name, "contains '/', which would make nested directories");
+    if (byte < 0x20 || byte == 0x7f) return invalid_name(name, "contains a control character");
+  }
+  for (std::string_view reserved : kReservedNames) {
+    if (name == reserved) return invalid_name(name, "is a reserved file name of the layout");
+  }
+  if (name.find(kStagingMarker) != std::string_view::npos) {
+    return invalid_name(name, "looks like a leftover of an interrupted write");
+  }
+  return {};
+}
+
+Result<SnapshotWriter> SnapshotWriter::create(const std::filesystem::path& destination, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(AtomicDirectory directory, AtomicDirectory::create(destination, std::move(options)));
+  return SnapshotWriter(std::move(directory));
+}
+
+Status SnapshotWriter::write_file(const std::filesystem::path& relative, const ByteSource& data) {
+  CKPT_ASSIGN_OR_RETURN(FileSink sink, directory_.create_file(relative));
+  CKPT_TRY(sink.write_from(data, 0, data.size()));
+  return sink.finish();
+}
+
+Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta, const ByteSource& data) {
+  auto status = [&]() -> Status {
+    CKPT_TRY(check_variable_name(name));
+    if (names_.count(std::string(name)) != 0) {
+      return Error(ErrorCode::kDuplicateName, "added twice to the same snapshot");
+    }
+    if (data.size() != meta.byte_size()) {
+      return Error(ErrorCode::kBufferSizeMismatch,
+                   fmt::format("data has {} bytes, shape {} of {} needs {}", data.size(),
+                               shape_to_string(meta.shape()), dtype_name(meta.dtype()), meta.byte_size()))
+          .in_file(data.name());
+    }
+    std::filesystem::path directory(name);
+    CKPT_TRY(directory_.make_directory(directory));
+    // OneFlow writes `out` before `meta`; a meta therefore implies complete data.
+    CKPT_TRY(write_file(directory / kDataFile, data));
+    std::string text = meta.to_text();
+    CKPT_TRY(write_file(directory / kMetaFile, MemorySource(as_bytes(text))));
+    CKPT_TRY(directory_.sync_directory(directory));
+    names_.emplace(name);
+    return {};
+  }();
+  if (!status.ok()) return std::move(std::move(status).error().in_variable(name));
+  return {};
+}
+
+Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta, std::span<const std::byte> data) {
+  return add(name, meta, MemorySource(data));
+}
+
+Status SnapshotWriter::commit() {
+  CKPT_TRY(write_file(std::filesystem::path(kDoneFile), MemorySource({})));
+  return directory_.commit();
+}
+
+}  // namespace ckpt
