@@ -25,7 +25,7 @@ using FaultHook = std::function<bool(IoStep step, const std::filesystem::path& p
 struct WriteOptions {
   // Replace an existing destination (atomically: never a mix of old and new).
   bool overwrite = false;
-  FaultHook fault_hook;
+  FaultHook fault_hook = {};
 };
 
 // A new file opened for writing; finish() fsyncs it.

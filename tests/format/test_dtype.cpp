@@ -1,0 +1,39 @@
+#include "ckpt/format/dtype.hpp"
+
+#include <doctest/doctest.h>
+
+using ckpt::DType;
+
+TEST_CASE("the table has all 22 OneFlow numbers with their element sizes") {
+  auto table = ckpt::all_dtypes();
+  REQUIRE(table.size() == 22);
+  CHECK(ckpt::dtype_size(DType::kFloat) == 4);
+  CHECK(ckpt::dtype_size(DType::kDouble) == 8);
+  CHECK(ckpt::dtype_size(DType::kFloat16) == 2);
+  CHECK(ckpt::dtype_size(DType::kBFloat16) == 2);
+  CHECK(ckpt::dtype_size(DType::kBool) == 1);
+  CHECK(ckpt::dtype_size(DType::kInt128) == 16);
+  CHECK(ckpt::dtype_size(DType::kComplex32) == 4);
+  CHECK(ckpt::dtype_size(DType::kComplex128) == 16);
+  // Not fixed-size: never guessed.
+  CHECK(ckpt::dtype_size(DType::kInvalidDataType) == 0);
+  CHECK(ckpt::dtype_size(DType::kOFRecord) == 0);
+  CHECK(ckpt::dtype_size(DType::kTensorBuffer) == 0);
+}
+
+TEST_CASE("lookups by number, name and numpy descr") {
+  CHECK(ckpt::dtype_from_number(2) == DType::kFloat);
+  CHECK(ckpt::dtype_from_number(21) == DType::kComplex128);
+  CHECK_FALSE(ckpt::dtype_from_number(22).has_value());
+  CHECK_FALSE(ckpt::dtype_from_number(-1).has_value());
+  CHECK(ckpt::dtype_from_name("kInt64") == DType::kInt64);
+  CHECK_FALSE(ckpt::dtype_from_name("kMaxDataType").has_value());
+  CHECK(ckpt::dtype_from_numpy("<f4") == DType::kFloat);
+  CHECK(ckpt::dtype_from_numpy("|b1") == DType::kBool);
+  CHECK(ckpt::dtype_from_numpy("|i1") == DType::kInt8);  // not kChar
+  CHECK(ckpt::dtype_from_numpy("<c16") == DType::kComplex128);
+  CHECK_FALSE(ckpt::dtype_from_numpy("|O").has_value());
+  for (const auto& info : ckpt::all_dtypes()) {
+    CHECK(ckpt::dtype_from_name(info.name) == info.dtype);
+  }
+}

@@ -1,0 +1,126 @@
+#include "ckpt/format/meta.hpp"
+
+#include <doctest/doctest.h>
+
+#include <limits>
+
+using ckpt::DType;
+using ckpt::ErrorCode;
+using ckpt::VariableMeta;
+
+namespace {
+
+VariableMeta make(DType dtype, ckpt::Shape shape) {
+  auto meta = VariableMeta::make(dtype, std::move(shape));
+  REQUIRE(meta.ok());
+  return *meta;
+}
+
+ErrorCode parse_error(std::string_view text) {
+  auto meta = VariableMeta::parse(text);
+  REQUIRE_FALSE(meta.ok());
+  return meta.error().code();
+}
+
+}  // namespace
+
+TEST_CASE("meta text is byte-identical to OneFlow's") {
+  struct Case {
+    DType dtype;
+    ckpt::Shape shape;
+    std::string_view text;
+  };
+  const Case cases[] = {
+      {DType::kFloat, {128, 784}, "shape {\n  dim: 128\n  dim: 784\n}\ndata_type: kFloat\n"},
+      {DType::kInt64, {}, "shape {\n}\ndata_type: kInt64\n"},
+      {DType::kFloat, {0}, "shape {\n  dim: 0\n}\ndata_type: kFloat\n"},
+      {DType::kFloat, {16, 3, 3, 3}, "shape {\n  dim: 16\n  dim: 3\n  dim: 3\n  dim: 3\n}\ndata_type: kFloat\n"},
+      {DType::kUInt8, {4294967296, 2}, "shape {\n  dim: 4294967296\n  dim: 2\n}\ndata_type: kUInt8\n"},
+      {DType::kBool, {1, 0, 7}, "shape {\n  dim: 1\n  dim: 0\n  dim: 7\n}\ndata_type: kBool\n"},
+      {DType::kComplex128, {2}, "shape {\n  dim: 2\n}\ndata_type: kComplex128\n"},
+      {DType::kBFloat16, {3}, "shape {\n  dim: 3\n}\ndata_type: kBFloat16\n"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    VariableMeta meta = make(c.dtype, c.shape);
+    CHECK(meta.to_text() == c.text);
+    auto back = VariableMeta::parse(meta.to_text());
+    REQUIRE(back.ok());
+    CHECK(*back == meta);
+  }
+}
+
+TEST_CASE("every fixed-size dtype prints its enum name and round-trips") {
+  for (const auto& info : ckpt::all_dtypes()) {
+    if (info.size == 0) continue;
+    VariableMeta meta = make(info.dtype, {2, 3});
+    CHECK(meta.byte_size() == 6 * info.size);
+    CHECK(meta.to_text() == "shape {\n  dim: 2\n  dim: 3\n}\ndata_type: " + std::string(info.name) + "\n");
+  }
+}
+
+TEST_CASE("parsing is as tolerant as OneFlow's Python reader") {
+  auto one_line = VariableMeta::parse("shape { dim: 3 dim: 4 } data_type: kDouble");
+  REQUIRE(one_line.ok());
+  CHECK(one_line->shape() == ckpt::Shape{3, 4});
+  CHECK(one_line->dtype() == DType::kDouble);
+
+  auto by_number = VariableMeta::parse("data_type: 2\nshape: { dim: 5 }\n");  // field order free, enum by number
+  REQUIRE(by_number.ok());
+  CHECK(by_number->dtype() == DType::kFloat);
+  CHECK(by_number->element_count() == 5);
+
+  auto angle = VariableMeta::parse("# written by hand\nshape < dim: 1 >  # trailing comment\n data_type:kInt8");
+  REQUIRE(angle.ok());
+  CHECK(angle->byte_size() == 1);
+
+  auto no_shape = VariableMeta::parse("data_type: kInt64\n");  // a scalar
+  REQUIRE(no_shape.ok());
+  CHECK(no_shape->shape().empty());
+  CHECK(no_shape->byte_size() == 8);
+
+  std::vector<ckpt::Error> warnings;
+  auto unknown_field = VariableMeta::parse("shape { dim: 2 }\nquant_info: 4\ndata_type: kFloat\n", &warnings);
+  REQUIRE(unknown_field.ok());
+  CHECK(unknown_field->byte_size() == 8);
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].code() == ErrorCode::kMetaUnknownField);
+  CHECK(warnings[0].message().find("quant_info") != std::string::npos);
+}
+
+TEST_CASE("each kind of bad meta has its own code") {
+  CHECK(parse_error("shape { dim: x }\ndata_type: kFloat\n") == ErrorCode::kMetaSyntax);
+  CHECK(parse_error("\x89PNG\r\n\x1a\n garbage") == ErrorCode::kMetaSyntax);
+  CHECK(parse_error("shape { dim: 2 }\ndata_type: kFloat\ndata_type: kFloat\n") == ErrorCode::kMetaSyntax);
+  CHECK(parse_error("shape { dim: 2 }\ndata_type: kFloat128\n") == ErrorCode::kMetaUnknownDataType);
+  CHECK(parse_error("shape { dim: 2 }\ndata_type: 99\n") == ErrorCode::kMetaUnknownDataType);
+  CHECK(parse_error("shape { dim: 2 }\n") == ErrorCode::kMetaNoDataType);
+  CHECK(parse_error("shape { dim: -1 }\ndata_type: kFloat\n") == ErrorCode::kMetaNegativeDim);
+  CHECK(parse_error("shape { dim: 4294967296 dim: 4294967296 }\ndata_type: kFloat\n") == ErrorCode::kMetaCountOverflow);
+  // The element count fits, the byte count does not.
+  CHECK(parse_error("shape { dim: 4611686018427387904 }\ndata_type: kFloat\n") == ErrorCode::kMetaCountOverflow);
+  CHECK(parse_error("shape { dim: 2 }\ndata_type: kOFRecord\n") == ErrorCode::kMetaUnsupportedDataType);
+  CHECK(parse_error("shape { dim: 2 }\ndata_type: kTensorBuffer\n") == ErrorCode::kMetaUnsupportedDataType);
+  CHECK(parse_error("shape { dim: 2 }\ndata_type: kInvalidDataType\n") == ErrorCode::kMetaUnsupportedDataType);
+  CHECK(parse_error(std::string(ckpt::kMaxMetaBytes + 1, ' ')) == ErrorCode::kMetaTooLarge);
+}
+
+TEST_CASE("check() reports every problem, not only the first") {
+  auto problems = VariableMeta::check("shape { dim: -3 dim: 4 dim: -1 }\nextra: 1\n");
+  std::vector<ErrorCode> codes;
+  for (const auto& p : problems) codes.push_back(p.code());
+  CHECK(codes == std::vector<ErrorCode>{ErrorCode::kMetaNegativeDim, ErrorCode::kMetaNegativeDim,
+                                        ErrorCode::kMetaNoDataType, ErrorCode::kMetaUnknownField});
+  CHECK(problems[0].message().find("dim 0") != std::string::npos);
+  CHECK(problems[1].message().find("dim 2") != std::string::npos);
+  CHECK(VariableMeta::check("shape {\n  dim: 1\n}\ndata_type: kFloat\n").empty());
+}
+
+TEST_CASE("make() refuses what parse() refuses") {
+  CHECK(VariableMeta::make(DType::kFloat, {-2}).error().code() == ErrorCode::kMetaNegativeDim);
+  CHECK(VariableMeta::make(DType::kOFRecord, {2}).error().code() == ErrorCode::kMetaUnsupportedDataType);
+  CHECK(VariableMeta::make(static_cast<DType>(40), {2}).error().code() == ErrorCode::kMetaUnknownDataType);
+  auto max = std::numeric_limits<std::int64_t>::max();
+  CHECK(VariableMeta::make(DType::kInt8, {max, 3}).error().code() == ErrorCode::kMetaCountOverflow);
+  CHECK(make(DType::kInt8, {max}).byte_size() == static_cast<std::uint64_t>(max));
+}
