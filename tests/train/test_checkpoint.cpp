@@ -159,8 +159,8 @@ TEST_CASE("load_state_dict names the variable that does not match") {
   REQUIRE(save_state_dict(*other, dir / "shape", false).ok());
   const ckpt::Error shape = load_error(dir / "shape");
   CHECK(shape.code() == ErrorCode::kStateDictMismatch);
-  CHECK(shape.variable() == "l1.bias");
-  CHECK(shape.message() == "shape: expected [128], found [100]");
+  CHECK(shape.variable() == "l1.weight");
+  CHECK(shape.message() == "shape: expected [128, 784], found [100, 784]");
 
   {
     auto writer = ckpt::SnapshotWriter::create(dir / "dtype");
