@@ -1,0 +1,28 @@
+"""The examples run and print what they promise."""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+SAVE_AND_LOAD = sys.argv[1]
+
+
+class Examples(unittest.TestCase):
+    def test_save_and_load(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            target = os.path.join(tmp, "linear")
+            out = subprocess.run([SAVE_AND_LOAD, target], capture_output=True, text=True, check=True).stdout
+            self.assertIn("oneflow-snapshot with 2 variables, valid", out)
+            self.assertIn("linear.weight kFloat [2, 3]", out)
+            self.assertIn("bias = [-1, 1], weight[1][2] = 0.6", out)
+            with open(os.path.join(target, "linear.bias", "meta")) as f:
+                self.assertEqual(f.read(), "shape {\n  dim: 2\n}\ndata_type: kFloat\n")
+            # A second save to the same place is refused, the first one kept.
+            again = subprocess.run([SAVE_AND_LOAD, target], capture_output=True, text=True, check=False)
+            self.assertEqual(again.returncode, 1)
+            self.assertIn("E103 destination_exists", again.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
