@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "fashion_mnist.hpp"
+
 #include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/validate.hpp"
 #include "ckpt/format/writer.hpp"
@@ -15,19 +17,8 @@ using ckpt::testing::TempDir;
 
 namespace {
 
-struct Data {
-  Dataset train;
-  Dataset test;
-};
-
-const Data& small_data() {
-  static const Data data = [] {
-    auto train = load_mnist(std::string(kDefaultDataDir), Split::kTrain);
-    auto test = load_mnist(std::string(kDefaultDataDir), Split::kTest);
-    REQUIRE_MESSAGE(train.ok(), "install dataset-fashion-mnist (scripts/install-deps.sh)");
-    REQUIRE(test.ok());
-    return Data{train->head(3000), test->head(1000)};
-  }();
+const ckpt::testing::TrainTestData& small_data() {
+  static const ckpt::testing::TrainTestData data = ckpt::testing::load_fashion_mnist(3000, 1000);
   return data;
 }
 
@@ -52,7 +43,7 @@ Mlp download(Trainer& trainer) {
   return std::move(*model);
 }
 
-// Writes `model`'s parameters with one variable changed by `edit`.
+// Writes `model`'s parameters without `skip`, plus a float [1] named `extra` when given.
 void write_edited(const Mlp& model, const std::filesystem::path& dir, const std::string& skip,
                   const std::string& extra = {}) {
   auto writer = ckpt::SnapshotWriter::create(dir);

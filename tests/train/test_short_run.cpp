@@ -5,23 +5,14 @@
 
 #include <doctest/doctest.h>
 
+#include "fashion_mnist.hpp"
+
 using namespace ckpt::train;
 
 namespace {
 
-struct Data {
-  Dataset train;
-  Dataset test;
-};
-
-const Data& fashion_mnist() {
-  static const Data data = [] {
-    auto train = load_mnist(std::string(kDefaultDataDir), Split::kTrain);
-    auto test = load_mnist(std::string(kDefaultDataDir), Split::kTest);
-    REQUIRE_MESSAGE(train.ok(), "install dataset-fashion-mnist (scripts/install-deps.sh)");
-    REQUIRE(test.ok());
-    return Data{train->head(12000), test->head(2000)};
-  }();
+const ckpt::testing::TrainTestData& fashion_mnist() {
+  static const ckpt::testing::TrainTestData data = ckpt::testing::load_fashion_mnist(12000, 2000);
   return data;
 }
 
