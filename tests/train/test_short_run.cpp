@@ -43,7 +43,7 @@ TEST_CASE("initialisation follows nn.Linear: uniform within ±1/sqrt(in), seeded
 }
 
 TEST_CASE("one epoch on 12000 samples at lr 0.2 reaches 65% test accuracy") {
-  const Data& data = fashion_mnist();
+  const auto& data = fashion_mnist();
   auto model = Mlp::create(MlpShape{}, 0);
   REQUIRE(model.ok());
   TrainConfig config;
