@@ -50,6 +50,12 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kZipUnsupported: return "zip_unsupported";
     case ErrorCode::kZipUnsafeName: return "zip_unsafe_name";
     case ErrorCode::kZipCrc: return "zip_crc";
+    case ErrorCode::kIdxFormat: return "idx_format";
+    case ErrorCode::kIdxTruncated: return "idx_truncated";
+    case ErrorCode::kIdxTrailingBytes: return "idx_trailing_bytes";
+    case ErrorCode::kDatasetMismatch: return "dataset_mismatch";
+    case ErrorCode::kStateDictMismatch: return "state_dict_mismatch";
+    case ErrorCode::kDeviceError: return "device_error";
   }
   return "unknown";
 }

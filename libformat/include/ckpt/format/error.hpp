@@ -66,6 +66,14 @@ enum class ErrorCode : std::uint16_t {
   kZipUnsupported = 602,
   kZipUnsafeName = 603,
   kZipCrc = 604,
+
+  // 9xx: training and its data (libtrain); 7xx is the pickle family, 8xx safetensors
+  kIdxFormat = 901,          // not an IDX file of unsigned bytes: magic, type or rank
+  kIdxTruncated = 902,       // fewer bytes than the header's dims promise
+  kIdxTrailingBytes = 903,   // more bytes than the header's dims promise
+  kDatasetMismatch = 904,    // image and label files disagree, or a label is out of range
+  kStateDictMismatch = 905,  // a snapshot's variables differ from the model's: name, shape or dtype
+  kDeviceError = 906,        // a CUDA or cuBLAS call failed, or no usable GPU
 };
 
 enum class Severity : std::uint8_t { kWarning, kError };
