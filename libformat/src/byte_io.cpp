@@ -82,6 +82,16 @@ Status FileSource::read_at(std::uint64_t offset, std::span<std::byte> out) const
   return {};
 }
 
+Result<SliceSource> SliceSource::make(const ByteSource& inner, std::uint64_t offset, std::uint64_t length) {
+  CKPT_TRY(check_range(inner, offset, length));
+  return SliceSource(inner, offset, length);
+}
+
+Status SliceSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
+  CKPT_TRY(check_range(*this, offset, out.size()));
+  return inner_->read_at(offset_ + offset, out);
+}
+
 Status MemorySource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
   CKPT_TRY(check_range(*this, offset, out.size()));
   if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());

@@ -127,3 +127,30 @@ TEST_CASE("atomic file: nothing at the destination before commit, all of it afte
   REQUIRE(replace->commit().ok());
   CHECK(ckpt::testing::read_file(path) == "world!");
 }
+
+TEST_CASE("a slice reads its window and keeps the kernel copy at the right offset") {
+  TempDir dir;
+  auto content = ckpt::testing::random_bytes(10'000, 3);
+  ckpt::testing::write_file(dir / "data", content);
+  auto file = ckpt::FileSource::open(dir / "data");
+  REQUIRE(file.ok());
+  auto slice = ckpt::SliceSource::make(*file, 128, 5'000);
+  REQUIRE(slice.ok());
+  CHECK(slice->size() == 5'000);
+  CHECK(slice->file_offset() == 128);
+  CHECK(read_all(*slice) == std::vector<std::byte>(content.begin() + 128, content.begin() + 5'128));
+  auto nested = ckpt::SliceSource::make(*slice, 72, 100);
+  REQUIRE(nested.ok());
+  CHECK(nested->file_offset() == 200);
+
+  auto sink = ckpt::FileSink::create(dir / "copy");
+  REQUIRE(sink.ok());
+  REQUIRE(sink->write_from(*nested, 0, 100).ok());
+  REQUIRE(sink->finish().ok());
+  auto copied = ckpt::testing::read_file(dir / "copy");
+  CHECK(std::memcmp(copied.data(), content.data() + 200, 100) == 0);
+
+  CHECK(ckpt::SliceSource::make(*file, 9'000, 1'001).error().code() == ErrorCode::kDataSizeMismatch);
+  std::vector<std::byte> past(1);
+  CHECK_FALSE(nested->read_at(100, past).ok());
+}

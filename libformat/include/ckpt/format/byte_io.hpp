@@ -25,8 +25,10 @@ class ByteSource {
   virtual Status read_at(std::uint64_t offset, std::span<std::byte> out) const = 0;
   // For error messages: a path, or a description such as "<memory>".
   virtual const std::string& name() const = 0;
-  // The open descriptor when the source is a plain file, for zero-copy paths.
+  // The open descriptor when the source is a plain file, for zero-copy
+  // paths, and where this source's byte 0 lies in that file.
   virtual int file_descriptor() const { return -1; }
+  virtual std::uint64_t file_offset() const { return 0; }
 };
 
 // A read-only file, read with pread.
@@ -54,6 +56,27 @@ class FileSource final : public ByteSource {
   int fd_ = -1;
   std::uint64_t size_ = 0;
   std::string path_;
+};
+
+// A window [offset, offset + length) of another source, which must outlive
+// it: the data section of an .npy, a stored zip member. Keeps the zero-copy
+// path when the underlying source is a file.
+class SliceSource final : public ByteSource {
+ public:
+  // Fails when the window does not lie inside `inner`.
+  static Result<SliceSource> make(const ByteSource& inner, std::uint64_t offset, std::uint64_t length);
+  std::uint64_t size() const override { return length_; }
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return inner_->name(); }
+  int file_descriptor() const override { return inner_->file_descriptor(); }
+  std::uint64_t file_offset() const override { return inner_->file_offset() + offset_; }
+
+ private:
+  SliceSource(const ByteSource& inner, std::uint64_t offset, std::uint64_t length)
+      : inner_(&inner), offset_(offset), length_(length) {}
+  const ByteSource* inner_;
+  std::uint64_t offset_;
+  std::uint64_t length_;
 };
 
 // Bytes the caller owns and keeps alive.
