@@ -85,7 +85,6 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
     CKPT_TRY(out.finish());
     std::string text = meta.to_text();
     CKPT_TRY(write_file(directory / kMetaFile, MemorySource(as_bytes(text))));
-    CKPT_TRY(directory_.sync_directory(directory));
     names_.emplace(name);
     return {};
   }();
