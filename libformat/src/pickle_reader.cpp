@@ -201,6 +201,9 @@ Result<Value*> Machine::memo_get(std::uint64_t index) {
 
 Status Machine::memo_put(std::uint64_t index) {
   CKPT_ASSIGN_OR_RETURN(Value * value, top());
+  if (index >= limits_.max_memo) {
+    return fail(ErrorCode::kPickleLimit, fmt::format("memo index {} is over the cap of {}", index, limits_.max_memo));
+  }
   if (!memo_.contains(index) && memo_.size() >= limits_.max_memo) {
     return fail(ErrorCode::kPickleLimit, fmt::format("more than {} memo entries", limits_.max_memo));
   }
