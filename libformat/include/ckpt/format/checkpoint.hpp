@@ -1,0 +1,75 @@
+// Any checkpoint format behind one interface: a set of named tensors, each
+// readable as C-order little-endian bytes, and a writer that takes tensors
+// one at a time. Converters, inspect and diff work on these two interfaces
+// only, so each new format is one reader and one writer, not a converter
+// per pair.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ckpt/format/atomic_output.hpp"
+#include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/error.hpp"
+#include "ckpt/format/meta.hpp"
+
+namespace ckpt {
+
+struct TensorInfo {
+  std::string name;
+  VariableMeta meta;
+};
+
+class CheckpointReader {
+ public:
+  virtual ~CheckpointReader() = default;
+  // The format's name as the tools print it: "oneflow", "npy", "npz", ...
+  virtual std::string_view format_name() const = 0;
+  virtual const std::filesystem::path& path() const = 0;
+  // Sorted by name.
+  virtual const std::vector<TensorInfo>& tensors() const = 0;
+  // The tensor's bytes in C order, little-endian, exactly meta.byte_size()
+  // long. Sources that must reorder or swap do it while being read.
+  virtual Result<std::unique_ptr<ByteSource>> open(std::string_view name) const = 0;
+
+  const TensorInfo* find(std::string_view name) const;
+};
+
+class CheckpointWriter {
+ public:
+  virtual ~CheckpointWriter() = default;
+  virtual Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) = 0;
+  // Publishes everything added; without it nothing appears at the destination.
+  virtual Status commit() = 0;
+};
+
+// Shapes and dtypes supplied from outside, for checkpoints that do not store
+// them (OneFlow L0): name -> meta.
+using ShapeTable = std::map<std::string, VariableMeta, std::less<>>;
+
+struct OpenOptions {
+  std::optional<std::string> format;  // detected from content when absent
+  const ShapeTable* shapes = nullptr;
+};
+
+// The format of `path` from its content ("oneflow", ...), or an error saying
+// what was found instead.
+Result<std::string> detect_format(const std::filesystem::path& path);
+
+Result<std::unique_ptr<CheckpointReader>> open_checkpoint(const std::filesystem::path& path,
+                                                          const OpenOptions& options = {});
+Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesystem::path& path,
+                                                            std::string_view format, WriteOptions options = {});
+
+// Every format this build can read and write, for --help texts.
+std::vector<std::string_view> checkpoint_formats();
+
+// Parses {"name": {"dtype": "kFloat", "shape": [..]}, ...}.
+Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name = "<shapes>");
+
+}  // namespace ckpt

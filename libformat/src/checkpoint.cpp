@@ -1,0 +1,100 @@
+#include "ckpt/format/checkpoint.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "formats.hpp"
+
+namespace ckpt {
+namespace {
+
+// Detection order: the first handler that recognises a path wins.
+std::array<const detail::FormatHandler*, 1> handlers() { return {&detail::oneflow_format()}; }
+
+Result<const detail::FormatHandler*> handler_named(std::string_view name) {
+  for (const auto* handler : handlers()) {
+    if (handler->name == name) return handler;
+  }
+  return Error(ErrorCode::kInvalidArgument,
+               fmt::format("unknown format '{}'; known: {}", name, fmt::join(checkpoint_formats(), ", ")));
+}
+
+}  // namespace
+
+const TensorInfo* CheckpointReader::find(std::string_view name) const {
+  const auto& all = tensors();
+  auto it = std::lower_bound(all.begin(), all.end(), name,
+                             [](const TensorInfo& info, std::string_view key) { return info.name < key; });
+  return it != all.end() && it->name == name ? &*it : nullptr;
+}
+
+std::vector<std::string_view> checkpoint_formats() {
+  std::vector<std::string_view> names;
+  for (const auto* handler : handlers()) names.push_back(handler->name);
+  return names;
+}
+
+Result<std::string> detect_format(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return Error(ErrorCode::kNotFound, "no such file or directory").in_file(path.string());
+  }
+  for (const auto* handler : handlers()) {
+    if (handler->detect(path)) return std::string(handler->name);
+  }
+  return Error(ErrorCode::kNotACheckpoint,
+               fmt::format("not a checkpoint of any known format ({})", fmt::join(checkpoint_formats(), ", ")))
+      .in_file(path.string());
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_checkpoint(const std::filesystem::path& path,
+                                                          const OpenOptions& options) {
+  std::string format;
+  if (options.format) {
+    format = *options.format;
+  } else {
+    CKPT_ASSIGN_OR_RETURN(format, detect_format(path));
+  }
+  CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
+  return handler->open(path, options);
+}
+
+Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesystem::path& path,
+                                                            std::string_view format, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
+  return handler->create(path, std::move(options));
+}
+
+Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name) {
+  auto fail = [&](std::string message) { return Error(ErrorCode::kInvalidArgument, std::move(message)).in_file(file_name); };
+  nlohmann::json document = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) return fail("not valid JSON");
+  if (!document.is_object()) return fail("expected an object {\"name\": {\"dtype\": ..., \"shape\": [...]}}");
+  ShapeTable table;
+  for (const auto& [name, entry] : document.items()) {
+    auto bad = [&](std::string_view why) { return std::move(fail(std::string(why)).in_variable(name)); };
+    if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape")) {
+      return bad("expected {\"dtype\": \"kFloat\", \"shape\": [...]}");
+    }
+    const auto& dtype_value = entry["dtype"];
+    if (!dtype_value.is_string()) return bad("dtype must be a OneFlow name such as \"kFloat\"");
+    auto dtype = dtype_from_name(dtype_value.get<std::string>());
+    if (!dtype) return bad(fmt::format("unknown dtype '{}'", dtype_value.get<std::string>()));
+    const auto& shape_value = entry["shape"];
+    if (!shape_value.is_array()) return bad("shape must be a list of integers");
+    Shape shape;
+    for (const auto& dim : shape_value) {
+      if (!dim.is_number_integer()) return bad("shape must be a list of integers");
+      shape.push_back(dim.get<std::int64_t>());
+    }
+    auto meta = VariableMeta::make(*dtype, std::move(shape));
+    if (!meta.ok()) return std::move(std::move(meta).error().in_variable(name).in_file(file_name));
+    table.emplace(name, std::move(meta).value());
+  }
+  return table;
+}
+
+}  // namespace ckpt
