@@ -76,13 +76,7 @@ Result<Snapshot> Snapshot::open(const fs::path& root) {
   FirstError sink;
   detail::ScanResult scan = detail::scan_checkpoint(root, sink);
   if (sink.error) return std::move(*sink.error);
-  if (scan.layout == Layout::kPickleDir) {
-    return Error(ErrorCode::kUnsupportedLayout,
-                 "OneFlow pickle directory (pickled_data + tensor_N/, OneFlow 0.6+): recognised, "
-                 "but reading it needs the pickle reader, which this version does not have yet")
-        .in_file(root.string());
-  }
-  return Snapshot(root, *scan.layout, std::move(scan.variables));
+  return Snapshot(root, *scan.layout, std::move(scan.variables), std::move(scan.pickle_directories));
 }
 
 const VariableInfo* Snapshot::find(std::string_view name) const {
@@ -98,7 +92,10 @@ Result<const VariableInfo*> Snapshot::get(std::string_view name) const {
       .in_file(root_.string());
 }
 
-fs::path Snapshot::data_path(std::string_view name) const { return root_ / name / kDataFile; }
+fs::path Snapshot::data_path(std::string_view name) const {
+  auto directory = directories_.find(name);
+  return root_ / (directory != directories_.end() ? std::string_view(directory->second) : name) / kDataFile;
+}
 
 Result<FileSource> Snapshot::open_data(std::string_view name) const {
   CKPT_ASSIGN_OR_RETURN(const VariableInfo* info, get(name));

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -68,8 +69,8 @@ class MappedBytes {
 class Snapshot {
  public:
   // Detects the layout, lists the variables (sorted by name) and checks each
-  // meta against its `out`. P1 is recognised and refused (kUnsupportedLayout)
-  // until the pickle reader exists.
+  // meta against its `out`. P1 variables are the tensors of pickled_data,
+  // named by their dotted keys (oneflow_pickle.hpp).
   static Result<Snapshot> open(const std::filesystem::path& root);
 
   const std::filesystem::path& root() const { return root_; }
@@ -91,12 +92,14 @@ class Snapshot {
                      const std::function<Status(std::span<const std::byte>)>& consume) const;
 
  private:
-  Snapshot(std::filesystem::path root, Layout layout, std::vector<VariableInfo> variables)
-      : root_(std::move(root)), layout_(layout), variables_(std::move(variables)) {}
+  Snapshot(std::filesystem::path root, Layout layout, std::vector<VariableInfo> variables,
+           std::map<std::string, std::string, std::less<>> directories)
+      : root_(std::move(root)), layout_(layout), variables_(std::move(variables)), directories_(std::move(directories)) {}
 
   std::filesystem::path root_;
   Layout layout_;
   std::vector<VariableInfo> variables_;
+  std::map<std::string, std::string, std::less<>> directories_;  // P1: variable -> tensor_N
 };
 
 }  // namespace ckpt
