@@ -390,6 +390,26 @@ Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& dat
   return sink.write_from(data, offset, meta.byte_size());
 }
 
+Status CountingSink::write(std::span<const std::byte> bytes) {
+  CKPT_TRY(inner_.write(bytes));
+  count_ += bytes.size();
+  return {};
+}
+
+Status CountingSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
+  CKPT_TRY(inner_.write_from(source, offset, length));
+  count_ += length;
+  return {};
+}
+
+Status CountingSink::check(const VariableMeta& meta) const {
+  if (count_ == meta.byte_size()) return {};
+  return Error(ErrorCode::kBufferSizeMismatch,
+               fmt::format("{} bytes were written, shape {} of {} needs {}", count_, shape_to_string(meta.shape()),
+                           dtype_name(meta.dtype()), meta.byte_size()))
+      .in_file(inner_.name());
+}
+
 ValidationReport validate_npy_directory(const fs::path& directory, const NpyReadOptions& options) {
   ValidationReport report;
   report.path = directory;

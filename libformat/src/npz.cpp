@@ -73,11 +73,21 @@ Result<NpzWriter> NpzWriter::create(const fs::path& destination, WriteOptions op
 }
 
 Status NpzWriter::add(std::string_view name, const VariableMeta& meta, const ByteSource& data, std::uint64_t offset) {
+  return add(name, meta, [&](ByteSink& sink) { return sink.write_from(data, offset, meta.byte_size()); });
+}
+
+Status NpzWriter::add(std::string_view name, const VariableMeta& meta,
+                      const std::function<Status(ByteSink&)>& write_data) {
   auto status = [&]() -> Status {
     CKPT_TRY(check_variable_name(name));
     if (!names_.emplace(name).second) return Error(ErrorCode::kDuplicateName, "added twice to the same archive");
-    return zip_->add(fmt::format("{}{}", name, kNpyExtension), method_,
-                     [&](ByteSink& member) { return write_npy(member, meta, data, offset); });
+    CKPT_ASSIGN_OR_RETURN(std::string header, make_npy_header(meta));
+    return zip_->add(fmt::format("{}{}", name, kNpyExtension), method_, [&](ByteSink& member) -> Status {
+      CKPT_TRY(member.write(as_bytes(header)));
+      CountingSink counted(member);
+      CKPT_TRY(write_data(counted));
+      return counted.check(meta);
+    });
   }();
   if (!status.ok()) return std::move(std::move(status).error().in_file(file_->name()).in_variable(name));
   return {};

@@ -100,6 +100,24 @@ Result<std::string> make_npy_header(const VariableMeta& meta);
 // little-endian).
 Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& data, std::uint64_t offset = 0);
 
+// Passes everything on to another sink (file-to-file copies included) and
+// counts it, so a writer can check a callback wrote exactly a variable's size.
+class CountingSink final : public ByteSink {
+ public:
+  explicit CountingSink(ByteSink& inner) : inner_(inner) {}
+  Status write(std::span<const std::byte> bytes) override;
+  Status write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) override;
+  Status finish() override { return inner_.finish(); }
+  const std::string& name() const override { return inner_.name(); }
+  std::uint64_t count() const { return count_; }
+  // kBufferSizeMismatch unless exactly meta.byte_size() bytes went through.
+  Status check(const VariableMeta& meta) const;
+
+ private:
+  ByteSink& inner_;
+  std::uint64_t count_ = 0;
+};
+
 // Every .npy in `directory` checked: names, headers, sizes. Layout stays
 // empty: the caller reports the format as "npy".
 ValidationReport validate_npy_directory(const std::filesystem::path& directory,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -59,6 +60,9 @@ class NpzWriter {
                                   ZipMethod method = ZipMethod::kStored);
   // One array from meta.byte_size() C-order little-endian bytes of `data` at `offset`.
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data, std::uint64_t offset = 0);
+  // One array whose elements (C order, little-endian) `write_data` writes
+  // to the sink it is given; it must write exactly meta.byte_size() bytes.
+  Status add(std::string_view name, const VariableMeta& meta, const std::function<Status(ByteSink&)>& write_data);
   Status commit();
 
  private:
