@@ -13,66 +13,30 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A bare tensor given to flow.save has no key; it is named after the top-level entry.
-constexpr std::string_view kBareTensorName = "data";
-
 Error structure(std::string message, std::string_view file) {
   return Error(ErrorCode::kPickleStructure, std::move(message)).in_file(file);
-}
-
-Status collect(const pickle::Value& value, const std::string& name, std::string_view file,
-               std::vector<PickleTensorRef>& out) {
-  auto child = [&](const std::string& key) { return name.empty() ? key : name + "." + key; };
-  switch (value.kind) {
-    case pickle::Kind::kDict:
-      for (const auto& [key, item] : value.entries) {
-        if (key->kind == pickle::Kind::kString) {
-          CKPT_TRY(collect(*item, child(key->text), file, out));
-        } else if (key->kind == pickle::Kind::kInt) {
-          CKPT_TRY(collect(*item, child(std::to_string(key->integer)), file, out));
-        } else {
-          return structure(fmt::format("a dict key of kind {} under '{}' cannot be part of a tensor name",
-                                       pickle::kind_name(key->kind), name),
-                           file);
-        }
-      }
-      return {};
-    case pickle::Kind::kList:
-    case pickle::Kind::kTuple:
-      for (std::size_t i = 0; i < value.items.size(); ++i) {
-        CKPT_TRY(collect(*value.items[i], child(std::to_string(i)), file, out));
-      }
-      return {};
-    case pickle::Kind::kOneflowTensor: {
-      std::string tensor_name = name.empty() ? std::string(kBareTensorName) : name;
-      std::string_view path = value.oneflow_path();
-      if (path.empty()) return std::move(structure("a tensor whose state has no \"path\" str", file).in_variable(tensor_name));
-      // The path is joined to the checkpoint root: it must be one plain directory name.
-      if (auto safe = check_variable_name(path); !safe.ok()) {
-        return std::move(Error(ErrorCode::kUnsafeName,
-                               fmt::format("tensor path {:?} is not a directory inside the checkpoint: {}", path,
-                                           safe.error().message()))
-                             .in_file(file)
-                             .in_variable(tensor_name));
-      }
-      out.push_back({tensor_name, std::string(path), &value});
-      return {};
-    }
-    default: return {};  // ints, strs, None...: in the tree only
-  }
 }
 
 }  // namespace
 
 Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value& data, std::string_view file) {
+  CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(data, file));
   std::vector<PickleTensorRef> tensors;
-  CKPT_TRY(collect(data, "", file, tensors));
-  std::stable_sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  auto duplicate = std::adjacent_find(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name == b.name; });
-  if (duplicate != tensors.end()) {
-    return std::move(Error(ErrorCode::kDuplicateName, "two tensors get this dotted name (a key containing '.' collides)")
-                         .in_file(file)
-                         .in_variable(duplicate->name));
+  for (auto& [name, node] : named) {
+    if (node->kind != pickle::Kind::kOneflowTensor) {
+      return std::move(structure("a torch tensor in a OneFlow pickle", file).in_variable(name));
+    }
+    std::string_view path = node->oneflow_path();
+    if (path.empty()) return std::move(structure("a tensor whose state has no \"path\" str", file).in_variable(name));
+    // The path is joined to the checkpoint root: it must be one plain directory name.
+    if (auto safe = check_variable_name(path); !safe.ok()) {
+      return std::move(Error(ErrorCode::kUnsafeName,
+                             fmt::format("tensor path {:?} is not a directory inside the checkpoint: {}", path,
+                                         safe.error().message()))
+                           .in_file(file)
+                           .in_variable(name));
+    }
+    tensors.push_back({std::move(name), std::string(path), node});
   }
   return tensors;
 }

@@ -1,5 +1,7 @@
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "ckpt/format/pickle.hpp"
 
 namespace ckpt::pickle {
@@ -81,6 +83,52 @@ Value* Document::tuple(std::vector<const Value*> items) {
   Value* v = make(Kind::kTuple);
   v->items = std::move(items);
   return v;
+}
+
+namespace {
+
+constexpr std::string_view kBareTensorName = "data";
+
+Status collect(const Value& value, const std::string& name, std::string_view file, std::vector<NamedTensor>& out) {
+  auto child = [&](const std::string& key) { return name.empty() ? key : name + "." + key; };
+  switch (value.kind) {
+    case Kind::kDict:
+      for (const auto& [key, item] : value.entries) {
+        if (key->kind == Kind::kString) {
+          CKPT_TRY(collect(*item, child(key->text), file, out));
+        } else if (key->kind == Kind::kInt) {
+          CKPT_TRY(collect(*item, child(std::to_string(key->integer)), file, out));
+        } else {
+          return Error(ErrorCode::kPickleStructure, fmt::format("a dict key of kind {} under '{}' cannot be part "
+                                                                "of a tensor name", kind_name(key->kind), name))
+              .in_file(file);
+        }
+      }
+      return {};
+    case Kind::kList:
+    case Kind::kTuple:
+      for (std::size_t i = 0; i < value.items.size(); ++i) CKPT_TRY(collect(*value.items[i], child(std::to_string(i)), file, out));
+      return {};
+    case Kind::kOneflowTensor:
+    case Kind::kTorchTensor: out.push_back({name.empty() ? std::string(kBareTensorName) : name, &value}); return {};
+    default: return {};
+  }
+}
+
+}  // namespace
+
+Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file) {
+  std::vector<NamedTensor> tensors;
+  CKPT_TRY(collect(data, "", file, tensors));
+  std::stable_sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  auto duplicate =
+      std::adjacent_find(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name == b.name; });
+  if (duplicate != tensors.end()) {
+    return std::move(Error(ErrorCode::kDuplicateName, "two tensors get this dotted name (a key containing '.' collides)")
+                         .in_file(file)
+                         .in_variable(duplicate->name));
+  }
+  return tensors;
 }
 
 }  // namespace ckpt::pickle

@@ -123,6 +123,17 @@ class Document {
   const Value* root_ = nullptr;
 };
 
+struct NamedTensor {
+  std::string name;  // keys and indices joined with "."; "data" for a bare tensor
+  const Value* node = nullptr;  // kOneflowTensor or kTorchTensor
+};
+
+// Every tensor of `data`, sorted by dotted name ({"model": {"l1.weight": t}}
+// -> "model.l1.weight", list items by index). Other leaves are skipped.
+// Fails on a dict key that is neither str nor int, and on two tensors with
+// the same name (kDuplicateName); `file` names errors.
+Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file);
+
 struct ReadLimits {
   std::uint64_t max_input_bytes = 1ull << 30;
   std::size_t max_stack = 1u << 20;     // stack entries, marks included
