@@ -57,6 +57,12 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kPickleForbiddenCall: return "pickle_forbidden_call";
     case ErrorCode::kPickleLimit: return "pickle_limit";
     case ErrorCode::kPickleStructure: return "pickle_structure";
+    case ErrorCode::kIdxFormat: return "idx_format";
+    case ErrorCode::kIdxTruncated: return "idx_truncated";
+    case ErrorCode::kIdxTrailingBytes: return "idx_trailing_bytes";
+    case ErrorCode::kDatasetMismatch: return "dataset_mismatch";
+    case ErrorCode::kStateDictMismatch: return "state_dict_mismatch";
+    case ErrorCode::kDeviceError: return "device_error";
   }
   return "unknown";
 }

@@ -75,6 +75,14 @@ enum class ErrorCode : std::uint16_t {
   kPickleForbiddenCall = 705,       // REDUCE/NEWOBJ/BUILD/persistent id the allow-list does not permit
   kPickleLimit = 706,               // a cap on stack, memo, depth, size or nodes was exceeded
   kPickleStructure = 707,           // a valid pickle whose content the format does not allow
+
+  // 9xx: training and its data (libtrain); 7xx is the pickle family, 8xx safetensors
+  kIdxFormat = 901,          // not an IDX file of unsigned bytes: magic, type or rank
+  kIdxTruncated = 902,       // fewer bytes than the header's dims promise
+  kIdxTrailingBytes = 903,   // more bytes than the header's dims promise
+  kDatasetMismatch = 904,    // image and label files disagree, or a label is out of range
+  kStateDictMismatch = 905,  // a snapshot's variables differ from the model's: name, shape or dtype
+  kDeviceError = 906,        // a CUDA or cuBLAS call failed, or no usable GPU
 };
 
 enum class Severity : std::uint8_t { kWarning, kError };

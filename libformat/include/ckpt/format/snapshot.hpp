@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -58,7 +59,7 @@ class MappedBytes {
   MappedBytes& operator=(const MappedBytes&) = delete;
   ~MappedBytes();
 
-  static Result<MappedBytes> map(const std::filesystem::path& path);
+  static Result<MappedBytes> map(const FileSource& file);
   std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(address_), size_}; }
 
  private:
@@ -68,6 +69,11 @@ class MappedBytes {
 
 class Snapshot {
  public:
+  // An open directory: all reads go through it, so a snapshot replaced at
+  // its path while being read (a writer's atomic exchange) is never mixed
+  // with the new one; reads then fail cleanly if the old one is deleted.
+  class Directory;
+
   // Detects the layout, lists the variables (sorted by name) and checks each
   // meta against its `out`. P1 variables are the tensors of pickled_data,
   // named by their dotted keys (oneflow_pickle.hpp).
@@ -92,14 +98,19 @@ class Snapshot {
                      const std::function<Status(std::span<const std::byte>)>& consume) const;
 
  private:
-  Snapshot(std::filesystem::path root, Layout layout, std::vector<VariableInfo> variables,
-           std::map<std::string, std::string, std::less<>> directories)
-      : root_(std::move(root)), layout_(layout), variables_(std::move(variables)), directories_(std::move(directories)) {}
+  Snapshot(std::filesystem::path root, std::shared_ptr<const Directory> directory, Layout layout,
+           std::vector<VariableInfo> variables, std::map<std::string, std::string, std::less<>> pickle_directories)
+      : root_(std::move(root)), directory_(std::move(directory)), layout_(layout), variables_(std::move(variables)),
+        directories_(std::move(pickle_directories)) {}
 
   std::filesystem::path root_;
+  std::shared_ptr<const Directory> directory_;
   Layout layout_;
   std::vector<VariableInfo> variables_;
   std::map<std::string, std::string, std::less<>> directories_;  // P1: variable -> tensor_N
+
+  // The directory holding a variable's files: its name, or its P1 tensor_N.
+  std::string_view directory_of(std::string_view name) const;
 };
 
 }  // namespace ckpt
