@@ -50,6 +50,13 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kZipUnsupported: return "zip_unsupported";
     case ErrorCode::kZipUnsafeName: return "zip_unsafe_name";
     case ErrorCode::kZipCrc: return "zip_crc";
+    case ErrorCode::kPickleTruncated: return "pickle_truncated";
+    case ErrorCode::kPickleMalformed: return "pickle_malformed";
+    case ErrorCode::kPickleUnsupportedOpcode: return "pickle_unsupported_opcode";
+    case ErrorCode::kPickleForbiddenGlobal: return "pickle_forbidden_global";
+    case ErrorCode::kPickleForbiddenCall: return "pickle_forbidden_call";
+    case ErrorCode::kPickleLimit: return "pickle_limit";
+    case ErrorCode::kPickleStructure: return "pickle_structure";
     case ErrorCode::kIdxFormat: return "idx_format";
     case ErrorCode::kIdxTruncated: return "idx_truncated";
     case ErrorCode::kIdxTrailingBytes: return "idx_trailing_bytes";

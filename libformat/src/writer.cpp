@@ -101,4 +101,9 @@ Status SnapshotWriter::commit() {
   return directory_.commit();
 }
 
+Status SnapshotWriter::commit_pickle_dir(std::span<const std::byte> pickled_data) {
+  CKPT_TRY(write_file(std::filesystem::path(kPickleFile), MemorySource(pickled_data)));
+  return directory_.commit();
+}
+
 }  // namespace ckpt

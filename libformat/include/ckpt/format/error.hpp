@@ -67,6 +67,15 @@ enum class ErrorCode : std::uint16_t {
   kZipUnsafeName = 603,
   kZipCrc = 604,
 
+  // 7xx: pickles (OneFlow pickle directories, torch files); spec/pickle.md
+  kPickleTruncated = 701,           // the stream ends inside an opcode or before STOP
+  kPickleMalformed = 702,           // an opcode on the wrong operands, a bad argument, bytes after STOP
+  kPickleUnsupportedOpcode = 703,   // an opcode a data-only reader does not run
+  kPickleForbiddenGlobal = 704,     // a GLOBAL outside the allow-list
+  kPickleForbiddenCall = 705,       // REDUCE/NEWOBJ/BUILD/persistent id the allow-list does not permit
+  kPickleLimit = 706,               // a cap on stack, memo, depth, size or nodes was exceeded
+  kPickleStructure = 707,           // a valid pickle whose content the format does not allow
+
   // 9xx: training and its data (libtrain); 7xx is the pickle family, 8xx safetensors
   kIdxFormat = 901,          // not an IDX file of unsigned bytes: magic, type or rank
   kIdxTruncated = 902,       // fewer bytes than the header's dims promise
