@@ -160,7 +160,7 @@ Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std:
   CKPT_TRY(injected_fault(hook_, IoStep::kWrite, path_));
   // copy_file_range lets the kernel (or the file system: reflinks) move the
   // pages; it is refused across some file systems, then we stream.
-  auto in_offset = static_cast<off64_t>(offset);
+  auto in_offset = static_cast<off64_t>(source.file_offset() + offset);
   std::uint64_t copied = 0;
   while (copied < length) {
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(length - copied, std::uint64_t{1} << 30));

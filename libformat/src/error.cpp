@@ -49,6 +49,19 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kZipUnsupported: return "zip_unsupported";
     case ErrorCode::kZipUnsafeName: return "zip_unsafe_name";
     case ErrorCode::kZipCrc: return "zip_crc";
+    case ErrorCode::kSafetensorsTooSmall: return "safetensors_too_small";
+    case ErrorCode::kSafetensorsHeaderTooLarge: return "safetensors_header_too_large";
+    case ErrorCode::kSafetensorsHeaderLength: return "safetensors_header_length";
+    case ErrorCode::kSafetensorsHeaderUtf8: return "safetensors_header_utf8";
+    case ErrorCode::kSafetensorsHeaderJson: return "safetensors_header_json";
+    case ErrorCode::kSafetensorsHeaderSchema: return "safetensors_header_schema";
+    case ErrorCode::kSafetensorsDuplicateKey: return "safetensors_duplicate_key";
+    case ErrorCode::kSafetensorsUnknownDtype: return "safetensors_unknown_dtype";
+    case ErrorCode::kSafetensorsMetadata: return "safetensors_metadata";
+    case ErrorCode::kSafetensorsOffsets: return "safetensors_offsets";
+    case ErrorCode::kSafetensorsSizeOverflow: return "safetensors_size_overflow";
+    case ErrorCode::kSafetensorsTensorSize: return "safetensors_tensor_size";
+    case ErrorCode::kSafetensorsBufferEnd: return "safetensors_buffer_end";
   }
   return "unknown";
 }

@@ -27,6 +27,9 @@ class ByteSource {
   virtual const std::string& name() const = 0;
   // The open descriptor when the source is a plain file, for zero-copy paths.
   virtual int file_descriptor() const { return -1; }
+  // Where byte 0 of this source lies in file_descriptor(): sources that are a
+  // slice of a file (a tensor inside a container) say where, for mmap.
+  virtual std::uint64_t file_offset() const { return 0; }
 };
 
 // A read-only file, read with pread.
