@@ -283,6 +283,13 @@ SafetensorsHeader parse_header(const ByteSource& file, Problems& problems) {
                  fmt::format("the header is not valid UTF-8 (byte {} of the header)", *bad));
     return header;
   }
+  // nlohmann stops at a NUL as if the input ended, so "{}\0\0" would pass;
+  // serde refuses it (NUL padding written by some third-party writers).
+  if (auto nul = text.find('\0'); nul != std::string::npos) {
+    problems.add(ErrorCode::kSafetensorsHeaderJson,
+                 fmt::format("the header has a NUL byte at byte {} (JSON allows none; padding must be spaces)", nul));
+    return header;
+  }
   bool stop = false;
   auto document = parse_json(text, problems, stop);
   if (!document.ok()) problems.add(std::move(document).error());
