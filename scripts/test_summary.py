@@ -1,4 +1,7 @@
-"""Prints the closing line CI reads from Meson's JSON test log."""
+"""Prints the closing line CI reads from Meson's JSON test log.
+
+Usage: test_summary.py TESTLOG.json [LABEL:]
+"""
 import collections
 import json
 import sys
@@ -11,5 +14,6 @@ with open(sys.argv[1], encoding="utf-8") as log:
 passed = counts["OK"] + counts["EXPECTEDFAIL"]
 skipped = counts["SKIP"]
 failed = sum(n for result, n in counts.items() if result not in ("OK", "EXPECTEDFAIL", "SKIP"))
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
+label = sys.argv[2] + " " if len(sys.argv) > 2 else ""
+print(f"{label}{passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed or passed == 0 else 0)

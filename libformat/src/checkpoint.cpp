@@ -82,7 +82,9 @@ Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_vie
   if (document.is_discarded()) return fail("not valid JSON");
   if (!document.is_object()) return fail("expected an object {\"name\": {\"dtype\": ..., \"shape\": [...]}}");
   ShapeTable table;
-  for (const auto& [name, entry] : document.items()) {
+  for (auto item = document.begin(); item != document.end(); ++item) {
+    const std::string& name = item.key();
+    const nlohmann::json& entry = item.value();
     auto bad = [&](std::string_view why) { return std::move(fail(std::string(why)).in_variable(name)); };
     if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape")) {
       return bad("expected {\"dtype\": \"kFloat\", \"shape\": [...]}");

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds everything with AddressSanitizer + UndefinedBehaviorSanitizer into
+# build-asan and runs the whole test suite there; any report fails the test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+if [ ! -f build-asan/build.ninja ]; then
+  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled >/dev/null
+fi
+ninja -C build-asan >/dev/null
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export CKPT_SANITIZED=1
+status=0
+meson test -C build-asan --print-errorlogs --num-processes 2 "$@" >build-asan/test-output.txt 2>&1 || status=$?
+[ $status -eq 0 ] || tail -60 build-asan/test-output.txt
+/usr/bin/python3 scripts/test_summary.py build-asan/meson-logs/testlog.json sanitizers: || status=1
+exit "$status"
