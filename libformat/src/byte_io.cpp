@@ -27,8 +27,12 @@ Status check_range(const ByteSource& source, std::uint64_t offset, std::uint64_t
   return {};
 }
 
-Result<FileSource> FileSource::open(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+Result<FileSource> FileSource::open(const std::filesystem::path& path) { return open_at(AT_FDCWD, path, path); }
+
+Result<FileSource> FileSource::open_at(int directory_fd, const std::filesystem::path& relative,
+                                       const std::filesystem::path& display_path) {
+  const std::filesystem::path& path = display_path;
+  int fd = ::openat(directory_fd, relative.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return detail::io_error("open", path.string());
   struct stat info {};
   if (::fstat(fd, &info) != 0) {

@@ -45,6 +45,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kNpyUnsupportedDtype: return "npy_unsupported_dtype";
     case ErrorCode::kNpyTruncated: return "npy_truncated";
     case ErrorCode::kNpyTrailingBytes: return "npy_trailing_bytes";
+    case ErrorCode::kNpyTooLargeToReorder: return "npy_too_large_to_reorder";
     case ErrorCode::kZipFormat: return "zip_format";
     case ErrorCode::kZipUnsupported: return "zip_unsupported";
     case ErrorCode::kZipUnsafeName: return "zip_unsafe_name";
@@ -62,6 +63,12 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kSafetensorsSizeOverflow: return "safetensors_size_overflow";
     case ErrorCode::kSafetensorsTensorSize: return "safetensors_tensor_size";
     case ErrorCode::kSafetensorsBufferEnd: return "safetensors_buffer_end";
+    case ErrorCode::kIdxFormat: return "idx_format";
+    case ErrorCode::kIdxTruncated: return "idx_truncated";
+    case ErrorCode::kIdxTrailingBytes: return "idx_trailing_bytes";
+    case ErrorCode::kDatasetMismatch: return "dataset_mismatch";
+    case ErrorCode::kStateDictMismatch: return "state_dict_mismatch";
+    case ErrorCode::kDeviceError: return "device_error";
   }
   return "unknown";
 }

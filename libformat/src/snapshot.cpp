@@ -57,14 +57,14 @@ MappedBytes::~MappedBytes() {
   if (address_ != nullptr) ::munmap(address_, size_);
 }
 
-Result<MappedBytes> MappedBytes::map(const fs::path& path) {
-  CKPT_ASSIGN_OR_RETURN(FileSource file, FileSource::open(path));
+Result<MappedBytes> MappedBytes::map(const FileSource& file) {
+  const std::string& path = file.name();
   MappedBytes mapped;
   if (file.size() == 0) return mapped;  // mmap refuses length 0; an empty view is the answer
-  if (file.size() > SIZE_MAX) return Error(ErrorCode::kIo, "too large to map").in_file(path.string());
+  if (file.size() > SIZE_MAX) return Error(ErrorCode::kIo, "too large to map").in_file(path);
   void* address = ::mmap(nullptr, static_cast<std::size_t>(file.size()), PROT_READ, MAP_PRIVATE,
                          file.file_descriptor(), 0);
-  if (address == MAP_FAILED) return detail::io_error("mmap", path.string());
+  if (address == MAP_FAILED) return detail::io_error("mmap", path);
   mapped.address_ = address;
   mapped.size_ = static_cast<std::size_t>(file.size());
   return mapped;
@@ -72,17 +72,51 @@ Result<MappedBytes> MappedBytes::map(const fs::path& path) {
 
 // ---- Snapshot ----
 
+class Snapshot::Directory {
+ public:
+  explicit Directory(int fd) : fd_(fd) {}
+  Directory(const Directory&) = delete;
+  Directory& operator=(const Directory&) = delete;
+  ~Directory() { ::close(fd_); }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+namespace {
+
+bool same_directory(int fd, const fs::path& path) {
+  struct stat open_info {}, path_info {};
+  return ::fstat(fd, &open_info) == 0 && ::stat(path.c_str(), &path_info) == 0 &&
+         open_info.st_dev == path_info.st_dev && open_info.st_ino == path_info.st_ino;
+}
+
+}  // namespace
+
 Result<Snapshot> Snapshot::open(const fs::path& root) {
-  FirstError sink;
-  detail::ScanResult scan = detail::scan_checkpoint(root, sink);
-  if (sink.error) return std::move(*sink.error);
-  if (scan.layout == Layout::kPickleDir) {
-    return Error(ErrorCode::kUnsupportedLayout,
-                 "OneFlow pickle directory (pickled_data + tensor_N/, OneFlow 0.6+): recognised, "
-                 "but reading it needs the pickle reader, which this version does not have yet")
-        .in_file(root.string());
+  // The scan reads by path; the directory must still be the one opened
+  // after it, else a writer swapped it meanwhile and we look again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    auto directory = fd >= 0 ? std::make_shared<const Directory>(fd) : nullptr;
+    FirstError sink;
+    detail::ScanResult scan = detail::scan_checkpoint(root, sink);
+    if (sink.error) return std::move(*sink.error);
+    if (directory == nullptr) return detail::io_error("open directory", root.string());
+    if (!same_directory(directory->fd(), root)) {
+      if (attempt < kAttempts) continue;
+      return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(root.string());
+    }
+    if (scan.layout == Layout::kPickleDir) {
+      return Error(ErrorCode::kUnsupportedLayout,
+                   "OneFlow pickle directory (pickled_data + tensor_N/, OneFlow 0.6+): recognised, "
+                   "but reading it needs the pickle reader, which this version does not have yet")
+          .in_file(root.string());
+    }
+    return Snapshot(root, std::move(directory), *scan.layout, std::move(scan.variables));
   }
-  return Snapshot(root, *scan.layout, std::move(scan.variables));
 }
 
 const VariableInfo* Snapshot::find(std::string_view name) const {
@@ -102,7 +136,7 @@ fs::path Snapshot::data_path(std::string_view name) const { return root_ / name 
 
 Result<FileSource> Snapshot::open_data(std::string_view name) const {
   CKPT_ASSIGN_OR_RETURN(const VariableInfo* info, get(name));
-  auto source = FileSource::open(data_path(name));
+  auto source = FileSource::open_at(directory_->fd(), fs::path(name) / kDataFile, data_path(name));
   if (!source.ok()) return std::move(std::move(source).error().in_variable(name));
   if (source->size() != info->byte_size) {
     return Error(ErrorCode::kDataSizeMismatch,
@@ -127,8 +161,8 @@ Status Snapshot::read(std::string_view name, std::span<std::byte> out) const {
 }
 
 Result<MappedBytes> Snapshot::map(std::string_view name) const {
-  CKPT_TRY(get(name));
-  auto mapped = MappedBytes::map(data_path(name));
+  CKPT_ASSIGN_OR_RETURN(FileSource source, open_data(name));
+  auto mapped = MappedBytes::map(source);
   if (!mapped.ok()) return std::move(std::move(mapped).error().in_variable(name));
   return mapped;
 }

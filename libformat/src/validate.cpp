@@ -12,15 +12,19 @@ namespace {
 class CollectAll final : public detail::ScanSink {
  public:
   bool report(Severity severity, Error problem) override {
-    std::string message = problem.file().empty() ? problem.message()
-                                                 : fmt::format("file '{}': {}", problem.file(), problem.message());
-    issues.push_back(Issue{problem.code(), severity, problem.variable(), std::move(message)});
+    issues.push_back(make_issue(problem, severity));
     return true;
   }
   std::vector<Issue> issues;
 };
 
 }  // namespace
+
+Issue make_issue(const Error& problem, Severity severity) {
+  std::string message = problem.file().empty() ? problem.message()
+                                               : fmt::format("file '{}': {}", problem.file(), problem.message());
+  return Issue{problem.code(), severity, problem.variable(), std::move(message)};
+}
 
 bool ValidationReport::valid() const { return count(Severity::kError) == 0; }
 

@@ -54,21 +54,35 @@ Status SnapshotWriter::write_file(const std::filesystem::path& relative, const B
 }
 
 Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta, const ByteSource& data) {
+  if (data.size() != meta.byte_size()) {
+    return std::move(Error(ErrorCode::kBufferSizeMismatch,
+                           fmt::format("data has {} bytes, shape {} of {} needs {}", data.size(),
+                                       shape_to_string(meta.shape()), dtype_name(meta.dtype()), meta.byte_size()))
+                         .in_file(data.name())
+                         .in_variable(name));
+  }
+  return add(name, meta, [&](ByteSink& sink) { return sink.write_from(data, 0, data.size()); });
+}
+
+Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
+                           const std::function<Status(ByteSink&)>& write_data) {
   auto status = [&]() -> Status {
     CKPT_TRY(check_variable_name(name));
     if (names_.count(std::string(name)) != 0) {
       return Error(ErrorCode::kDuplicateName, "added twice to the same snapshot");
     }
-    if (data.size() != meta.byte_size()) {
-      return Error(ErrorCode::kBufferSizeMismatch,
-                   fmt::format("data has {} bytes, shape {} of {} needs {}", data.size(),
-                               shape_to_string(meta.shape()), dtype_name(meta.dtype()), meta.byte_size()))
-          .in_file(data.name());
-    }
     std::filesystem::path directory(name);
     CKPT_TRY(directory_.make_directory(directory));
     // OneFlow writes `out` before `meta`; a meta therefore implies complete data.
-    CKPT_TRY(write_file(directory / kDataFile, data));
+    CKPT_ASSIGN_OR_RETURN(FileSink out, directory_.create_file(directory / kDataFile));
+    CKPT_TRY(write_data(out));
+    if (out.written() != meta.byte_size()) {
+      return Error(ErrorCode::kBufferSizeMismatch,
+                   fmt::format("{} bytes were written, shape {} of {} needs {}", out.written(),
+                               shape_to_string(meta.shape()), dtype_name(meta.dtype()), meta.byte_size()))
+          .in_file(out.name());
+    }
+    CKPT_TRY(out.finish());
     std::string text = meta.to_text();
     CKPT_TRY(write_file(directory / kMetaFile, MemorySource(as_bytes(text))));
     CKPT_TRY(directory_.sync_directory(directory));

@@ -1,5 +1,6 @@
 // ckpt-validate: checks a checkpoint and lists its variables and problems.
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -7,6 +8,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ckpt/convert/convert.hpp"
+#include "ckpt/format/npz.hpp"
 #include "ckpt/format/validate.hpp"
 
 namespace {
@@ -22,6 +25,8 @@ Layouts recognised (the "format" field):
   oneflow-graph     model.mlir + variable directories (nn.Graph export, G1)
   oneflow-pickle    pickled_data + tensor_N/ (OneFlow 0.6+, P1): tensor
                     directories are checked, the pickle is not read yet
+  npy               a directory of <variable>.npy files: every header and size
+  npz               a NumPy .npz archive: every member's header, size and CRC
 
 Options:
   --json    print one JSON object:
@@ -55,7 +60,23 @@ std::string_view severity_word(ckpt::Severity severity) {
   return severity == ckpt::Severity::kError ? "error" : "warning";
 }
 
-void print_json(const ckpt::ValidationReport& report) {
+// A report and the name of the format it found ("npy", "oneflow-snapshot"),
+// absent when nothing was recognised.
+struct Checked {
+  ckpt::ValidationReport report;
+  std::optional<std::string> format;
+};
+
+Checked validate_path(const std::string& path) {
+  auto detected = ckpt::convert::detect_source_format(path);
+  if (detected.ok() && *detected == ckpt::convert::Format::kNpz) return {ckpt::validate_npz(path), "npz"};
+  if (detected.ok() && *detected == ckpt::convert::Format::kNpy) return {ckpt::validate_npy_directory(path), "npy"};
+  Checked checked{ckpt::validate_snapshot(path), std::nullopt};
+  if (checked.report.layout) checked.format = std::string(ckpt::layout_format_name(*checked.report.layout));
+  return checked;
+}
+
+void print_json(const ckpt::ValidationReport& report, const std::optional<std::string>& format) {
   nlohmann::json variables = nlohmann::json::array();
   for (const auto& variable : report.variables) {
     nlohmann::json entry = {{"name", variable.name}, {"bytes", variable.byte_size}};
@@ -73,7 +94,7 @@ void print_json(const ckpt::ValidationReport& report) {
   }
   nlohmann::json out = {
       {"path", report.path.string()},
-      {"format", report.layout ? nlohmann::json(std::string(ckpt::layout_format_name(*report.layout))) : nullptr},
+      {"format", format ? nlohmann::json(*format) : nullptr},
       {"valid", report.valid()},
       {"variables", std::move(variables)},
       {"issues", std::move(issues)},
@@ -90,15 +111,15 @@ void print_issues(const ckpt::ValidationReport& report) {
   }
 }
 
-void print_table(const ckpt::ValidationReport& report) {
+void print_table(const ckpt::ValidationReport& report, const std::optional<std::string>& format) {
   std::uint64_t total = 0;
   std::size_t name_width = 4;
   for (const auto& variable : report.variables) {
     total += variable.byte_size;
     name_width = std::max(name_width, variable.name.size());
   }
-  std::string_view format = report.layout ? ckpt::layout_format_name(*report.layout) : "unrecognised";
-  fmt::print("{}: {}, {} variables, {} bytes\n", report.path.string(), format, report.variables.size(), total);
+  fmt::print("{}: {}, {} variables, {} bytes\n", report.path.string(), format.value_or("unrecognised"),
+             report.variables.size(), total);
   if (!report.variables.empty()) {
     fmt::print("  {:<{}}  {:<10}  {:<20}  {:>12}\n", "name", name_width, "dtype", "shape", "bytes");
     for (const auto& variable : report.variables) {
@@ -139,13 +160,13 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "{}", kUsage);
     return 2;
   }
-  ckpt::ValidationReport report = ckpt::validate_snapshot(options.path);
+  auto [report, format] = validate_path(options.path);
   if (options.json) {
-    print_json(report);
+    print_json(report, format);
   } else if (options.quiet) {
     print_issues(report);
   } else {
-    print_table(report);
+    print_table(report, format);
   }
   return exit_status(report);
 }

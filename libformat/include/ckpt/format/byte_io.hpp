@@ -36,6 +36,11 @@ class ByteSource {
 class FileSource final : public ByteSource {
  public:
   static Result<FileSource> open(const std::filesystem::path& path);
+  // Opens `relative` under the open directory `directory_fd`, so a reader
+  // keeps reading one directory even if its path is swapped meanwhile;
+  // `display_path` names the file in errors.
+  static Result<FileSource> open_at(int directory_fd, const std::filesystem::path& relative,
+                                    const std::filesystem::path& display_path);
   FileSource(FileSource&& other) noexcept;
   FileSource& operator=(FileSource&& other) noexcept;
   FileSource(const FileSource&) = delete;

@@ -59,6 +59,7 @@ enum class ErrorCode : std::uint16_t {
   kNpyUnsupportedDtype = 504,
   kNpyTruncated = 505,
   kNpyTrailingBytes = 506,
+  kNpyTooLargeToReorder = 507,  // Fortran-order data over the in-memory cap
 
   // 6xx: zip containers (.npz)
   kZipFormat = 601,
@@ -80,6 +81,13 @@ enum class ErrorCode : std::uint16_t {
   kSafetensorsSizeOverflow = 811,      // element or byte count does not fit in 64 bits
   kSafetensorsTensorSize = 812,        // end - begin differs from the bytes of dtype x shape
   kSafetensorsBufferEnd = 813,         // the data does not end exactly at the end of the file
+  // 9xx: training and its data (libtrain); 7xx is the pickle family, 8xx safetensors
+  kIdxFormat = 901,          // not an IDX file of unsigned bytes: magic, type or rank
+  kIdxTruncated = 902,       // fewer bytes than the header's dims promise
+  kIdxTrailingBytes = 903,   // more bytes than the header's dims promise
+  kDatasetMismatch = 904,    // image and label files disagree, or a label is out of range
+  kStateDictMismatch = 905,  // a snapshot's variables differ from the model's: name, shape or dtype
+  kDeviceError = 906,        // a CUDA or cuBLAS call failed, or no usable GPU
 };
 
 enum class Severity : std::uint8_t { kWarning, kError };

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -57,7 +58,7 @@ class MappedBytes {
   MappedBytes& operator=(const MappedBytes&) = delete;
   ~MappedBytes();
 
-  static Result<MappedBytes> map(const std::filesystem::path& path);
+  static Result<MappedBytes> map(const FileSource& file);
   std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(address_), size_}; }
 
  private:
@@ -67,6 +68,11 @@ class MappedBytes {
 
 class Snapshot {
  public:
+  // An open directory: all reads go through it, so a snapshot replaced at
+  // its path while being read (a writer's atomic exchange) is never mixed
+  // with the new one; reads then fail cleanly if the old one is deleted.
+  class Directory;
+
   // Detects the layout, lists the variables (sorted by name) and checks each
   // meta against its `out`. P1 is recognised and refused (kUnsupportedLayout)
   // until the pickle reader exists.
@@ -91,10 +97,12 @@ class Snapshot {
                      const std::function<Status(std::span<const std::byte>)>& consume) const;
 
  private:
-  Snapshot(std::filesystem::path root, Layout layout, std::vector<VariableInfo> variables)
-      : root_(std::move(root)), layout_(layout), variables_(std::move(variables)) {}
+  Snapshot(std::filesystem::path root, std::shared_ptr<const Directory> directory, Layout layout,
+           std::vector<VariableInfo> variables)
+      : root_(std::move(root)), directory_(std::move(directory)), layout_(layout), variables_(std::move(variables)) {}
 
   std::filesystem::path root_;
+  std::shared_ptr<const Directory> directory_;
   Layout layout_;
   std::vector<VariableInfo> variables_;
 };

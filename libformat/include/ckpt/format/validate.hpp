@@ -19,6 +19,9 @@ struct Issue {
   std::string message;   // names the file, expected and actual
 };
 
+// An issue from an error: its code, variable, and message prefixed with its file.
+Issue make_issue(const Error& problem, Severity severity);
+
 struct ValidationReport {
   std::filesystem::path path;
   std::optional<Layout> layout;        // absent when nothing was recognised

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +34,10 @@ class SnapshotWriter {
   // Adds one variable; `data` must hold exactly meta.byte_size() bytes.
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data);
   Status add(std::string_view name, const VariableMeta& meta, std::span<const std::byte> data);
+  // Adds one variable whose `out` bytes `write_data` writes to the sink it is
+  // given (copied from an offset of another file, converted on the way);
+  // it must write exactly meta.byte_size() bytes.
+  Status add(std::string_view name, const VariableMeta& meta, const std::function<Status(ByteSink&)>& write_data);
 
   // Writes snapshot_done and moves the snapshot into place. Without a
   // commit, nothing appears at the destination.

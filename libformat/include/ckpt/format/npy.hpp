@@ -1,0 +1,126 @@
+// NumPy .npy files (numpy/lib/format.py):
+//
+//   offset 0   "\x93NUMPY"
+//          6   major version 1, 2 or 3; minor version 0
+//          8   header length: u16 little-endian (v1), u32 (v2, v3)
+//   10 or 12   header: a Python dict literal
+//              {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+//              padded with spaces and a final '\n' so data starts at a
+//              multiple of 64; latin1 in v1/v2, UTF-8 in v3
+//          …   the elements, C order (or Fortran order), no padding after
+//
+// The reader accepts all three versions and never requires alignment. The
+// header parser reads the dict literal itself (no evaluation) and caps its
+// size. Read data always comes out C order, little-endian.
+//
+// bfloat16: numpy has no such type; numpy with ml_dtypes saves it as '<V2',
+// losing the type. We write kBFloat16 as '<V2' so numpy can load the bytes,
+// and read '<V2' back as kBFloat16 only when NpyReadOptions::void2_as_bfloat16
+// is set; otherwise a V2 file is refused. The descr 'bfloat16' (an
+// ml_dtypes-aware writer's choice) is always read as kBFloat16.
+//
+// int8: OneFlow kChar and kInt8 are both numpy int8; '|i1' reads as kInt8.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/error.hpp"
+#include "ckpt/format/meta.hpp"
+#include "ckpt/format/validate.hpp"
+
+namespace ckpt {
+
+inline constexpr std::string_view kNpyMagicBytes = "\x93NUMPY";
+inline constexpr std::string_view kNpyExtension = ".npy";
+// numpy refuses headers over 10,000 characters by default; v2 headers of
+// a legitimate array stay far below this.
+inline constexpr std::uint64_t kNpyMaxHeaderBytes = 1u << 20;
+// Alignment of the data written by numpy >= 1.14 and by us.
+inline constexpr std::uint64_t kNpyAlignment = 64;
+
+struct NpyReadOptions {
+  // Read '<V2' (numpy's spelling of ml_dtypes.bfloat16) as kBFloat16.
+  bool void2_as_bfloat16 = false;
+  // Fortran-order data is transposed with the whole array in memory;
+  // larger Fortran-order arrays are refused (kNpyTooLargeToReorder).
+  std::uint64_t max_reorder_bytes = std::uint64_t{1} << 30;
+};
+
+// The dict of a header, as parsed from its text.
+struct NpyDict {
+  DType dtype;
+  bool big_endian = false;  // the data must be byte-swapped to little-endian
+  bool fortran_order = false;
+  Shape shape;
+};
+
+struct NpyHeader {
+  int major_version = 1;
+  bool big_endian = false;
+  bool fortran_order = false;
+  std::uint64_t data_offset = 0;  // first element byte in the file
+  // The array as a OneFlow variable (C order, little-endian once read);
+  // meta.byte_size() is the data size.
+  VariableMeta meta;
+  // Whether the stored bytes already are C order little-endian, so they can
+  // be copied as they are.
+  bool is_plain() const;
+};
+
+// Parses the dict literal of a header (the text after the length field).
+// Keys in any order, trailing commas, any whitespace, Python-2 'L' suffixes;
+// nothing is evaluated. Object, structured and other unsupported dtypes are
+// refused with kNpyUnsupportedDtype.
+Result<NpyDict> parse_npy_dict(std::string_view text, const NpyReadOptions& options = {});
+
+// Reads and checks magic, version and header of an .npy held by `source`,
+// and checks the data size: missing bytes are kNpyTruncated; extra bytes are
+// appended to `warnings` as kNpyTrailingBytes (or ignored without it).
+Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options = {},
+                                  std::vector<Error>* warnings = nullptr);
+
+// Writes the elements of the array in C order, little-endian, to `sink`:
+// copied as they are (file to file by the kernel) when already so, byte-swapped
+// through a bounded buffer for big-endian data, transposed in memory for
+// Fortran order (at most options.max_reorder_bytes).
+Status copy_npy_data(const ByteSource& npy, const NpyHeader& header, ByteSink& sink,
+                     const NpyReadOptions& options = {});
+
+// The magic, version, length, dict and padding numpy would write for
+// `meta` (C order, little-endian): the oldest version that holds the
+// header, data aligned to 64 bytes. Fails for a dtype numpy cannot name.
+Result<std::string> make_npy_header(const VariableMeta& meta);
+
+// Header, then meta.byte_size() bytes of `data` from `offset` (C order,
+// little-endian).
+Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& data, std::uint64_t offset = 0);
+
+// Passes everything on to another sink (file-to-file copies included) and
+// counts it, so a writer can check a callback wrote exactly a variable's size.
+class CountingSink final : public ByteSink {
+ public:
+  explicit CountingSink(ByteSink& inner) : inner_(inner) {}
+  Status write(std::span<const std::byte> bytes) override;
+  Status write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) override;
+  Status finish() override { return inner_.finish(); }
+  const std::string& name() const override { return inner_.name(); }
+  std::uint64_t count() const { return count_; }
+  // kBufferSizeMismatch unless exactly meta.byte_size() bytes went through.
+  Status check(const VariableMeta& meta) const;
+
+ private:
+  ByteSink& inner_;
+  std::uint64_t count_ = 0;
+};
+
+// Every .npy in `directory` checked: names, headers, sizes. Layout stays
+// empty: the caller reports the format as "npy".
+ValidationReport validate_npy_directory(const std::filesystem::path& directory,
+                                        const NpyReadOptions& options = {});
+
+}  // namespace ckpt

@@ -1,0 +1,463 @@
+#include "ckpt/format/npy.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "ckpt/format/writer.hpp"
+
+namespace ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Chunk of the byte-swapping and transposing copies: bounded memory, and a
+// multiple of every element size.
+constexpr std::size_t kChunkBytes = 4u << 20;
+constexpr std::uint64_t kMaxV1HeaderLength = 0xffff;
+
+// A recursive-descent reader of the one dict literal numpy writes. It knows
+// strings, True/False, tuples of non-negative ints, and nothing else.
+class DictParser {
+ public:
+  DictParser(std::string_view text, bool allow_long_suffix) : text_(text), allow_long_suffix_(allow_long_suffix) {}
+
+  Result<NpyDict> parse(const NpyReadOptions& options) {
+    NpyDict dict{};
+    bool has_descr = false, has_fortran = false, has_shape = false;
+    skip_space();
+    if (!consume('{')) return syntax("expected '{'");
+    while (true) {
+      skip_space();
+      if (consume('}')) break;
+      CKPT_ASSIGN_OR_RETURN(std::string_view key, string_literal());
+      skip_space();
+      if (!consume(':')) return syntax(fmt::format("expected ':' after key '{}'", key));
+      skip_space();
+      if (key == "descr") {
+        if (has_descr) return duplicate(key);
+        has_descr = true;
+        if (peek() == '[') {
+          return Error(ErrorCode::kNpyUnsupportedDtype,
+                       "structured dtypes (a list descr) are not supported: only plain numeric arrays");
+        }
+        CKPT_ASSIGN_OR_RETURN(std::string_view descr, string_literal());
+        CKPT_TRY(set_dtype(descr, options, dict));
+      } else if (key == "fortran_order") {
+        if (has_fortran) return duplicate(key);
+        has_fortran = true;
+        CKPT_ASSIGN_OR_RETURN(dict.fortran_order, bool_literal());
+      } else if (key == "shape") {
+        if (has_shape) return duplicate(key);
+        has_shape = true;
+        CKPT_ASSIGN_OR_RETURN(dict.shape, tuple_literal());
+      } else {
+        return syntax(fmt::format("unknown key '{}' (expected descr, fortran_order, shape)", key));
+      }
+      skip_space();
+      if (consume(',')) continue;
+      skip_space();
+      if (!consume('}')) return syntax("expected ',' or '}' after a value");
+      break;
+    }
+    skip_space();
+    if (pos_ != text_.size()) return syntax("unexpected text after the dict");
+    if (!has_descr) return missing("descr");
+    if (!has_fortran) return missing("fortran_order");
+    if (!has_shape) return missing("shape");
+    return dict;
+  }
+
+ private:
+  char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
+  bool consume(char c) {
+    if (pos_ >= text_.size() || text_[pos_] != c) return false;
+    ++pos_;
+    return true;
+  }
+  void skip_space() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
+      ++pos_;
+    }
+  }
+  Error syntax(std::string_view what) const {
+    return Error(ErrorCode::kNpyHeader, fmt::format("header dict: {} at character {}", what, pos_));
+  }
+  Error duplicate(std::string_view key) const { return syntax(fmt::format("key '{}' given twice", key)); }
+  Error missing(std::string_view key) const {
+    return Error(ErrorCode::kNpyHeader, fmt::format("header dict: key '{}' is missing", key));
+  }
+
+  // '...' or "..." without escapes: numpy's descr and keys never need one.
+  Result<std::string_view> string_literal() {
+    char quote = peek();
+    if (quote != '\'' && quote != '"') return syntax("expected a quoted string");
+    std::size_t start = ++pos_;
+    while (pos_ < text_.size() && text_[pos_] != quote) {
+      if (text_[pos_] == '\\' || text_[pos_] == '\n') return syntax("escape or line break inside a string");
+      ++pos_;
+    }
+    if (pos_ >= text_.size()) return syntax("unterminated string");
+    return text_.substr(start, pos_++ - start);
+  }
+
+  Result<bool> bool_literal() {
+    for (auto [word, value] : {std::pair{std::string_view("True"), true}, std::pair{std::string_view("False"), false}}) {
+      if (text_.substr(pos_, word.size()) == word) {
+        pos_ += word.size();
+        return value;
+      }
+    }
+    return syntax("fortran_order must be True or False");
+  }
+
+  Result<std::int64_t> integer() {
+    if (peek() == '-') return syntax("negative dimension");
+    std::size_t start = pos_;
+    std::int64_t value = 0;
+    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
+      int digit = text_[pos_] - '0';
+      if (value > (std::numeric_limits<std::int64_t>::max() - digit) / 10) return syntax("dimension above 2^63-1");
+      value = value * 10 + digit;
+      ++pos_;
+    }
+    if (pos_ == start) return syntax("expected a dimension");
+    if (pos_ - start > 1 && text_[start] == '0') return syntax("dimension with a leading zero");
+    if (allow_long_suffix_ && (peek() == 'L' || peek() == 'l')) ++pos_;  // Python 2 long, v1/v2 only
+    return value;
+  }
+
+  // "()", "(3,)", "(2, 3)", "(2, 3,)"; "(3)" is an int in Python, not a tuple.
+  Result<Shape> tuple_literal() {
+    if (!consume('(')) return syntax("shape must be a tuple");
+    Shape shape;
+    skip_space();
+    if (consume(')')) return shape;
+    while (true) {
+      skip_space();
+      CKPT_ASSIGN_OR_RETURN(std::int64_t dim, integer());
+      shape.push_back(dim);
+      skip_space();
+      if (consume(',')) {
+        skip_space();
+        if (consume(')')) return shape;
+        continue;
+      }
+      if (!consume(')')) return syntax("expected ',' or ')' in shape");
+      if (shape.size() == 1) return syntax("'(n)' is not a tuple: a 1-d shape is written '(n,)'");
+      return shape;
+    }
+  }
+
+  static Status set_dtype(std::string_view descr, const NpyReadOptions& options, NpyDict& dict) {
+    if (descr == "bfloat16") {
+      dict.dtype = DType::kBFloat16;
+      return {};
+    }
+    char order = '=';
+    std::string_view body = descr;
+    if (!body.empty() && (body[0] == '<' || body[0] == '>' || body[0] == '|' || body[0] == '=')) {
+      order = body[0];
+      body.remove_prefix(1);
+    }
+    if (!body.empty() && body[0] == 'O') {
+      return Error(ErrorCode::kNpyUnsupportedDtype,
+                   fmt::format("descr '{}' is an object array, which needs unpickling: refused", descr));
+    }
+    std::optional<DType> dtype;
+    if (body == "V2" && options.void2_as_bfloat16) {
+      dtype = DType::kBFloat16;
+    } else if (body == "V2") {
+      return Error(ErrorCode::kNpyUnsupportedDtype,
+                   fmt::format("descr '{}' is raw 2-byte data; numpy writes ml_dtypes.bfloat16 this way: "
+                               "read it as bfloat16 with the void2_as_bfloat16 option (--v2-as-bfloat16)",
+                               descr));
+    } else {
+      dtype = dtype_from_numpy(body);
+    }
+    if (!dtype) {
+      return Error(ErrorCode::kNpyUnsupportedDtype,
+                   fmt::format("descr '{}' has no OneFlow data type (supported: b1 i1 u1 i2 u2 i4 u4 i8 u8 "
+                               "f2 f4 f8 c8 c16, and bfloat16)",
+                               descr));
+    }
+    dict.dtype = *dtype;
+    // '|' and '=' mean native order, little-endian on every supported host.
+    dict.big_endian = order == '>' && dtype_size(*dtype) > 1;
+    return {};
+  }
+
+  std::string_view text_;
+  bool allow_long_suffix_;
+  std::size_t pos_ = 0;
+};
+
+template <class T, T (*swap)(T)>
+void swap_each(std::span<std::byte> bytes) {
+  for (std::size_t i = 0; i + sizeof(T) <= bytes.size(); i += sizeof(T)) {
+    T value;
+    std::memcpy(&value, bytes.data() + i, sizeof(T));
+    value = swap(value);
+    std::memcpy(bytes.data() + i, &value, sizeof(T));
+  }
+}
+
+std::uint16_t swap16(std::uint16_t v) { return __builtin_bswap16(v); }
+std::uint32_t swap32(std::uint32_t v) { return __builtin_bswap32(v); }
+std::uint64_t swap64(std::uint64_t v) { return __builtin_bswap64(v); }
+
+// Reverses each `unit`-byte scalar (complex types swap each half).
+void swap_bytes(std::span<std::byte> bytes, std::size_t unit) {
+  switch (unit) {
+    case 2: swap_each<std::uint16_t, swap16>(bytes); break;
+    case 4: swap_each<std::uint32_t, swap32>(bytes); break;
+    case 8: swap_each<std::uint64_t, swap64>(bytes); break;
+    default:
+      for (std::size_t i = 0; i + unit <= bytes.size(); i += unit) std::reverse(bytes.data() + i, bytes.data() + i + unit);
+  }
+}
+
+Status copy_swapped(const ByteSource& npy, const NpyHeader& header, ByteSink& sink) {
+  std::uint64_t size = header.meta.byte_size();
+  std::size_t unit = dtype_info(header.meta.dtype()).swap_unit;
+  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(size, kChunkBytes)));
+  for (std::uint64_t done = 0; done < size;) {
+    std::span<std::byte> chunk(buffer.data(), static_cast<std::size_t>(std::min<std::uint64_t>(size - done, buffer.size())));
+    CKPT_TRY(npy.read_at(header.data_offset + done, chunk));
+    swap_bytes(chunk, unit);
+    CKPT_TRY(sink.write(chunk));
+    done += chunk.size();
+  }
+  return {};
+}
+
+// Writes a Fortran-order array held in `fortran` to `sink` in C order, one
+// last-axis row at a time through a bounded buffer.
+Status write_transposed(std::span<const std::byte> fortran, const VariableMeta& meta, ByteSink& sink) {
+  const Shape& shape = meta.shape();
+  const std::size_t element = dtype_size(meta.dtype());
+  if (meta.element_count() == 0) return {};
+  const std::size_t rank = shape.size();
+  // Element strides of the Fortran layout: the first axis is contiguous.
+  std::vector<std::uint64_t> stride(rank, 1);
+  for (std::size_t k = 1; k < rank; ++k) stride[k] = stride[k - 1] * static_cast<std::uint64_t>(shape[k - 1]);
+  std::vector<std::int64_t> index(rank, 0);
+  std::vector<std::byte> buffer(kChunkBytes);
+  std::size_t filled = 0;
+  std::uint64_t row_start = 0;  // Fortran element offset of `index` with the last axis at 0
+  while (true) {
+    for (std::int64_t j = 0; j < shape[rank - 1]; ++j) {
+      if (filled == buffer.size()) {
+        CKPT_TRY(sink.write(buffer));
+        filled = 0;
+      }
+      std::uint64_t from = (row_start + static_cast<std::uint64_t>(j) * stride[rank - 1]) * element;
+      std::memcpy(buffer.data() + filled, fortran.data() + from, element);
+      filled += element;
+    }
+    // Next row: an odometer over the leading axes, last of them fastest.
+    std::size_t k = rank - 1;
+    while (k > 0) {
+      --k;
+      row_start += stride[k];
+      if (++index[k] < shape[k]) break;
+      row_start -= stride[k] * static_cast<std::uint64_t>(shape[k]);
+      index[k] = 0;
+      if (k == 0) return sink.write(std::span(buffer.data(), filled));
+    }
+  }
+}
+
+Status copy_reordered(const ByteSource& npy, const NpyHeader& header, ByteSink& sink, const NpyReadOptions& options) {
+  std::uint64_t size = header.meta.byte_size();
+  if (size > options.max_reorder_bytes) {
+    return Error(ErrorCode::kNpyTooLargeToReorder,
+                 fmt::format("Fortran-order array of {} bytes: reordering it to C order needs it in memory, "
+                             "and the cap is {} bytes",
+                             size, options.max_reorder_bytes));
+  }
+  std::vector<std::byte> whole(static_cast<std::size_t>(size));
+  CKPT_TRY(npy.read_at(header.data_offset, whole));
+  if (header.big_endian) swap_bytes(whole, dtype_info(header.meta.dtype()).swap_unit);
+  return write_transposed(whole, header.meta, sink);
+}
+
+std::string shape_literal(const Shape& shape) {
+  if (shape.size() == 1) return fmt::format("({},)", shape[0]);
+  return fmt::format("({})", fmt::join(shape, ", "));
+}
+
+
+}  // namespace
+
+bool NpyHeader::is_plain() const { return !big_endian && (!fortran_order || meta.shape().size() < 2); }
+
+Result<NpyDict> parse_npy_dict(std::string_view text, const NpyReadOptions& options) {
+  return DictParser(text, /*allow_long_suffix=*/true).parse(options);
+}
+
+Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options,
+                                  std::vector<Error>* warnings) {
+  auto fail = [&](ErrorCode code, std::string message) { return Error(code, std::move(message)).in_file(source.name()); };
+  std::array<std::byte, 12> prefix{};
+  const std::uint64_t size = source.size();
+  if (size < 8) return fail(ErrorCode::kNpyMagic, fmt::format("{} bytes: too short for an .npy file", size));
+  CKPT_TRY(source.read_at(0, std::span(prefix.data(), 8)));
+  if (std::memcmp(prefix.data(), kNpyMagicBytes.data(), kNpyMagicBytes.size()) != 0) {
+    return fail(ErrorCode::kNpyMagic, "not an .npy file: the magic \\x93NUMPY is missing");
+  }
+  const int major = static_cast<int>(prefix[6]);
+  const int minor = static_cast<int>(prefix[7]);
+  if (major < 1 || major > 3 || minor != 0) {
+    return fail(ErrorCode::kNpyVersion, fmt::format("format version {}.{}; supported: 1.0, 2.0, 3.0", major, minor));
+  }
+  const std::size_t length_bytes = major == 1 ? 2 : 4;
+  if (size < 8 + length_bytes) return fail(ErrorCode::kNpyTruncated, "the file ends inside the header length");
+  CKPT_TRY(source.read_at(8, std::span(prefix.data() + 8, length_bytes)));
+  std::uint64_t header_length = 0;
+  for (std::size_t i = 0; i < length_bytes; ++i) header_length |= static_cast<std::uint64_t>(prefix[8 + i]) << (8 * i);
+  if (header_length > kNpyMaxHeaderBytes) {
+    return fail(ErrorCode::kNpyHeader,
+                fmt::format("header of {} bytes is over the cap of {}", header_length, kNpyMaxHeaderBytes));
+  }
+  const std::uint64_t data_offset = 8 + length_bytes + header_length;
+  if (data_offset > size) {
+    return fail(ErrorCode::kNpyTruncated,
+                fmt::format("the header needs {} bytes but the file has {}", data_offset, size));
+  }
+  std::string text(static_cast<std::size_t>(header_length), '\0');
+  CKPT_TRY(source.read_at(8 + length_bytes, std::as_writable_bytes(std::span(text))));
+  auto dict = DictParser(text, /*allow_long_suffix=*/major < 3).parse(options);
+  if (!dict.ok()) return std::move(dict).error().in_file(source.name());
+  auto meta = VariableMeta::make(dict->dtype, dict->shape);
+  if (!meta.ok()) return std::move(meta).error().in_file(source.name());
+  NpyHeader header{major, dict->big_endian, dict->fortran_order, data_offset, std::move(meta).value()};
+  const std::uint64_t available = size - data_offset;
+  if (available < header.meta.byte_size()) {
+    return fail(ErrorCode::kNpyTruncated,
+                fmt::format("shape {} of {} needs {} data bytes; the file has {} after the header",
+                            shape_to_string(header.meta.shape()), dtype_name(header.meta.dtype()),
+                            header.meta.byte_size(), available));
+  }
+  if (available > header.meta.byte_size() && warnings != nullptr) {
+    warnings->push_back(fail(ErrorCode::kNpyTrailingBytes,
+                             fmt::format("{} bytes after the {} data bytes are ignored",
+                                         available - header.meta.byte_size(), header.meta.byte_size())));
+  }
+  return header;
+}
+
+Status copy_npy_data(const ByteSource& npy, const NpyHeader& header, ByteSink& sink, const NpyReadOptions& options) {
+  Status status = header.is_plain()          ? sink.write_from(npy, header.data_offset, header.meta.byte_size())
+                  : header.fortran_order     ? copy_reordered(npy, header, sink, options)
+                                             : copy_swapped(npy, header, sink);
+  if (!status.ok()) return std::move(status).error().in_file(npy.name());
+  return {};
+}
+
+Result<std::string> make_npy_header(const VariableMeta& meta) {
+  std::string_view descr = meta.dtype() == DType::kBFloat16 ? "<V2" : dtype_info(meta.dtype()).numpy_descr;
+  if (descr.empty()) {
+    return Error(ErrorCode::kNpyUnsupportedDtype, fmt::format("numpy has no dtype for {}", dtype_name(meta.dtype())));
+  }
+  std::string dict =
+      fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", descr, shape_literal(meta.shape()));
+  // The oldest version whose length field holds the header (v3 is only
+  // needed for non-latin1 text, which our dict never has).
+  for (std::uint64_t length_bytes : {2, 4}) {
+    std::uint64_t unpadded = 8 + length_bytes + dict.size() + 1;  // + '\n'
+    std::uint64_t padding = (kNpyAlignment - unpadded % kNpyAlignment) % kNpyAlignment;
+    std::uint64_t header_length = dict.size() + padding + 1;
+    if (length_bytes == 2 && header_length > kMaxV1HeaderLength) continue;
+    std::string out(kNpyMagicBytes);
+    out.push_back(length_bytes == 2 ? '\x01' : '\x02');
+    out.push_back('\0');
+    for (std::uint64_t i = 0; i < length_bytes; ++i) out.push_back(static_cast<char>((header_length >> (8 * i)) & 0xff));
+    out += dict;
+    out.append(static_cast<std::size_t>(padding), ' ');
+    out.push_back('\n');
+    return out;
+  }
+  return Error(ErrorCode::kNpyHeader, "header does not fit a 32-bit length");
+}
+
+Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& data, std::uint64_t offset) {
+  CKPT_ASSIGN_OR_RETURN(std::string header, make_npy_header(meta));
+  CKPT_TRY(sink.write(as_bytes(header)));
+  return sink.write_from(data, offset, meta.byte_size());
+}
+
+Status CountingSink::write(std::span<const std::byte> bytes) {
+  CKPT_TRY(inner_.write(bytes));
+  count_ += bytes.size();
+  return {};
+}
+
+Status CountingSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
+  CKPT_TRY(inner_.write_from(source, offset, length));
+  count_ += length;
+  return {};
+}
+
+Status CountingSink::check(const VariableMeta& meta) const {
+  if (count_ == meta.byte_size()) return {};
+  return Error(ErrorCode::kBufferSizeMismatch,
+               fmt::format("{} bytes were written, shape {} of {} needs {}", count_, shape_to_string(meta.shape()),
+                           dtype_name(meta.dtype()), meta.byte_size()))
+      .in_file(inner_.name());
+}
+
+ValidationReport validate_npy_directory(const fs::path& directory, const NpyReadOptions& options) {
+  ValidationReport report;
+  report.path = directory;
+  auto report_error = [&](ErrorCode code, std::string message, const fs::path& file, std::string_view name) {
+    report.issues.push_back(
+        make_issue(Error(code, std::move(message)).in_file(file.string()).in_variable(name), Severity::kError));
+  };
+  std::error_code ec;
+  if (!fs::is_directory(directory, ec)) {
+    report_error(ErrorCode::kNotADirectory, "not a directory", directory, "");
+    return report;
+  }
+  std::vector<fs::directory_entry> entries;
+  for (const auto& entry : fs::directory_iterator(directory, ec)) entries.push_back(entry);
+  if (ec) {
+    report_error(ErrorCode::kIo, ec.message(), directory, "");
+    return report;
+  }
+  std::sort(entries.begin(), entries.end());
+  for (const auto& entry : entries) {
+    std::string file_name = entry.path().filename().string();
+    bool is_npy = file_name.size() > kNpyExtension.size() && file_name.ends_with(kNpyExtension);
+    if (!is_npy || entry.is_symlink(ec) || !entry.is_regular_file(ec)) {
+      report.issues.push_back(make_issue(
+          Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(entry.path().string()),
+          Severity::kWarning));
+      continue;
+    }
+    std::string name = file_name.substr(0, file_name.size() - kNpyExtension.size());
+    auto checked = [&]() -> Result<NpyHeader> {
+      CKPT_TRY(check_variable_name(name));
+      CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(entry.path()));
+      std::vector<Error> warnings;
+      auto header = read_npy_header(source, options, &warnings);
+      for (Error& warning : warnings) report.issues.push_back(make_issue(warning.in_variable(name), Severity::kWarning));
+      return header;
+    }();
+    if (!checked.ok()) {
+      Error error = std::move(checked).error();
+      report.issues.push_back(make_issue(error.in_file(entry.path().string()).in_variable(name), Severity::kError));
+      continue;
+    }
+    report.variables.push_back(VariableInfo{name, checked->meta, checked->meta.byte_size()});
+  }
+  if (report.variables.empty() && report.count(Severity::kError) == 0) {
+    report_error(ErrorCode::kNotACheckpoint, "no .npy file", directory, "");
+  }
+  return report;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,86 @@
+"""ckpt-train end to end: train a little, save, validate, evaluate the saved
+snapshot, resume, and refuse bad input with the documented exit codes.
+usage: test_ckpt_train.py CKPT_TRAIN CKPT_VALIDATE"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+CKPT_TRAIN, CKPT_VALIDATE = sys.argv[1], sys.argv[2]
+SMALL = ["--device", "cpu", "--train-samples", "3000", "--lr", "0.2"]
+
+
+def run(*args, expect=0):
+    result = subprocess.run([CKPT_TRAIN, *args], capture_output=True, text=True)
+    assert result.returncode == expect, (args, result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def epoch_lines(stdout):
+    return [line for line in stdout.splitlines() if line.startswith("epoch ")]
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="ckpt-train-test-")
+    try:
+        out = os.path.join(work, "mnist_model")
+        trained = run(*SMALL, "--epochs", "2", "--out", out)
+        lines = epoch_lines(trained.stdout)
+        assert len(lines) == 2, trained.stdout
+        pattern = re.compile(r"^epoch (\d+), train loss (\d+\.\d{4}), train acc (\d\.\d{3}), test acc (\d\.\d{3})$")
+        for number, line in enumerate(lines, start=1):
+            match = pattern.match(line)
+            assert match and int(match.group(1)) == number, line
+        final_test_acc = float(pattern.match(lines[-1]).group(4))
+        assert final_test_acc > 0.5, lines
+
+        validated = subprocess.run([CKPT_VALIDATE, out], capture_output=True, text=True)
+        assert validated.returncode == 0, validated.stdout + validated.stderr
+        assert sorted(os.listdir(out)) == ["l1.bias", "l1.weight", "l2.bias", "l2.weight", "l3.bias", "l3.weight",
+                                          "snapshot_done"]
+        assert os.path.isdir(out + ".train-state")
+
+        evaluated = run("--device", "cpu", "--eval-only", out)
+        accuracy = float(re.fullmatch(r"test acc (\d\.\d{4})\n", evaluated.stdout).group(1))
+        assert abs(accuracy - final_test_acc) <= 0.0005, (accuracy, final_test_acc)
+
+        # Resuming after epoch 1 ends where the 2-epoch run ended, byte for byte.
+        first = os.path.join(work, "first")
+        run(*SMALL, "--epochs", "1", "--out", first)
+        resumed = os.path.join(work, "resumed")
+        result = run("--device", "cpu", "--train-samples", "3000", "--epochs", "2", "--resume", first, "--out", resumed)
+        assert "resumed after epoch 1" in result.stdout
+        assert epoch_lines(result.stdout) == lines[1:], (result.stdout, lines)
+        for name in ["l1.weight", "l1.bias", "l2.weight", "l2.bias", "l3.weight", "l3.bias"]:
+            with open(os.path.join(out, name, "out"), "rb") as a, open(os.path.join(resumed, name, "out"), "rb") as b:
+                assert a.read() == b.read(), name
+
+        # Errors: usage 2, I/O 2, invalid input 1, nothing written on failure.
+        run("--epochs", "x", expect=2)
+        run("--bogus", expect=2)
+        run("--resume", first, "--lr", "0.1", expect=2)
+        run("--out", out, *SMALL, "--epochs", "1", expect=2)  # exists, no --overwrite
+        run("--eval-only", os.path.join(work, "absent"), expect=2)
+        bad_data = os.path.join(work, "bad-data")
+        os.mkdir(bad_data)
+        for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                     "t10k-labels-idx1-ubyte"]:
+            with open(os.path.join(bad_data, name), "wb") as f:
+                f.write(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")  # 5 promised, 3 present
+        failed = run("--data", bad_data, "--out", os.path.join(work, "never"), expect=1)
+        assert "E902" in failed.stderr and "train-images-idx3-ubyte" in failed.stderr, failed.stderr
+        assert not os.path.exists(os.path.join(work, "never"))
+        wrong = os.path.join(work, "wrong")
+        shutil.copytree(out, wrong)
+        shutil.rmtree(os.path.join(wrong, "l2.bias"))
+        failed = run("--device", "cpu", "--eval-only", wrong, expect=1)
+        assert "E905" in failed.stderr and "l2.bias" in failed.stderr, failed.stderr
+    finally:
+        shutil.rmtree(work)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+// ckpt-convert: converts between a OneFlow snapshot, a directory of .npy
+// files and an .npz archive.
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "ckpt/convert/convert.hpp"
+
+namespace {
+
+constexpr std::string_view kUsage = R"(usage: ckpt-convert SRC DST [--from FMT] [--to FMT] [--force] [--shapes FILE]
+                    [--compress] [--v2-as-bfloat16]
+
+Converts a checkpoint between formats, one variable at a time, crash-safe
+(DST appears complete or not at all).
+
+Formats:
+  oneflow  a OneFlow snapshot directory (<variable>/out, <variable>/meta, snapshot_done)
+  npy      a directory of <variable>.npy files
+  npz      a NumPy .npz archive of <variable>.npy members
+
+Options:
+  --from FMT         source format; detected from the content when absent
+  --to FMT           destination format; else .npz by extension, else what an
+                     existing DST directory holds, else oneflow
+  --force            replace an existing DST (atomically)
+  --shapes FILE      dtype and shape of variables without meta (OneFlow <= 0.3.1):
+                     {"name": {"dtype": "kFloat", "shape": [2, 3]}}
+  --compress         deflate .npz members (default: stored, as np.savez)
+  --v2-as-bfloat16   read '<V2' arrays (ml_dtypes.bfloat16 saved by numpy) as kBFloat16;
+                     kBFloat16 is always written as '<V2'
+  --help             this text
+
+Notes: int8 arrays become kInt8 (never kChar). Big-endian arrays are stored
+little-endian, Fortran-order arrays in C order (in memory, up to 1 GiB each).
+
+Exit status: 0 converted, 1 invalid input, 2 usage or I/O error.
+)";
+
+int usage_error(std::string_view message) {
+  fmt::print(stderr, "ckpt-convert: {}\n\n{}", message, kUsage);
+  return 2;
+}
+
+// 1xx errors are usage and I/O; every other family is a problem of the input.
+int exit_status(const ckpt::Error& error) { return static_cast<unsigned>(error.code()) / 100 == 1 ? 2 : 1; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  std::vector<std::string_view> paths;
+  std::optional<ckpt::convert::Format> from, to;
+  std::optional<std::string> shapes_file;
+  ckpt::convert::ConvertOptions options;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    auto value = [&]() -> std::optional<std::string_view> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      return args[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      fmt::print("{}", kUsage);
+      return 0;
+    } else if (arg == "--from" || arg == "--to") {
+      auto name = value();
+      if (!name) return usage_error(fmt::format("{} needs a format", arg));
+      auto format = ckpt::convert::format_from_name(*name);
+      if (!format) return usage_error(fmt::format("unknown format '{}' (oneflow, npy, npz)", *name));
+      (arg == "--from" ? from : to) = format;
+    } else if (arg == "--shapes") {
+      auto file = value();
+      if (!file) return usage_error("--shapes needs a file");
+      shapes_file = std::string(*file);
+    } else if (arg == "--force") {
+      options.write.overwrite = true;
+    } else if (arg == "--compress") {
+      options.npz_method = ckpt::ZipMethod::kDeflate;
+    } else if (arg == "--v2-as-bfloat16") {
+      options.npy.void2_as_bfloat16 = true;
+    } else if (arg.starts_with("-")) {
+      return usage_error(fmt::format("unknown option {}", arg));
+    } else {
+      paths.push_back(arg);
+    }
+  }
+  if (paths.size() != 2) return usage_error("SRC and DST are required");
+  const std::filesystem::path source(paths[0]), destination(paths[1]);
+
+  auto fail = [](const ckpt::Error& error) {
+    fmt::print(stderr, "ckpt-convert: {}\n", error.describe());
+    return exit_status(error);
+  };
+  if (shapes_file) {
+    auto shapes = ckpt::convert::load_shapes(*shapes_file);
+    if (!shapes.ok()) return fail(shapes.error());
+    options.shapes = std::move(shapes).value();
+  }
+  if (!from) {
+    auto detected = ckpt::convert::detect_source_format(source);
+    if (!detected.ok()) return fail(detected.error());
+    from = *detected;
+  }
+  ckpt::convert::Format target = ckpt::convert::choose_destination_format(destination, to);
+  const bool show_progress = ::isatty(STDERR_FILENO) == 1;
+  if (show_progress) {
+    options.progress = [](const ckpt::convert::Progress& p) {
+      fmt::print(stderr, "\r[{}/{}] {:.1f}/{:.1f} MiB {:<40.40}", p.variables_done, p.variables_total,
+                 static_cast<double>(p.bytes_done) / (1 << 20), static_cast<double>(p.bytes_total) / (1 << 20),
+                 p.variable);
+    };
+  }
+  auto summary = ckpt::convert::convert(source, *from, destination, target, options);
+  if (show_progress) fmt::print(stderr, "\n");
+  if (!summary.ok()) return fail(summary.error());
+  fmt::print(stderr, "ckpt-convert: {} ({}) -> {} ({}): {} variables, {} bytes\n", source.string(),
+             ckpt::convert::format_name(*from), destination.string(), ckpt::convert::format_name(target),
+             summary->variables, summary->bytes);
+  return 0;
+}
