@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <span>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -12,7 +13,14 @@ namespace ckpt {
 namespace {
 
 // Detection order: the first handler that recognises a path wins.
-std::array<const detail::FormatHandler*, 1> handlers() { return {&detail::oneflow_format()}; }
+// One line per format, so adding one is adding a line.
+std::span<const detail::FormatHandler* const> handlers() {
+  static const std::array kHandlers = {
+      &detail::oneflow_format(),
+      &detail::safetensors_format(),
+  };
+  return kHandlers;
+}
 
 Result<const detail::FormatHandler*> handler_named(std::string_view name) {
   for (const auto* handler : handlers()) {

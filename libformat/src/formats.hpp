@@ -19,5 +19,6 @@ struct FormatHandler {
 };
 
 const FormatHandler& oneflow_format();
+const FormatHandler& safetensors_format();
 
 }  // namespace ckpt::detail
