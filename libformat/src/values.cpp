@@ -1,11 +1,11 @@
 #include "ckpt/format/values.hpp"
 
-#include <bit>
-#include <cmath>
+#include <algorithm>
 #include <cstring>
-#include <limits>
 
 #include <fmt/format.h>
+
+#include "float_codec.hpp"
 
 namespace ckpt {
 namespace {
@@ -36,18 +36,10 @@ bool has_real_values(DType dtype) {
   }
 }
 
-double half_to_double(std::uint16_t bits) {
-  int exponent = (bits >> 10) & 0x1F;
-  int mantissa = bits & 0x3FF;
-  double sign = (bits & 0x8000) != 0 ? -1.0 : 1.0;
-  if (exponent == 0x1F) return mantissa != 0 ? std::numeric_limits<double>::quiet_NaN() : sign * INFINITY;
-  if (exponent == 0) return sign * std::ldexp(mantissa, -24);  // subnormal
-  return sign * std::ldexp(mantissa + 1024, exponent - 25);
-}
+double half_to_double(std::uint16_t bits) { return detail::float_bits_to_double(bits, detail::kHalfLayout); }
 
 double bfloat16_to_double(std::uint16_t bits) {
-  // bf16 is the upper half of an f32.
-  return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
+  return detail::float_bits_to_double(bits, detail::kBFloat16Layout);
 }
 
 ValueReader::ValueReader(const ByteSource& source, DType dtype, std::size_t chunk_elements)
