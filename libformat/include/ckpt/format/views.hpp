@@ -1,14 +1,14 @@
 // Views: readers that present another reader's tensors cast to another
 // floating type, filtered by name or renamed, without copying anything.
-// Each takes ownership of the reader it wraps, so they compose and every
-// tool and every format gets them:
+// Each takes ownership of the reader it wraps and is a reader itself, so
+// views stack, and every tool and every format gets them:
 //
-//   auto reader = rename_view(filter_view(cast_view(std::move(inner), DType::kBFloat16)
-//                                             .value(), {"encoder.*"}, {}).value(),
-//                             {{"encoder.", "model.encoder."}});
+//   auto kept = filter_view(std::move(reader), {"encoder.*"}, {});
+//   auto narrow = cast_view(std::move(kept).value(), DType::kBFloat16);
+//   auto renamed = rename_view(std::move(narrow).value(), {{"encoder.", "model.encoder."}});
 //
-// Sources opened from a view may read through the wrapped reader: the view
-// must outlive them, as for any reader.
+// Rules: spec/casting.md. Sources opened from a view may read through the
+// wrapped reader: the view must outlive them, as for any reader.
 #pragma once
 
 #include <memory>
