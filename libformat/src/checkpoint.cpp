@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <span>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -12,7 +13,15 @@ namespace ckpt {
 namespace {
 
 // Detection order: the first handler that recognises a path wins.
-std::array<const detail::FormatHandler*, 1> handlers() { return {&detail::oneflow_format()}; }
+// One line per format, so adding one is adding a line.
+std::span<const detail::FormatHandler* const> handlers() {
+  static const std::array kHandlers = {
+      &detail::oneflow_format(),
+      &detail::npy_format(),
+      &detail::npz_format(),
+  };
+  return kHandlers;
+}
 
 Result<const detail::FormatHandler*> handler_named(std::string_view name) {
   for (const auto* handler : handlers()) {
@@ -66,6 +75,27 @@ Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesyste
                                                             std::string_view format, WriteOptions options) {
   CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
   return handler->create(path, std::move(options));
+}
+
+ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
+                                     const OpenOptions& options) {
+  ValidationReport report;
+  report.path = path;
+  auto handler = handler_named(format);
+  if (!handler.ok()) {
+    report.issues.push_back(make_issue(handler.error(), Severity::kError));
+    return report;
+  }
+  if ((*handler)->validate != nullptr) return (*handler)->validate(path, options);
+  auto reader = (*handler)->open(path, options);
+  if (!reader.ok()) {
+    report.issues.push_back(make_issue(reader.error(), Severity::kError));
+    return report;
+  }
+  for (const TensorInfo& tensor : (*reader)->tensors()) {
+    report.variables.push_back(VariableInfo{tensor.name, tensor.meta, tensor.meta.byte_size()});
+  }
+  return report;
 }
 
 Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name) {

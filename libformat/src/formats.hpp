@@ -16,8 +16,13 @@ struct FormatHandler {
   bool (*detect)(const std::filesystem::path& path);
   Result<std::unique_ptr<CheckpointReader>> (*open)(const std::filesystem::path& path, const OpenOptions& options);
   Result<std::unique_ptr<CheckpointWriter>> (*create)(const std::filesystem::path& path, WriteOptions options);
+  // Every problem collected (spec/validation.md); without one,
+  // validate_checkpoint reports what open() says.
+  ValidationReport (*validate)(const std::filesystem::path& path, const OpenOptions& options) = nullptr;
 };
 
 const FormatHandler& oneflow_format();
+const FormatHandler& npy_format();
+const FormatHandler& npz_format();
 
 }  // namespace ckpt::detail
