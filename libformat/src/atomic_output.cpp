@@ -45,6 +45,19 @@ Status sync_directory_at(const fs::path& directory, const FaultHook& hook) {
   return {};
 }
 
+// One flush of everything written under `directory`: data, inodes and
+// directory entries of every file the staging tree holds.
+Status sync_file_system(const fs::path& directory, const FaultHook& hook) {
+  CKPT_TRY(injected_fault(hook, IoStep::kSync, directory));
+  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return detail::io_error("open directory", directory.string());
+  int rc = ::syncfs(fd);
+  int saved = errno;
+  ::close(fd);
+  if (rc != 0) return detail::io_error("syncfs", directory.string(), saved);
+  return {};
+}
+
 // A unique hidden sibling of `destination` inside the same directory, so the
 // final rename never crosses file systems.
 fs::path staging_name(const fs::path& destination) {
@@ -113,16 +126,16 @@ std::string_view io_step_name(IoStep step) {
 
 // ---- FileSink ----
 
-Result<FileSink> FileSink::create(const fs::path& path, const FaultHook& hook) {
+Result<FileSink> FileSink::create(const fs::path& path, const FaultHook& hook, SyncMode mode) {
   CKPT_TRY(injected_fault(hook, IoStep::kCreate, path));
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return detail::io_error("create", path.string());
-  return FileSink(fd, path.string(), hook);
+  return FileSink(fd, path.string(), hook, mode);
 }
 
 FileSink::FileSink(FileSink&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)), hook_(std::move(other.hook_)),
-      written_(other.written_) {}
+      mode_(other.mode_), written_(other.written_) {}
 
 FileSink& FileSink::operator=(FileSink&& other) noexcept {
   if (this != &other) {
@@ -130,6 +143,7 @@ FileSink& FileSink::operator=(FileSink&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     path_ = std::move(other.path_);
     hook_ = std::move(other.hook_);
+    mode_ = other.mode_;
     written_ = other.written_;
   }
   return *this;
@@ -183,8 +197,14 @@ Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std:
 
 Status FileSink::finish() {
   if (fd_ < 0) return {};
-  CKPT_TRY(injected_fault(hook_, IoStep::kSync, path_));
-  if (::fsync(fd_) != 0) return detail::io_error("fsync", path_);
+  if (mode_ == SyncMode::kFsync) {
+    CKPT_TRY(injected_fault(hook_, IoStep::kSync, path_));
+    if (::fsync(fd_) != 0) return detail::io_error("fsync", path_);
+  } else {
+    // Start write-back now so the final syncfs finds little left to do;
+    // a file system without it just flushes later.
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
   int rc = ::close(std::exchange(fd_, -1));
   if (rc != 0) return detail::io_error("close", path_);
   return {};
@@ -224,17 +244,12 @@ Status AtomicDirectory::make_directory(const fs::path& relative) {
 
 Result<FileSink> AtomicDirectory::create_file(const fs::path& relative) {
   CKPT_TRY(check_relative(relative));
-  return FileSink::create(staging_ / relative, options_.fault_hook);
-}
-
-Status AtomicDirectory::sync_directory(const fs::path& relative) {
-  if (!relative.empty()) CKPT_TRY(check_relative(relative));
-  return sync_directory_at(relative.empty() ? staging_ : staging_ / relative, options_.fault_hook);
+  return FileSink::create(staging_ / relative, options_.fault_hook, SyncMode::kDeferred);
 }
 
 Status AtomicDirectory::commit() {
   if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(destination_.string());
-  CKPT_TRY(sync_directory());
+  CKPT_TRY(sync_file_system(staging_, options_.fault_hook));
   CKPT_TRY(publish(staging_, destination_, options_));
   committed_ = true;
   return {};

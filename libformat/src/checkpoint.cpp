@@ -19,6 +19,7 @@ std::span<const detail::FormatHandler* const> handlers() {
       &detail::oneflow_format(),
       &detail::npy_format(),
       &detail::npz_format(),
+      &detail::safetensors_format(),
   };
   return kHandlers;
 }

@@ -24,5 +24,6 @@ struct FormatHandler {
 const FormatHandler& oneflow_format();
 const FormatHandler& npy_format();
 const FormatHandler& npz_format();
+const FormatHandler& safetensors_format();
 
 }  // namespace ckpt::detail

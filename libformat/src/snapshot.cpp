@@ -109,13 +109,8 @@ Result<Snapshot> Snapshot::open(const fs::path& root) {
       if (attempt < kAttempts) continue;
       return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(root.string());
     }
-    if (scan.layout == Layout::kPickleDir) {
-      return Error(ErrorCode::kUnsupportedLayout,
-                   "OneFlow pickle directory (pickled_data + tensor_N/, OneFlow 0.6+): recognised, "
-                   "but reading it needs the pickle reader, which this version does not have yet")
-          .in_file(root.string());
-    }
-    return Snapshot(root, std::move(directory), *scan.layout, std::move(scan.variables));
+    return Snapshot(root, std::move(directory), *scan.layout, std::move(scan.variables),
+                    std::move(scan.pickle_directories));
   }
 }
 
@@ -132,11 +127,16 @@ Result<const VariableInfo*> Snapshot::get(std::string_view name) const {
       .in_file(root_.string());
 }
 
-fs::path Snapshot::data_path(std::string_view name) const { return root_ / name / kDataFile; }
+std::string_view Snapshot::directory_of(std::string_view name) const {
+  auto directory = directories_.find(name);
+  return directory != directories_.end() ? std::string_view(directory->second) : name;
+}
+
+fs::path Snapshot::data_path(std::string_view name) const { return root_ / directory_of(name) / kDataFile; }
 
 Result<FileSource> Snapshot::open_data(std::string_view name) const {
   CKPT_ASSIGN_OR_RETURN(const VariableInfo* info, get(name));
-  auto source = FileSource::open_at(directory_->fd(), fs::path(name) / kDataFile, data_path(name));
+  auto source = FileSource::open_at(directory_->fd(), fs::path(directory_of(name)) / kDataFile, data_path(name));
   if (!source.ok()) return std::move(std::move(source).error().in_variable(name));
   if (source->size() != info->byte_size) {
     return Error(ErrorCode::kDataSizeMismatch,

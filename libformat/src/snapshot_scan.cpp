@@ -239,6 +239,9 @@ ScanResult Scanner::run() {
 
   if (pickle_dir) {
     result.layout = Layout::kPickleDir;
+    result.pickle_directories = name_pickle_variables(
+        root_, result.variables, [&](Severity severity, Error problem) { return report(severity, std::move(problem)); });
+    if (stopped_) return result;
   } else if (graph) {
     result.layout = Layout::kGraph;
   } else if (variables_with_meta_ > 0) {

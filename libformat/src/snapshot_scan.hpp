@@ -8,6 +8,7 @@
 
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/snapshot.hpp"
+#include "pickle_dir_scan.hpp"
 
 namespace ckpt::detail {
 
@@ -21,6 +22,7 @@ class ScanSink {
 struct ScanResult {
   std::optional<Layout> layout;
   std::vector<VariableInfo> variables;  // sorted by name
+  PickleDirectories pickle_directories;  // P1 only: variable -> tensor directory
 };
 
 ScanResult scan_checkpoint(const std::filesystem::path& root, ScanSink& sink);

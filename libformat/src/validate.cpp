@@ -36,14 +36,7 @@ std::size_t ValidationReport::count(Severity severity) const {
 ValidationReport validate_snapshot(const std::filesystem::path& root) {
   CollectAll sink;
   detail::ScanResult scan = detail::scan_checkpoint(root, sink);
-  ValidationReport report{root, scan.layout, std::move(scan.variables), std::move(sink.issues)};
-  if (report.layout == Layout::kPickleDir) {
-    report.issues.push_back(Issue{ErrorCode::kUnsupportedLayout, Severity::kWarning, {},
-                                  fmt::format("file '{}': the pickle is not interpreted yet, so variables are listed "
-                                              "by their tensor directory; each was checked meta against out",
-                                              (root / kPickleFile).string())});
-  }
-  return report;
+  return ValidationReport{root, scan.layout, std::move(scan.variables), std::move(sink.issues)};
 }
 
 }  // namespace ckpt

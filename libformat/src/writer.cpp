@@ -85,7 +85,6 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
     CKPT_TRY(out.finish());
     std::string text = meta.to_text();
     CKPT_TRY(write_file(directory / kMetaFile, MemorySource(as_bytes(text))));
-    CKPT_TRY(directory_.sync_directory(directory));
     names_.emplace(name);
     return {};
   }();
@@ -99,6 +98,11 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta, std:
 
 Status SnapshotWriter::commit() {
   CKPT_TRY(write_file(std::filesystem::path(kDoneFile), MemorySource({})));
+  return directory_.commit();
+}
+
+Status SnapshotWriter::commit_pickle_dir(std::span<const std::byte> pickled_data) {
+  CKPT_TRY(write_file(std::filesystem::path(kPickleFile), MemorySource(pickled_data)));
   return directory_.commit();
 }
 

@@ -24,6 +24,7 @@ constexpr std::size_t kEndRecordBytes = 22;
 constexpr std::size_t kZip64EndRecordBytes = 56;
 constexpr std::size_t kZip64LocatorBytes = 20;
 constexpr std::size_t kMaxCommentBytes = 0xffff;
+constexpr std::uint16_t kPaddingExtraId = 0x4246;  // "FB", little-endian
 constexpr std::uint16_t kZip64ExtraId = 0x0001;
 constexpr std::uint16_t kVersionZip64 = 45;
 constexpr std::uint16_t kFlagEncrypted = 0x0001;
@@ -477,7 +478,8 @@ Status ZipWriter::write(std::span<const std::byte> bytes) {
   return {};
 }
 
-Status ZipWriter::add(std::string_view name, ZipMethod method, const std::function<Status(ByteSink&)>& write_content) {
+Status ZipWriter::add(std::string_view name, ZipMethod method, const std::function<Status(ByteSink&)>& write_content,
+                      std::uint64_t data_alignment) {
   if (name.empty() || name.size() > kMax16) {
     return Error(ErrorCode::kInvalidArgument, fmt::format("zip member name of {} bytes", name.size()))
         .in_file(sink_->name());
@@ -487,8 +489,15 @@ Status ZipWriter::add(std::string_view name, ZipMethod method, const std::functi
   // header says so with 0xffffffff sizes and a zeroed ZIP64 extra field.
   FieldWriter local;
   local.u32(kLocalSignature).u16(kVersionZip64).u16(kFlagDataDescriptor | kFlagUtf8).u16(static_cast<std::uint16_t>(method));
-  local.u16(0).u16(kDosDate1980).u32(0).u32(kMax32).u32(kMax32).u16(name.size()).u16(20);
+  // Alignment pads with an extra field 'FB' of 'Z' bytes, as torch's writer does.
+  constexpr std::uint64_t kFixedBytes = 30 + 20 + 4;
+  std::uint64_t padding = data_alignment > 1
+                              ? (data_alignment - (offset_ + kFixedBytes + name.size()) % data_alignment) % data_alignment
+                              : 0;
+  std::uint64_t extra_size = 20 + (data_alignment > 1 ? 4 + padding : 0);
+  local.u16(0).u16(kDosDate1980).u32(0).u32(kMax32).u32(kMax32).u16(name.size()).u16(extra_size);
   local.text(name).u16(kZip64ExtraId).u16(16).u64(0).u64(0);
+  if (data_alignment > 1) local.u16(kPaddingExtraId).u16(padding).text(std::string(padding, 'Z'));
   CKPT_TRY(write(as_bytes(local.bytes())));
 
   std::function<Status(std::span<const std::byte>)> out = [this](std::span<const std::byte> bytes) {

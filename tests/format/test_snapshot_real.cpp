@@ -112,20 +112,28 @@ TEST_CASE("the lazy MLP (L0, no meta) is readable, with a warning per variable")
   CHECK(snapshot->find("Dense_5-weight")->byte_size == 1'605'632);
 }
 
-TEST_CASE("the DCN pickle directory (P1) is recognised, its tensors checked, and not read yet") {
+TEST_CASE("the DCN pickle directory (P1) reads its 42 tensors under their state_dict keys") {
   auto path = real("models_dcn_frappe_pickledir_proto3");
   auto report = ckpt::validate_snapshot(path);
   CHECK(report.valid());
+  CHECK(report.issues.empty());
   CHECK(report.layout == Layout::kPickleDir);
   CHECK(report.variables.size() == 42);
-  REQUIRE(report.issues.size() == 1);
-  CHECK(report.issues[0].code == ErrorCode::kUnsupportedLayout);
-  CHECK(report.issues[0].severity == ckpt::Severity::kWarning);
 
   auto snapshot = ckpt::Snapshot::open(path);
-  REQUIRE_FALSE(snapshot.ok());
-  CHECK(snapshot.error().code() == ErrorCode::kUnsupportedLayout);
-  CHECK(snapshot.error().describe().find("pickle") != std::string::npos);
+  REQUIRE_MESSAGE(snapshot.ok(), snapshot.error().describe());
+  CHECK(snapshot->layout() == Layout::kPickleDir);
+  REQUIRE(snapshot->variables().size() == 42);
+  const auto* user = snapshot->find("embedding_dict.user.weight");
+  REQUIRE(user != nullptr);
+  CHECK(user->meta->shape() == ckpt::Shape{957, 10});
+  CHECK(snapshot->data_path(user->name) == path / "tensor_1" / "out");
+  std::vector<std::byte> buffer(user->byte_size);
+  REQUIRE(snapshot->read(user->name, buffer).ok());
+  CHECK(first_float(buffer) == doctest::Approx(-0.21128613f));  // tensor_1/out begins 64 5b 58 be
+  CHECK(snapshot->find("dnn.linears.0.weight")->meta->shape() == ckpt::Shape{400, 100});
+  CHECK(snapshot->find("out.bias")->byte_size == 4);
+  CHECK(snapshot->find("tensor_1") == nullptr);
 }
 
 TEST_CASE("the emulated 0.5 Linear snapshot reads back its known values") {

@@ -21,8 +21,8 @@ Layouts recognised (the "format" field):
   oneflow-snapshot  meta + out per variable, snapshot_done (OneFlow 0.3.2-0.5, E1/L1)
   oneflow-lazy      out only, snapshot_done (OneFlow <= 0.3.1, L0): bytes only
   oneflow-graph     model.mlir + variable directories (nn.Graph export, G1)
-  oneflow-pickle    pickled_data + tensor_N/ (OneFlow 0.6+, P1): tensor
-                    directories are checked, the pickle is not read yet
+  oneflow-pickle    pickled_data + tensor_N/ (OneFlow 0.6+, P1): variables
+                    are the pickled tensors, named by their dotted keys
   npy               a directory of <variable>.npy files: every header and size
   npz               a NumPy .npz archive: every member's header, size and CRC
 

@@ -31,10 +31,17 @@ struct WriteOptions {
   bool compress = false;
 };
 
-// A new file opened for writing; finish() fsyncs it.
+// When a file's data reaches the disk.
+enum class SyncMode {
+  kFsync,     // finish() fsyncs the file
+  kDeferred,  // finish() only starts write-back; the owner syncs the file system once at the end
+};
+
+// A new file opened for writing (never an existing one).
 class FileSink final : public ByteSink {
  public:
-  static Result<FileSink> create(const std::filesystem::path& path, const FaultHook& hook = {});
+  static Result<FileSink> create(const std::filesystem::path& path, const FaultHook& hook = {},
+                                 SyncMode mode = SyncMode::kFsync);
   FileSink(FileSink&& other) noexcept;
   FileSink& operator=(FileSink&& other) noexcept;
   FileSink(const FileSink&) = delete;
@@ -49,15 +56,20 @@ class FileSink final : public ByteSink {
   std::uint64_t written() const { return written_; }
 
  private:
-  FileSink(int fd, std::string path, FaultHook hook) : fd_(fd), path_(std::move(path)), hook_(std::move(hook)) {}
+  FileSink(int fd, std::string path, FaultHook hook, SyncMode mode)
+      : fd_(fd), path_(std::move(path)), hook_(std::move(hook)), mode_(mode) {}
   int fd_ = -1;
   std::string path_;
   FaultHook hook_;
+  SyncMode mode_ = SyncMode::kFsync;
   std::uint64_t written_ = 0;
 };
 
 // A directory built under a temporary sibling name and moved into place by
 // commit(). Destroying an uncommitted one removes the staging directory.
+// Its files are not fsynced one by one (thousands of small variables would
+// cost one disk flush each): commit() syncs the file system once, then
+// renames.
 class AtomicDirectory {
  public:
   static Result<AtomicDirectory> create(const std::filesystem::path& destination, WriteOptions options = {});
@@ -73,10 +85,9 @@ class AtomicDirectory {
   // `relative` is a plain relative path inside the directory.
   Status make_directory(const std::filesystem::path& relative);
   Result<FileSink> create_file(const std::filesystem::path& relative);
-  // Fsyncs a directory written into (the staging root when empty).
-  Status sync_directory(const std::filesystem::path& relative = {});
 
-  // Syncs the staging directory and renames it over the destination.
+  // Syncs everything written (syncfs) and renames the staging directory over
+  // the destination.
   Status commit();
 
  private:

@@ -67,6 +67,30 @@ enum class ErrorCode : std::uint16_t {
   kZipUnsafeName = 603,
   kZipCrc = 604,
 
+  // 7xx: pickles (OneFlow pickle directories, torch files); spec/pickle.md
+  kPickleTruncated = 701,           // the stream ends inside an opcode or before STOP
+  kPickleMalformed = 702,           // an opcode on the wrong operands, a bad argument, bytes after STOP
+  kPickleUnsupportedOpcode = 703,   // an opcode a data-only reader does not run
+  kPickleForbiddenGlobal = 704,     // a GLOBAL outside the allow-list
+  kPickleForbiddenCall = 705,       // REDUCE/NEWOBJ/BUILD/persistent id the allow-list does not permit
+  kPickleLimit = 706,               // a cap on stack, memo, depth, size or nodes was exceeded
+  kPickleStructure = 707,           // a valid pickle whose content the format does not allow
+
+  // 8xx: safetensors files
+  kSafetensorsTooSmall = 801,          // shorter than the 8-byte header length
+  kSafetensorsHeaderTooLarge = 802,    // header length over the 100 MB cap
+  kSafetensorsHeaderLength = 803,      // the header runs past the end of the file
+  kSafetensorsHeaderUtf8 = 804,        // the header (or a name to write) is not UTF-8
+  kSafetensorsHeaderJson = 805,        // not JSON, or not a JSON object
+  kSafetensorsHeaderSchema = 806,      // an entry without dtype/shape/data_offsets of the right types
+  kSafetensorsDuplicateKey = 807,      // a name (or a field) given twice
+  kSafetensorsUnknownDtype = 808,      // a dtype string with no OneFlow equivalent
+  kSafetensorsMetadata = 809,          // __metadata__ not a string -> string object
+  kSafetensorsOffsets = 810,           // data_offsets not contiguous from 0 (hole, overlap, end < begin)
+  kSafetensorsSizeOverflow = 811,      // element or byte count does not fit in 64 bits
+  kSafetensorsTensorSize = 812,        // end - begin differs from the bytes of dtype x shape
+  kSafetensorsBufferEnd = 813,         // the data does not end exactly at the end of the file
+
   // 9xx: training and its data (libtrain); 7xx is the pickle family, 8xx safetensors
   kIdxFormat = 901,          // not an IDX file of unsigned bytes: magic, type or rank
   kIdxTruncated = 902,       // fewer bytes than the header's dims promise

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -74,8 +75,8 @@ class Snapshot {
   class Directory;
 
   // Detects the layout, lists the variables (sorted by name) and checks each
-  // meta against its `out`. P1 is recognised and refused (kUnsupportedLayout)
-  // until the pickle reader exists.
+  // meta against its `out`. P1 variables are the tensors of pickled_data,
+  // named by their dotted keys (oneflow_pickle.hpp).
   static Result<Snapshot> open(const std::filesystem::path& root);
 
   const std::filesystem::path& root() const { return root_; }
@@ -98,13 +99,18 @@ class Snapshot {
 
  private:
   Snapshot(std::filesystem::path root, std::shared_ptr<const Directory> directory, Layout layout,
-           std::vector<VariableInfo> variables)
-      : root_(std::move(root)), directory_(std::move(directory)), layout_(layout), variables_(std::move(variables)) {}
+           std::vector<VariableInfo> variables, std::map<std::string, std::string, std::less<>> pickle_directories)
+      : root_(std::move(root)), directory_(std::move(directory)), layout_(layout), variables_(std::move(variables)),
+        directories_(std::move(pickle_directories)) {}
 
   std::filesystem::path root_;
   std::shared_ptr<const Directory> directory_;
   Layout layout_;
   std::vector<VariableInfo> variables_;
+  std::map<std::string, std::string, std::less<>> directories_;  // P1: variable -> tensor_N
+
+  // The directory holding a variable's files: its name, or its P1 tensor_N.
+  std::string_view directory_of(std::string_view name) const;
 };
 
 }  // namespace ckpt

@@ -42,6 +42,9 @@ class SnapshotWriter {
   // Writes snapshot_done and moves the snapshot into place. Without a
   // commit, nothing appears at the destination.
   Status commit();
+  // For OneFlow's pickle directory (P1): writes `pickled_data` instead of
+  // snapshot_done, last, and moves the directory into place.
+  Status commit_pickle_dir(std::span<const std::byte> pickled_data);
 
   const std::filesystem::path& destination() const { return directory_.destination(); }
 

@@ -73,8 +73,10 @@ class ZipWriter {
   explicit ZipWriter(ByteSink& sink, bool force_zip64 = false) : sink_(&sink), force_zip64_(force_zip64) {}
 
   // Adds a member whose content `write_content` writes to the sink it is
-  // given, any amount, in any number of writes.
-  Status add(std::string_view name, ZipMethod method, const std::function<Status(ByteSink&)>& write_content);
+  // given, any amount, in any number of writes. A `data_alignment` > 1 pads
+  // the local header so the content starts at a multiple of it (torch: 64).
+  Status add(std::string_view name, ZipMethod method, const std::function<Status(ByteSink&)>& write_content,
+             std::uint64_t data_alignment = 0);
 
   // Writes the central directory and end records. The caller finishes the sink.
   Status finish();

@@ -1,0 +1,378 @@
+// The C API over libformat. Every entry point runs its body through
+// `boundary`, which turns an Error, or any C++ exception, into a status and
+// a message; nothing is thrown across the C boundary.
+#include "ckpt.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/safetensors.hpp"
+#include "ckpt/format/validate.hpp"
+
+struct ckpt_reader {
+  std::unique_ptr<ckpt::CheckpointReader> reader;
+  std::string last_error;
+};
+
+struct ckpt_writer {
+  std::unique_ptr<ckpt::CheckpointWriter> writer;
+  std::string last_error;
+};
+
+struct ckpt_view {
+  ckpt_view() = default;
+  ckpt_view(const ckpt_view&) = delete;
+  ckpt_view& operator=(const ckpt_view&) = delete;
+  ~ckpt_view() {
+    if (mapping != nullptr) ::munmap(mapping, mapping_length);
+  }
+  void* mapping = nullptr;  // page-aligned start of the mapping, when mapped
+  std::size_t mapping_length = 0;
+  const std::byte* data = nullptr;
+  std::uint64_t size = 0;
+  std::vector<std::byte> copy;  // the bytes, when they could not be mapped
+};
+
+struct ckpt_report {
+  std::string format;
+  std::vector<ckpt::Issue> issues;
+};
+
+namespace {
+
+thread_local std::string t_last_error;
+thread_local ckpt_status t_last_code = CKPT_OK;
+
+ckpt_status fail(std::string* handle_error, ckpt_status code, const std::string& message) noexcept {
+  t_last_code = code;
+  try {
+    t_last_error = message;
+    if (handle_error != nullptr) *handle_error = message;
+  } catch (...) {
+    // Out of memory while keeping the message: the code still tells.
+    t_last_error.clear();
+  }
+  return code;
+}
+
+template <class Body>
+ckpt_status boundary(std::string* handle_error, Body&& body) noexcept {
+  try {
+    ckpt::Status status = body();
+    if (status.ok()) return CKPT_OK;
+    return fail(handle_error, static_cast<ckpt_status>(status.error().code()), status.error().describe());
+  } catch (const std::bad_alloc&) {
+    return fail(handle_error, CKPT_ERR_NO_MEMORY, "out of memory");
+  } catch (const std::exception& error) {
+    return fail(handle_error, CKPT_ERR_INTERNAL, fmt::format("internal error: {}", error.what()));
+  } catch (...) {
+    return fail(handle_error, CKPT_ERR_INTERNAL, "internal error");
+  }
+}
+
+ckpt::Status require(const void* pointer, std::string_view what) {
+  if (pointer != nullptr) return {};
+  return ckpt::Error(ckpt::ErrorCode::kInvalidArgument, fmt::format("{} must not be NULL", what));
+}
+
+void describe(const ckpt::TensorInfo& tensor, ckpt_tensor_info* info) {
+  info->name = tensor.name.c_str();
+  info->dtype = static_cast<int32_t>(tensor.meta.dtype());
+  info->ndim = tensor.meta.shape().size();
+  info->shape = tensor.meta.shape().data();
+  info->nbytes = tensor.meta.byte_size();
+}
+
+ckpt::Result<const ckpt::TensorInfo*> find_tensor(const ckpt_reader& reader, const char* name) {
+  const ckpt::TensorInfo* tensor = reader.reader->find(name);
+  if (tensor == nullptr) {
+    return ckpt::Error(ckpt::ErrorCode::kUnknownVariable, "no tensor of that name")
+        .in_variable(name)
+        .in_file(reader.reader->path().string());
+  }
+  return tensor;
+}
+
+// Maps [file_offset, file_offset + size) of the source's file read-only.
+ckpt::Status map_file_range(const ckpt::ByteSource& source, ckpt_view& view) {
+  auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t start = source.file_offset();
+  std::uint64_t aligned = start - start % page;
+  view.mapping_length = static_cast<std::size_t>(source.size() + (start - aligned));
+  void* mapping = ::mmap(nullptr, view.mapping_length, PROT_READ, MAP_PRIVATE, source.file_descriptor(),
+                         static_cast<off_t>(aligned));
+  if (mapping == MAP_FAILED) {
+    return ckpt::Error(ckpt::ErrorCode::kIo, fmt::format("mmap failed: {}", std::strerror(errno)))
+        .in_file(source.name());
+  }
+  view.mapping = mapping;
+  view.data = static_cast<const std::byte*>(mapping) + (start - aligned);
+  return {};
+}
+
+ckpt::Issue issue_of(const ckpt::Error& error) {
+  std::string message = error.file().empty() ? error.message()
+                                             : fmt::format("file '{}': {}", error.file(), error.message());
+  return {error.code(), ckpt::Severity::kError, error.variable(), std::move(message)};
+}
+
+// Every problem of `path`, by the validator of its format; formats without a
+// collecting validator report the first problem their reader finds.
+ckpt::Status fill_report(const char* path, ckpt_report& report) {
+  auto format = ckpt::detect_format(path);
+  if (!format.ok()) {
+    report.issues.push_back(issue_of(format.error()));
+    return {};
+  }
+  if (*format == "oneflow") {
+    ckpt::ValidationReport snapshot = ckpt::validate_snapshot(path);
+    if (snapshot.layout) report.format = ckpt::layout_format_name(*snapshot.layout);
+    report.issues = std::move(snapshot.issues);
+    return {};
+  }
+  report.format = *format;
+  if (*format == "safetensors") {
+    CKPT_ASSIGN_OR_RETURN(auto file, ckpt::FileSource::open(path));
+    for (const auto& problem : ckpt::check_safetensors(file)) report.issues.push_back(issue_of(problem));
+    return {};
+  }
+  if (auto opened = ckpt::open_checkpoint(path); !opened.ok()) report.issues.push_back(issue_of(opened.error()));
+  return {};
+}
+
+ckpt::WriteOptions write_options(unsigned flags) {
+  ckpt::WriteOptions options;
+  options.overwrite = (flags & CKPT_OVERWRITE) != 0;
+  return options;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* ckpt_last_error(void) { return t_last_error.c_str(); }
+ckpt_status ckpt_last_error_code(void) { return t_last_code; }
+
+const char* ckpt_error_name(ckpt_status code) {
+  switch (code) {
+    case CKPT_OK: return "ok";
+    case CKPT_ERR_NO_MEMORY: return "no_memory";
+    case CKPT_ERR_INTERNAL: return "internal";
+    default: break;
+  }
+  // code_name returns string literals, so the view is NUL-terminated.
+  return ckpt::code_name(static_cast<ckpt::ErrorCode>(code)).data();
+}
+
+const char* ckpt_dtype_name(int32_t dtype) {
+  auto known = ckpt::dtype_from_number(dtype);
+  return known ? ckpt::dtype_name(*known).data() : nullptr;
+}
+
+size_t ckpt_dtype_size(int32_t dtype) {
+  auto known = ckpt::dtype_from_number(dtype);
+  return known ? ckpt::dtype_size(*known) : 0;
+}
+
+ckpt_status ckpt_open(const char* path, const char* format, ckpt_reader** reader) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    *reader = nullptr;
+    CKPT_TRY(require(path, "path"));
+    ckpt::OpenOptions options;
+    if (format != nullptr) options.format = format;
+    CKPT_ASSIGN_OR_RETURN(auto opened, ckpt::open_checkpoint(path, options));
+    *reader = new ckpt_reader{std::move(opened), {}};
+    return {};
+  });
+}
+
+void ckpt_close(ckpt_reader* reader) { delete reader; }
+
+const char* ckpt_reader_error(const ckpt_reader* reader) { return reader != nullptr ? reader->last_error.c_str() : ""; }
+
+const char* ckpt_reader_format(const ckpt_reader* reader) {
+  // Format names are string literals of the handlers.
+  return reader != nullptr ? reader->reader->format_name().data() : "";
+}
+
+size_t ckpt_tensor_count(const ckpt_reader* reader) { return reader != nullptr ? reader->reader->tensors().size() : 0; }
+
+ckpt_status ckpt_tensor_at(const ckpt_reader* reader, size_t index, ckpt_tensor_info* info) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_TRY(require(info, "info"));
+    const auto& tensors = reader->reader->tensors();
+    if (index >= tensors.size()) {
+      return ckpt::Error(ckpt::ErrorCode::kInvalidArgument,
+                         fmt::format("index {} is out of range: the checkpoint has {} tensors", index, tensors.size()));
+    }
+    describe(tensors[index], info);
+    return {};
+  });
+}
+
+ckpt_status ckpt_tensor_find(const ckpt_reader* reader, const char* name, ckpt_tensor_info* info) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_TRY(require(name, "name"));
+    CKPT_TRY(require(info, "info"));
+    CKPT_ASSIGN_OR_RETURN(const auto* tensor, find_tensor(*reader, name));
+    describe(*tensor, info);
+    return {};
+  });
+}
+
+ckpt_status ckpt_read(ckpt_reader* reader, const char* name, void* buffer, uint64_t buffer_size) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_TRY(require(name, "name"));
+    CKPT_ASSIGN_OR_RETURN(const auto* tensor, find_tensor(*reader, name));
+    if (buffer_size != tensor->meta.byte_size()) {
+      return ckpt::Error(ckpt::ErrorCode::kBufferSizeMismatch,
+                         fmt::format("the buffer has {} bytes, the tensor {}", buffer_size, tensor->meta.byte_size()))
+          .in_variable(name);
+    }
+    if (buffer_size > 0) CKPT_TRY(require(buffer, "buffer"));
+    CKPT_ASSIGN_OR_RETURN(auto source, reader->reader->open(name));
+    auto status = source->read_at(0, {static_cast<std::byte*>(buffer), static_cast<std::size_t>(buffer_size)});
+    if (!status.ok()) return std::move(std::move(status).error().in_variable(name));
+    return {};
+  });
+}
+
+ckpt_status ckpt_map(ckpt_reader* reader, const char* name, ckpt_view** view) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(view, "view"));
+    *view = nullptr;
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_TRY(require(name, "name"));
+    CKPT_ASSIGN_OR_RETURN(auto source, reader->reader->open(name));
+    auto result = std::make_unique<ckpt_view>();
+    result->size = source->size();
+    if (source->size() > 0 && source->file_descriptor() >= 0) {
+      CKPT_TRY(map_file_range(*source, *result));
+    } else {
+      result->copy.resize(static_cast<std::size_t>(source->size()));
+      CKPT_TRY(source->read_at(0, result->copy));
+      result->data = result->copy.data();
+    }
+    *view = result.release();
+    return {};
+  });
+}
+
+const void* ckpt_view_data(const ckpt_view* view) { return view != nullptr ? view->data : nullptr; }
+uint64_t ckpt_view_size(const ckpt_view* view) { return view != nullptr ? view->size : 0; }
+int ckpt_view_is_mapped(const ckpt_view* view) { return view != nullptr && view->mapping != nullptr ? 1 : 0; }
+void ckpt_view_free(ckpt_view* view) { delete view; }
+
+ckpt_status ckpt_validate(const char* path, ckpt_report** report) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(report, "report"));
+    *report = nullptr;
+    CKPT_TRY(require(path, "path"));
+    auto result = std::make_unique<ckpt_report>();
+    CKPT_TRY(fill_report(path, *result));
+    *report = result.release();
+    return {};
+  });
+}
+
+int ckpt_report_valid(const ckpt_report* report) {
+  if (report == nullptr) return 0;
+  for (const auto& issue : report->issues) {
+    if (issue.severity == ckpt::Severity::kError) return 0;
+  }
+  return 1;
+}
+
+const char* ckpt_report_format(const ckpt_report* report) { return report != nullptr ? report->format.c_str() : ""; }
+size_t ckpt_report_issue_count(const ckpt_report* report) { return report != nullptr ? report->issues.size() : 0; }
+
+ckpt_status ckpt_report_issue(const ckpt_report* report, size_t index, ckpt_issue* issue) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(report, "report"));
+    CKPT_TRY(require(issue, "issue"));
+    if (index >= report->issues.size()) {
+      return ckpt::Error(ckpt::ErrorCode::kInvalidArgument,
+                         fmt::format("index {} is out of range: the report has {} issues", index, report->issues.size()));
+    }
+    const auto& found = report->issues[index];
+    issue->code = static_cast<int>(found.code);
+    issue->code_name = ckpt::code_name(found.code).data();
+    issue->is_error = found.severity == ckpt::Severity::kError ? 1 : 0;
+    issue->variable = found.variable.c_str();
+    issue->message = found.message.c_str();
+    return {};
+  });
+}
+
+void ckpt_report_free(ckpt_report* report) { delete report; }
+
+ckpt_status ckpt_create(const char* path, const char* format, unsigned flags, ckpt_writer** writer) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(writer, "writer"));
+    *writer = nullptr;
+    CKPT_TRY(require(path, "path"));
+    CKPT_ASSIGN_OR_RETURN(auto created,
+                          ckpt::create_checkpoint(path, format != nullptr ? format : "oneflow", write_options(flags)));
+    *writer = new ckpt_writer{std::move(created), {}};
+    return {};
+  });
+}
+
+ckpt_status ckpt_writer_add(ckpt_writer* writer, const char* name, int32_t dtype, const int64_t* shape, size_t ndim,
+                            const void* data, uint64_t size) {
+  return boundary(writer != nullptr ? &writer->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(writer, "writer"));
+    CKPT_TRY(require(name, "name"));
+    if (ndim > 0) CKPT_TRY(require(shape, "shape"));
+    if (size > 0) CKPT_TRY(require(data, "data"));
+    auto known = ckpt::dtype_from_number(dtype);
+    if (!known) {
+      return ckpt::Error(ckpt::ErrorCode::kInvalidArgument, fmt::format("unknown dtype number {}", dtype))
+          .in_variable(name);
+    }
+    auto meta = ckpt::VariableMeta::make(*known, ckpt::Shape(shape, shape + ndim));
+    if (!meta.ok()) return std::move(std::move(meta).error().in_variable(name));
+    ckpt::MemorySource source({static_cast<const std::byte*>(data), static_cast<std::size_t>(size)});
+    return writer->writer->add(name, *meta, source);
+  });
+}
+
+ckpt_status ckpt_writer_commit(ckpt_writer* writer) {
+  return boundary(writer != nullptr ? &writer->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(writer, "writer"));
+    return writer->writer->commit();
+  });
+}
+
+const char* ckpt_writer_error(const ckpt_writer* writer) { return writer != nullptr ? writer->last_error.c_str() : ""; }
+
+void ckpt_writer_free(ckpt_writer* writer) { delete writer; }
+
+ckpt_status ckpt_convert(const char* source, const char* destination, const char* format, unsigned flags) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(source, "source"));
+    CKPT_TRY(require(destination, "destination"));
+    CKPT_ASSIGN_OR_RETURN(auto reader, ckpt::open_checkpoint(source));
+    CKPT_ASSIGN_OR_RETURN(auto writer, ckpt::create_checkpoint(destination, format != nullptr ? format : "oneflow",
+                                                               write_options(flags)));
+    for (const auto& tensor : reader->tensors()) {
+      CKPT_ASSIGN_OR_RETURN(auto data, reader->open(tensor.name));
+      CKPT_TRY(writer->add(tensor.name, tensor.meta, *data));
+    }
+    return writer->commit();
+  });
+}
+
+}  // extern "C"

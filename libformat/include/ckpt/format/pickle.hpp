@@ -1,0 +1,169 @@
+// Python pickles as data only. The reader interprets protocols 2 to 5 with a
+// stack machine that can build values and nothing else: a GLOBAL resolves
+// only through a fixed allow-list (spec/pickle.md), each entry a C++ builder
+// (OrderedDict, OneFlow tensor classes, torch's tensor rebuild functions and
+// storage types). Any other global, any call or BUILD outside that list, and
+// any cap exceeded is an error value; nothing from the file is ever run.
+//
+// Values live in a Document that owns them all, so shared references (the
+// pickle memo) and even cycles in hostile input never leak; a Document
+// handed out is a DAG without cycles, bounded in depth and expanded size.
+// The writer emits protocols 2 to 4 exactly as CPython's pickler does for the
+// same object graph: memoized by node identity, SETITEMS/APPENDS in batches of
+// 1000, protocol-4 frames.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/dtype.hpp"
+#include "ckpt/format/error.hpp"
+#include "ckpt/format/meta.hpp"
+
+namespace ckpt::pickle {
+
+enum class Kind : std::uint8_t {
+  kNone,
+  kBool,
+  kInt,
+  kFloat,
+  kString,  // str, UTF-8
+  kBytes,
+  kTuple,
+  kList,
+  kSet,
+  kDict,          // dict or collections.OrderedDict (`ordered`)
+  kGlobal,        // an allow-listed class or function used as a value
+  kOneflowTensor, // cls() + BUILD {"path": "tensor_N"}
+  kTorchStorage,  // a torch persistent id ('storage', type, key, location, numel)
+  kTorchTensor,   // torch._utils._rebuild_tensor_v2(...) or a Parameter of it
+};
+
+std::string_view kind_name(Kind kind);
+
+struct Value;
+
+struct TorchStorageInfo {
+  DType dtype = DType::kFloat;
+  std::string key;       // the record name under data/
+  std::string location;  // "cpu", "cuda:0"
+  std::uint64_t numel = 0;
+};
+
+struct TorchTensorInfo {
+  const Value* storage = nullptr;  // kTorchStorage
+  std::uint64_t storage_offset = 0;  // in elements
+  Shape shape;
+  std::vector<std::int64_t> stride;
+  bool requires_grad = false;
+  bool parameter = false;  // wrapped by torch._utils._rebuild_parameter
+};
+
+// One node. Fields other than those of its kind are left empty.
+struct Value {
+  Kind kind = Kind::kNone;
+  bool boolean = false;
+  std::int64_t integer = 0;
+  double real = 0;
+  std::string text;    // kString, kBytes; kGlobal: module
+  std::string name;    // kGlobal: qualified name
+  std::vector<const Value*> items;  // kTuple, kList, kSet
+  std::vector<std::pair<const Value*, const Value*>> entries;  // kDict, in insertion order
+  bool ordered = false;              // kDict: an OrderedDict
+  const Value* metadata = nullptr;   // kDict: the `_metadata` attribute set by BUILD
+  // kOneflowTensor: the class (kGlobal) and the BUILD state (kDict with "path").
+  const Value* cls = nullptr;
+  const Value* state = nullptr;
+  TorchStorageInfo storage;  // kTorchStorage
+  TorchTensorInfo tensor;    // kTorchTensor
+
+  bool is_string(std::string_view s) const { return kind == Kind::kString && text == s; }
+  // The value of a dict entry whose key is the string `key`, or nullptr.
+  const Value* find(std::string_view key) const;
+  // kOneflowTensor: the `path` of its state; empty when missing.
+  std::string_view oneflow_path() const;
+};
+
+// Owns every Value of one pickle. Movable, not copyable: values point at each other.
+class Document {
+ public:
+  Document() = default;
+  Document(Document&&) = default;
+  Document& operator=(Document&&) = default;
+
+  const Value* root() const { return root_; }
+  void set_root(const Value* root) { root_ = root; }
+  std::size_t size() const { return values_.size(); }
+
+  // Construction, for the reader and for callers building a tree to write.
+  Value* make(Kind kind);
+  const Value* none() { return make(Kind::kNone); }
+  const Value* boolean(bool value);
+  const Value* integer(std::int64_t value);
+  const Value* real(double value);
+  const Value* string(std::string value);
+  const Value* bytes(std::string value);
+  const Value* global(std::string module, std::string name);
+  Value* dict(bool ordered = false) {
+    Value* d = make(Kind::kDict);
+    d->ordered = ordered;
+    return d;
+  }
+  Value* list() { return make(Kind::kList); }
+  Value* tuple(std::vector<const Value*> items);
+
+ private:
+  std::vector<std::unique_ptr<Value>> values_;
+  const Value* root_ = nullptr;
+};
+
+struct NamedTensor {
+  std::string name;  // keys and indices joined with "."; "data" for a bare tensor
+  const Value* node = nullptr;  // kOneflowTensor or kTorchTensor
+};
+
+// Every tensor of `data`, sorted by dotted name ({"model": {"l1.weight": t}}
+// -> "model.l1.weight", list items by index). Other leaves are skipped.
+// Fails on a dict key that is neither str nor int, and on two tensors with
+// the same name (kDuplicateName); `file` names errors.
+Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file);
+
+struct ReadLimits {
+  std::uint64_t max_input_bytes = 1ull << 30;
+  std::size_t max_stack = 1u << 20;     // stack entries, marks included
+  std::size_t max_marks = 256;          // nested MARKs
+  std::size_t max_memo = 1u << 22;      // highest memo index + 1
+  std::size_t max_values = 1u << 22;    // nodes created
+  std::size_t max_depth = 256;          // nesting of the finished tree
+  std::uint64_t max_expanded = 1u << 24;  // nodes counted as a tree (shared ones each time)
+};
+
+// Which builders the allow-list enables; anything not enabled is a forbidden global.
+enum class Flavor : std::uint8_t {
+  kOneflow,  // OrderedDict, OneFlow tensor and parameter classes
+  kTorch,    // OrderedDict, _codecs.encode, torch rebuild functions, storages, persistent ids
+};
+
+struct ReadOptions {
+  Flavor flavor = Flavor::kOneflow;
+  ReadLimits limits = {};
+};
+
+// Reads one pickle that must fill `bytes` exactly (STOP at the end).
+// `name` names the source in errors.
+Result<Document> read(std::span<const std::byte> bytes, const ReadOptions& options = {},
+                      std::string_view name = "<memory>");
+Result<Document> read(const ByteSource& source, const ReadOptions& options = {});
+
+// Writes `root` with protocol 2, 3 or 4, as CPython's C pickler would for
+// the same object graph (shared nodes become memo references).
+// kTorchStorage nodes are written as BINPERSID persistent ids.
+Result<std::vector<std::byte>> write(const Value& root, int protocol);
+
+}  // namespace ckpt::pickle

@@ -1,0 +1,37 @@
+// The allow-list: every global a pickle may name, and what it builds.
+// spec/pickle.md lists the same table; a name not here is refused.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "ckpt/format/dtype.hpp"
+#include "ckpt/format/pickle.hpp"
+
+namespace ckpt::pickle::detail {
+
+enum class Builder {
+  kOrderedDict,       // collections.OrderedDict(): an empty ordered dict
+  kSet,               // builtins.set(list) / frozenset(list): protocols 2-3 sets
+  kCodecsEncode,      // _codecs.encode(str, "latin1"): protocol-2 bytes
+  kOneflowTensor,     // OneFlow Tensor/Parameter class: NEWOBJ () then BUILD {"path"}
+  kRebuildTensorV2,   // torch._utils._rebuild_tensor_v2(storage, offset, size, stride, grad, hooks[, meta])
+  kRebuildParameter,  // torch._utils._rebuild_parameter(tensor, grad, hooks)
+  kTorchSize,         // torch.Size(tuple)
+  kTorchStorageType,  // torch.FloatStorage etc.: only an argument of a persistent id
+};
+
+struct AllowedGlobal {
+  std::string_view module;
+  std::string_view name;
+  Builder builder;
+  std::optional<Flavor> only;  // the flavor that enables it; both when empty
+  DType dtype = DType::kInvalidDataType;  // kTorchStorageType
+};
+
+const AllowedGlobal* find_allowed(std::string_view module, std::string_view name, Flavor flavor);
+
+// torch's legacy storage class for a dtype ("FloatStorage"), empty when torch has none.
+std::string_view torch_storage_class(DType dtype);
+
+}  // namespace ckpt::pickle::detail

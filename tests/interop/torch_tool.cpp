@@ -1,0 +1,73 @@
+// The library's torch reader and writer as a command for the interop test:
+//   torch_tool dump FILE.pt DIR   each tensor to DIR/<n>.bin + DIR/manifest.tsv
+//   torch_tool write FILE.pt DIR  the tensors of DIR/manifest.tsv into FILE.pt
+// manifest.tsv lines: name \t OneFlow dtype name \t comma-separated shape
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "ckpt/format/torch_file.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+int fail(const ckpt::Error& error) {
+  std::cerr << error.describe() << "\n";
+  return 1;
+}
+
+int dump(const fs::path& file, const fs::path& dir) {
+  auto torch = ckpt::TorchFile::open(file);
+  if (!torch.ok()) return fail(torch.error());
+  std::ofstream manifest(dir / "manifest.tsv");
+  std::size_t index = 0;
+  for (const auto& tensor : torch->tensors()) {
+    std::vector<std::byte> bytes(tensor.meta.byte_size());
+    if (auto status = torch->read(tensor.name, bytes); !status.ok()) return fail(status.error());
+    std::ofstream(dir / (std::to_string(index++) + ".bin"), std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    std::string shape;
+    for (auto d : tensor.meta.shape()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    manifest << tensor.name << '\t' << ckpt::dtype_name(tensor.meta.dtype()) << '\t' << shape << '\n';
+  }
+  return 0;
+}
+
+int write(const fs::path& file, const fs::path& dir) {
+  auto writer = ckpt::TorchWriter::create(file);
+  if (!writer.ok()) return fail(writer.error());
+  std::ifstream manifest(dir / "manifest.tsv");
+  std::string line;
+  for (std::size_t index = 0; std::getline(manifest, line); ++index) {
+    std::istringstream fields(line);
+    std::string name, dtype, dims;
+    std::getline(fields, name, '\t');
+    std::getline(fields, dtype, '\t');
+    std::getline(fields, dims, '\t');
+    ckpt::Shape shape;
+    std::istringstream dim_stream(dims);
+    for (std::string d; std::getline(dim_stream, d, ',');) shape.push_back(std::stoll(d));
+    auto meta = ckpt::VariableMeta::make(*ckpt::dtype_from_name(dtype), shape);
+    if (!meta.ok()) return fail(meta.error());
+    auto data = ckpt::FileSource::open(dir / (std::to_string(index) + ".bin"));
+    if (!data.ok()) return fail(data.error());
+    if (auto status = writer->add(name, *meta, *data); !status.ok()) return fail(status.error());
+  }
+  if (auto status = writer->commit(); !status.ok()) return fail(status.error());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::cerr << "usage: torch_tool dump|write FILE.pt DIR\n";
+    return 2;
+  }
+  std::string command = argv[1];
+  if (command == "dump") return dump(argv[2], argv[3]);
+  if (command == "write") return write(argv[2], argv[3]);
+  std::cerr << "unknown command " << command << "\n";
+  return 2;
+}
