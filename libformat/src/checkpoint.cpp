@@ -78,21 +78,32 @@ Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesyste
   return handler->create(path, std::move(options));
 }
 
-ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
-                                     const OpenOptions& options) {
+namespace detail {
+
+ValidationReport unreadable_report(const std::filesystem::path& path, const Error& problem) {
   ValidationReport report;
   report.path = path;
+  report.issues.push_back(make_issue(problem, Severity::kError));
+  return report;
+}
+
+void require_some_variable(ValidationReport& report, std::string_view what) {
+  if (!report.variables.empty() || report.count(Severity::kError) > 0) return;
+  report.issues.push_back(make_issue(
+      Error(ErrorCode::kNotACheckpoint, fmt::format("no {}", what)).in_file(report.path.string()), Severity::kError));
+}
+
+}  // namespace detail
+
+ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
+                                     const OpenOptions& options) {
   auto handler = handler_named(format);
-  if (!handler.ok()) {
-    report.issues.push_back(make_issue(handler.error(), Severity::kError));
-    return report;
-  }
+  if (!handler.ok()) return detail::unreadable_report(path, handler.error());
   if ((*handler)->validate != nullptr) return (*handler)->validate(path, options);
   auto reader = (*handler)->open(path, options);
-  if (!reader.ok()) {
-    report.issues.push_back(make_issue(reader.error(), Severity::kError));
-    return report;
-  }
+  if (!reader.ok()) return detail::unreadable_report(path, reader.error());
+  ValidationReport report;
+  report.path = path;
   for (const TensorInfo& tensor : (*reader)->tensors()) {
     report.variables.push_back(VariableInfo{tensor.name, tensor.meta, tensor.meta.byte_size()});
   }

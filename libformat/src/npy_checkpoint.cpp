@@ -161,13 +161,10 @@ ValidationReport validate_with_options(const fs::path& path, const OpenOptions& 
 }  // namespace
 
 ValidationReport validate_npy_directory(const fs::path& directory, const NpyReadOptions& options) {
+  auto listing = list_directory(directory);
+  if (!listing.ok()) return detail::unreadable_report(directory, listing.error());
   ValidationReport report;
   report.path = directory;
-  auto listing = list_directory(directory);
-  if (!listing.ok()) {
-    report.issues.push_back(make_issue(listing.error(), Severity::kError));
-    return report;
-  }
   for (const fs::path& other : listing->others) {
     report.issues.push_back(make_issue(
         Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(other.string()),
@@ -184,10 +181,7 @@ ValidationReport validate_npy_directory(const fs::path& directory, const NpyRead
     }
     report.variables.push_back(VariableInfo{name, array->header.meta, array->header.meta.byte_size()});
   }
-  if (report.variables.empty() && report.count(Severity::kError) == 0) {
-    report.issues.push_back(
-        make_issue(Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(directory.string()), Severity::kError));
-  }
+  detail::require_some_variable(report, ".npy file");
   return report;
 }
 

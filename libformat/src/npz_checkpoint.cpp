@@ -197,18 +197,12 @@ Result<std::string> npz_variable_name(std::string_view member) {
 }
 
 ValidationReport validate_npz(const fs::path& path, const NpyReadOptions& options) {
+  auto zip_file = FileSource::open(path);
+  if (!zip_file.ok()) return detail::unreadable_report(path, zip_file.error());
+  auto zip = ZipReader::open(*zip_file);
+  if (!zip.ok()) return detail::unreadable_report(path, zip.error());
   ValidationReport report;
   report.path = path;
-  auto zip_file = FileSource::open(path);
-  if (!zip_file.ok()) {
-    report.issues.push_back(make_issue(zip_file.error(), Severity::kError));
-    return report;
-  }
-  auto zip = ZipReader::open(*zip_file);
-  if (!zip.ok()) {
-    report.issues.push_back(make_issue(zip.error(), Severity::kError));
-    return report;
-  }
   for (const ZipEntry& entry : zip->entries()) {
     auto name = npz_variable_name(entry.name);
     if (!name.ok()) {
@@ -232,10 +226,7 @@ ValidationReport validate_npz(const fs::path& path, const NpyReadOptions& option
     }
     report.variables.push_back(VariableInfo{*name, checked->meta, checked->meta.byte_size()});
   }
-  if (report.variables.empty() && report.count(Severity::kError) == 0) {
-    report.issues.push_back(
-        make_issue(Error(ErrorCode::kNotACheckpoint, "no .npy member").in_file(path.string()), Severity::kError));
-  }
+  detail::require_some_variable(report, ".npy member");
   return report;
 }
 

@@ -35,6 +35,14 @@ void make_source(const fs::path& directory) {
   ckpt::testing::write_file(directory / "swapped.npy", kFortranBigEndianNpy);
 }
 
+// make_source under `dir`, opened.
+std::unique_ptr<ckpt::CheckpointReader> open_source(const ckpt::testing::TempDir& dir) {
+  make_source(dir / "source");
+  auto source = ckpt::open_checkpoint(dir / "source");
+  REQUIRE(source.ok());
+  return std::move(source).value();
+}
+
 std::string all_bytes(const ckpt::CheckpointReader& reader, std::string_view name) {
   auto source = reader.open(name);
   REQUIRE_MESSAGE(source.ok(), source.error().describe());
@@ -103,10 +111,8 @@ void check_only(const fs::path& directory, const std::vector<std::string>& expec
 
 TEST_CASE("every format converts to every format, bytes unchanged") {
   ckpt::testing::TempDir dir;
-  make_source(dir / "source");
-  auto source = ckpt::open_checkpoint(dir / "source");
-  REQUIRE(source.ok());
-  CHECK(all_bytes(**source, "swapped") == kFortranBigEndianElements);
+  auto source = open_source(dir);
+  CHECK(all_bytes(*source, "swapped") == kFortranBigEndianElements);
   for (std::string_view middle : {"oneflow", "npy", "npz"}) {
     for (std::string_view last : {"oneflow", "npy", "npz"}) {
       fs::path first_path = dir / middle;
@@ -114,7 +120,7 @@ TEST_CASE("every format converts to every format, bytes unchanged") {
       if (!fs::exists(first_path)) {
         auto writer = ckpt::create_checkpoint(first_path, middle);
         REQUIRE(writer.ok());
-        REQUIRE(ckpt::convert::convert(**source, **writer).ok());
+        REQUIRE(ckpt::convert::convert(*source, **writer).ok());
       }
       auto first = ckpt::open_checkpoint(first_path);
       REQUIRE(first.ok());
@@ -131,16 +137,14 @@ TEST_CASE("every format converts to every format, bytes unchanged") {
       CHECK(summary->bytes == 4096 + 8192 + 12);
       CHECK(progress == std::vector<std::size_t>{1, 2, 3});
       CHECK(ckpt::detect_format(second_path).value() == last);
-      check_same(**source, second_path);
+      check_same(*source, second_path);
     }
   }
 }
 
 TEST_CASE("a failure at each write step of a conversion leaves no destination") {
   ckpt::testing::TempDir dir;
-  make_source(dir / "source");
-  auto source = ckpt::open_checkpoint(dir / "source");
-  REQUIRE(source.ok());
+  auto source = open_source(dir);
   for (std::string_view format : {"oneflow", "npy", "npz"}) {
     int steps = 0;
     {
@@ -148,7 +152,7 @@ TEST_CASE("a failure at each write step of a conversion leaves no destination") 
       counting.fault_hook = FailAt{-1, &steps};
       auto writer = ckpt::create_checkpoint(dir / "counted", format, counting);
       REQUIRE(writer.ok());
-      REQUIRE(ckpt::convert::convert(**source, **writer).ok());
+      REQUIRE(ckpt::convert::convert(*source, **writer).ok());
       fs::remove_all(dir / "counted");
     }
     REQUIRE(steps > 3);
@@ -159,7 +163,7 @@ TEST_CASE("a failure at each write step of a conversion leaves no destination") 
       {
         auto writer = ckpt::create_checkpoint(dir / "out", format, options);
         if (writer.ok()) {
-          auto converted = ckpt::convert::convert(**source, **writer);
+          auto converted = ckpt::convert::convert(*source, **writer);
           REQUIRE_FALSE_MESSAGE(converted.ok(), format, " step ", target);
           CHECK(converted.error().code() == ErrorCode::kInjectedFault);
         } else {
@@ -170,7 +174,7 @@ TEST_CASE("a failure at each write step of a conversion leaves no destination") 
       // may fail with the destination in place, and then it is complete.
       if (fs::exists(dir / "out")) {
         CHECK_MESSAGE(target == steps - 1, format, " step ", target);
-        check_same(**source, dir / "out");
+        check_same(*source, dir / "out");
         fs::remove_all(dir / "out");
       }
       check_only(dir.path(), {"source"});
@@ -180,11 +184,9 @@ TEST_CASE("a failure at each write step of a conversion leaves no destination") 
 
 TEST_CASE("a failure at each read of a conversion leaves no destination") {
   ckpt::testing::TempDir dir;
-  make_source(dir / "source");
-  auto source = ckpt::open_checkpoint(dir / "source");
-  REQUIRE(source.ok());
+  auto source = open_source(dir);
   for (std::string_view format : {"oneflow", "npy", "npz"}) {
-    FaultyReader counting(**source, -1);
+    FaultyReader counting(*source, -1);
     {
       auto writer = ckpt::create_checkpoint(dir / "counted", format);
       REQUIRE(writer.ok());
@@ -193,7 +195,7 @@ TEST_CASE("a failure at each read of a conversion leaves no destination") {
     }
     REQUIRE(counting.steps() >= 6);  // an open and at least one read per tensor
     for (int target = 0; target < counting.steps(); ++target) {
-      FaultyReader faulty(**source, target);
+      FaultyReader faulty(*source, target);
       {
         auto writer = ckpt::create_checkpoint(dir / "out", format);
         REQUIRE(writer.ok());
