@@ -93,10 +93,13 @@ Result<std::unique_ptr<CheckpointWriter>> create_snapshot(const fs::path& path, 
   return std::unique_ptr<CheckpointWriter>(std::make_unique<OneFlowWriter>(std::move(writer)));
 }
 
+ValidationReport validate_oneflow(const fs::path& path, const OpenOptions&) { return validate_snapshot(path); }
+
 }  // namespace
 
 const FormatHandler& oneflow_format() {
-  static const FormatHandler handler{"oneflow", looks_like_snapshot, open_snapshot, create_snapshot};
+  static const FormatHandler handler{"oneflow", looks_like_snapshot, open_snapshot, create_snapshot,
+                                     validate_oneflow};
   return handler;
 }
 

@@ -17,6 +17,8 @@
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/meta.hpp"
+#include "ckpt/format/npy.hpp"
+#include "ckpt/format/validate.hpp"
 
 namespace ckpt {
 
@@ -55,16 +57,24 @@ using ShapeTable = std::map<std::string, VariableMeta, std::less<>>;
 struct OpenOptions {
   std::optional<std::string> format;  // detected from content when absent
   const ShapeTable* shapes = nullptr;
+  // npy and npz: the '<V2' bfloat16 choice and the Fortran-order reorder cap.
+  NpyReadOptions npy;
 };
 
-// The format of `path` from its content ("oneflow", ...), or an error saying
-// what was found instead.
+// The format of `path` from its content ("oneflow", "npy", "npz", ...), or
+// an error saying what was found instead.
 Result<std::string> detect_format(const std::filesystem::path& path);
 
 Result<std::unique_ptr<CheckpointReader>> open_checkpoint(const std::filesystem::path& path,
                                                           const OpenOptions& options = {});
 Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesystem::path& path,
                                                             std::string_view format, WriteOptions options = {});
+
+// Every problem of the checkpoint at `path` read as `format`, all collected
+// (spec/validation.md). Formats without a validator of their own report
+// what open_checkpoint says.
+ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
+                                     const OpenOptions& options = {});
 
 // Every format this build can read and write, for --help texts.
 std::vector<std::string_view> checkpoint_formats();
