@@ -19,6 +19,8 @@ struct FormatHandler {
 };
 
 const FormatHandler& oneflow_format();
+const FormatHandler& oneflow_pickle_format();
+const FormatHandler& torch_format();
 const FormatHandler& safetensors_format();
 
 }  // namespace ckpt::detail

@@ -1,12 +1,13 @@
-// The library's torch reader and writer as a command for the interop test:
+// The library's torch reader and writer (the "torch" format of
+// open_checkpoint/create_checkpoint) as a command for the interop test:
 //   torch_tool dump FILE.pt DIR   each tensor to DIR/<n>.bin + DIR/manifest.tsv
-//   torch_tool write FILE.pt DIR  the tensors of DIR/manifest.tsv into FILE.pt
+//   torch_tool write FILE.pt DIR  the tensors of DIR/manifest.tsv into FILE.pt, a flat state_dict
 // manifest.tsv lines: name \t OneFlow dtype name \t comma-separated shape
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
-#include "ckpt/format/torch_file.hpp"
+#include "ckpt/format/checkpoint.hpp"
 
 namespace fs = std::filesystem;
 
@@ -18,13 +19,15 @@ int fail(const ckpt::Error& error) {
 }
 
 int dump(const fs::path& file, const fs::path& dir) {
-  auto torch = ckpt::TorchFile::open(file);
+  auto torch = ckpt::open_checkpoint(file, {.format = "torch"});
   if (!torch.ok()) return fail(torch.error());
   std::ofstream manifest(dir / "manifest.tsv");
   std::size_t index = 0;
-  for (const auto& tensor : torch->tensors()) {
+  for (const auto& tensor : (*torch)->tensors()) {
     std::vector<std::byte> bytes(tensor.meta.byte_size());
-    if (auto status = torch->read(tensor.name, bytes); !status.ok()) return fail(status.error());
+    auto source = (*torch)->open(tensor.name);
+    if (!source.ok()) return fail(source.error());
+    if (auto status = (*source)->read_at(0, bytes); !status.ok()) return fail(status.error());
     std::ofstream(dir / (std::to_string(index++) + ".bin"), std::ios::binary)
         .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
     std::string shape;
@@ -35,7 +38,7 @@ int dump(const fs::path& file, const fs::path& dir) {
 }
 
 int write(const fs::path& file, const fs::path& dir) {
-  auto writer = ckpt::TorchWriter::create(file);
+  auto writer = ckpt::create_checkpoint(file, "torch");
   if (!writer.ok()) return fail(writer.error());
   std::ifstream manifest(dir / "manifest.tsv");
   std::string line;
@@ -52,9 +55,9 @@ int write(const fs::path& file, const fs::path& dir) {
     if (!meta.ok()) return fail(meta.error());
     auto data = ckpt::FileSource::open(dir / (std::to_string(index) + ".bin"));
     if (!data.ok()) return fail(data.error());
-    if (auto status = writer->add(name, *meta, *data); !status.ok()) return fail(status.error());
+    if (auto status = (*writer)->add(name, *meta, *data); !status.ok()) return fail(status.error());
   }
-  if (auto status = writer->commit(); !status.ok()) return fail(status.error());
+  if (auto status = (*writer)->commit(); !status.ok()) return fail(status.error());
   return 0;
 }
 
