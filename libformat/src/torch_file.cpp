@@ -102,7 +102,9 @@ Result<TorchFile> TorchFile::open(const fs::path& path) {
 
   std::string pickle_name = path.string() + ":" + pickle_entry->name;
   CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(*file.document_.root(), pickle_name));
-  for (auto& [name, node] : named) {
+  for (auto& named_tensor : named) {
+    const std::string& name = named_tensor.name;
+    const pickle::Value* node = named_tensor.node;
     const pickle::TorchTensorInfo& view = node->tensor;
     const pickle::TorchStorageInfo& storage = view.storage->storage;
     auto fail = [&](ErrorCode code, std::string message) {
