@@ -70,30 +70,12 @@ ckpt::VariableMeta floats(ckpt::Shape shape) {
 
 // The tutorial's {"model": state_dict, "optimizer": opt.state_dict(), "epoch": 3}
 // with placeholder tensor leaves, which a writer replaces by name.
-const pickle::Value* tutorial_object(pickle::Document& doc) {
+const pickle::Value* tutorial_with_placeholders(pickle::Document& doc) {
   auto tensor = [&] { return doc.make(pickle::Kind::kTorchTensor); };
   pickle::Value* model = doc.dict(true);
   model->entries.emplace_back(doc.string("l1.weight"), tensor());
   model->entries.emplace_back(doc.string("l1.bias"), tensor());
-  pickle::Value* slot = doc.dict();
-  slot->entries.emplace_back(doc.string("momentum_buffer"), tensor());
-  pickle::Value* state = doc.dict();
-  state->entries.emplace_back(doc.integer(0), slot);
-  pickle::Value* group = doc.dict();
-  group->entries.emplace_back(doc.string("lr"), doc.real(0.1));
-  pickle::Value* params = doc.list();
-  params->items = {doc.integer(0), doc.integer(1)};
-  group->entries.emplace_back(doc.string("params"), params);
-  pickle::Value* groups = doc.list();
-  groups->items = {group};
-  pickle::Value* optimizer = doc.dict();
-  optimizer->entries.emplace_back(doc.string("state"), state);
-  optimizer->entries.emplace_back(doc.string("param_groups"), groups);
-  pickle::Value* top = doc.dict();
-  top->entries.emplace_back(doc.string("model"), model);
-  top->entries.emplace_back(doc.string("optimizer"), optimizer);
-  top->entries.emplace_back(doc.string("epoch"), doc.integer(3));
-  return top;
+  return ckpt::testing::tutorial_object(doc, model, 0, tensor());
 }
 
 const std::vector<std::pair<std::string, std::vector<float>>> kTutorialTensors = {
@@ -165,7 +147,7 @@ TEST_CASE("the real frappe P1 converts to torch and back with its object and equ
 TEST_CASE("the tutorial's nested object round-trips through P1 and torch") {
   ckpt::testing::TempDir dir;
   pickle::Document doc;
-  const pickle::Value* object = tutorial_object(doc);
+  const pickle::Value* object = tutorial_with_placeholders(doc);
   auto writer = ckpt::create_checkpoint(dir / "p1", "oneflow-pickle");
   REQUIRE(writer.ok());
   for (const auto& [name, values] : kTutorialTensors) {
@@ -253,7 +235,7 @@ TEST_CASE("pickle writers refuse objects and names that do not match, and never 
   std::vector<float> values = {1, 2, 3};
   ckpt::MemorySource data(std::as_bytes(std::span(values)));
   pickle::Document doc;
-  const pickle::Value* object = tutorial_object(doc);
+  const pickle::Value* object = tutorial_with_placeholders(doc);
   for (std::string_view format : {"torch", "oneflow-pickle"}) {
     CAPTURE(format);
     auto missing = ckpt::create_checkpoint(dir / fmt::format("{}-missing", format), format).value();
