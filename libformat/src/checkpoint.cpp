@@ -17,9 +17,11 @@ namespace {
 std::span<const detail::FormatHandler* const> handlers() {
   static const std::array kHandlers = {
       &detail::oneflow_format(),
+      &detail::oneflow_pickle_format(),
       &detail::npy_format(),
       &detail::npz_format(),
       &detail::safetensors_format(),
+      &detail::torch_format(),
   };
   return kHandlers;
 }
@@ -39,6 +41,12 @@ const TensorInfo* CheckpointReader::find(std::string_view name) const {
   auto it = std::lower_bound(all.begin(), all.end(), name,
                              [](const TensorInfo& info, std::string_view key) { return info.name < key; });
   return it != all.end() && it->name == name ? &*it : nullptr;
+}
+
+Status CheckpointWriter::set_object(const pickle::Value& /*object*/) { return {}; }
+
+Status CheckpointWriter::set_nesting(std::vector<std::string> /*prefixes*/) {
+  return Error(ErrorCode::kInvalidArgument, "this format stores flat names; only torch and oneflow-pickle nest them");
 }
 
 std::vector<std::string_view> checkpoint_formats() {

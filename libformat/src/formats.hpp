@@ -29,6 +29,8 @@ void require_some_variable(ValidationReport& report, std::string_view what);
 const FormatHandler& oneflow_format();
 const FormatHandler& npy_format();
 const FormatHandler& npz_format();
+const FormatHandler& oneflow_pickle_format();
+const FormatHandler& torch_format();
 const FormatHandler& safetensors_format();
 
 }  // namespace ckpt::detail

@@ -22,6 +22,10 @@
 
 namespace ckpt {
 
+namespace pickle {
+struct Value;
+}
+
 struct TensorInfo {
   std::string name;
   VariableMeta meta;
@@ -40,6 +44,12 @@ class CheckpointReader {
   virtual Result<std::unique_ptr<ByteSource>> open(std::string_view name) const = 0;
 
   const TensorInfo* find(std::string_view name) const;
+
+  // The pickle formats (torch, oneflow-pickle) store one Python object
+  // around the tensors: {"model": state_dict, "optimizer": ..., "epoch": 3}.
+  // Its tensor leaves are the tensors() of the same dotted names; other
+  // leaves are data only this object has. nullptr for the flat formats.
+  virtual const pickle::Value* object() const { return nullptr; }
 };
 
 class CheckpointWriter {
@@ -48,6 +58,16 @@ class CheckpointWriter {
   virtual Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) = 0;
   // Publishes everything added; without it nothing appears at the destination.
   virtual Status commit() = 0;
+
+  // The pickle formats write one object around the tensors: by default a
+  // flat state_dict of the added names in the order added. With an object
+  // (a reader's object(), which must outlive commit) it is written instead,
+  // each tensor leaf replaced by the tensor added under its dotted name;
+  // flat formats have no place for it and keep the tensors only.
+  virtual Status set_object(const pickle::Value& object);
+  // Nests the dotted names under `prefixes` (spec/pickle.md, "Nesting");
+  // flat formats refuse it.
+  virtual Status set_nesting(std::vector<std::string> prefixes);
 };
 
 // Shapes and dtypes supplied from outside, for checkpoints that do not store
