@@ -83,8 +83,14 @@ Status FileSource::read_at(std::uint64_t offset, std::span<std::byte> out) const
 }
 
 Result<SliceSource> SliceSource::make(const ByteSource& inner, std::uint64_t offset, std::uint64_t length) {
-  CKPT_TRY(check_range(inner, offset, length));
-  return SliceSource(inner, offset, length);
+  // An empty owner: the pointer is shared without keeping `inner` alive.
+  return make(std::shared_ptr<const ByteSource>(std::shared_ptr<const ByteSource>(), &inner), offset, length);
+}
+
+Result<SliceSource> SliceSource::make(std::shared_ptr<const ByteSource> inner, std::uint64_t offset,
+                                      std::uint64_t length) {
+  CKPT_TRY(check_range(*inner, offset, length));
+  return SliceSource(std::move(inner), offset, length);
 }
 
 Status SliceSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {

@@ -17,7 +17,11 @@ namespace {
 std::span<const detail::FormatHandler* const> handlers() {
   static const std::array kHandlers = {
       &detail::oneflow_format(),
+      &detail::oneflow_pickle_format(),
+      &detail::npy_format(),
+      &detail::npz_format(),
       &detail::safetensors_format(),
+      &detail::torch_format(),
   };
   return kHandlers;
 }
@@ -37,6 +41,12 @@ const TensorInfo* CheckpointReader::find(std::string_view name) const {
   auto it = std::lower_bound(all.begin(), all.end(), name,
                              [](const TensorInfo& info, std::string_view key) { return info.name < key; });
   return it != all.end() && it->name == name ? &*it : nullptr;
+}
+
+Status CheckpointWriter::set_object(const pickle::Value& /*object*/) { return {}; }
+
+Status CheckpointWriter::set_nesting(std::vector<std::string> /*prefixes*/) {
+  return Error(ErrorCode::kInvalidArgument, "this format stores flat names; only torch and oneflow-pickle nest them");
 }
 
 std::vector<std::string_view> checkpoint_formats() {
@@ -74,6 +84,38 @@ Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesyste
                                                             std::string_view format, WriteOptions options) {
   CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
   return handler->create(path, std::move(options));
+}
+
+namespace detail {
+
+ValidationReport unreadable_report(const std::filesystem::path& path, const Error& problem) {
+  ValidationReport report;
+  report.path = path;
+  report.issues.push_back(make_issue(problem, Severity::kError));
+  return report;
+}
+
+void require_some_variable(ValidationReport& report, std::string_view what) {
+  if (!report.variables.empty() || report.count(Severity::kError) > 0) return;
+  report.issues.push_back(make_issue(
+      Error(ErrorCode::kNotACheckpoint, fmt::format("no {}", what)).in_file(report.path.string()), Severity::kError));
+}
+
+}  // namespace detail
+
+ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
+                                     const OpenOptions& options) {
+  auto handler = handler_named(format);
+  if (!handler.ok()) return detail::unreadable_report(path, handler.error());
+  if ((*handler)->validate != nullptr) return (*handler)->validate(path, options);
+  auto reader = (*handler)->open(path, options);
+  if (!reader.ok()) return detail::unreadable_report(path, reader.error());
+  ValidationReport report;
+  report.path = path;
+  for (const TensorInfo& tensor : (*reader)->tensors()) {
+    report.variables.push_back(VariableInfo{tensor.name, tensor.meta, tensor.meta.byte_size()});
+  }
+  return report;
 }
 
 Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name) {

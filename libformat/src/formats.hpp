@@ -16,9 +16,21 @@ struct FormatHandler {
   bool (*detect)(const std::filesystem::path& path);
   Result<std::unique_ptr<CheckpointReader>> (*open)(const std::filesystem::path& path, const OpenOptions& options);
   Result<std::unique_ptr<CheckpointWriter>> (*create)(const std::filesystem::path& path, WriteOptions options);
+  // Every problem collected (spec/validation.md); without one,
+  // validate_checkpoint reports what open() says.
+  ValidationReport (*validate)(const std::filesystem::path& path, const OpenOptions& options) = nullptr;
 };
 
+// For validators: a report whose only issue is why `path` could not be read.
+ValidationReport unreadable_report(const std::filesystem::path& path, const Error& problem);
+// Adds kNotACheckpoint ("no <what>") when no variable was found and no error says why.
+void require_some_variable(ValidationReport& report, std::string_view what);
+
 const FormatHandler& oneflow_format();
+const FormatHandler& npy_format();
+const FormatHandler& npz_format();
+const FormatHandler& oneflow_pickle_format();
+const FormatHandler& torch_format();
 const FormatHandler& safetensors_format();
 
 }  // namespace ckpt::detail

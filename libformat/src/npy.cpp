@@ -7,16 +7,11 @@
 
 #include <fmt/format.h>
 
-#include "ckpt/format/writer.hpp"
-
 namespace ckpt {
 namespace {
 
-namespace fs = std::filesystem;
-
-// Chunk of the byte-swapping and transposing copies: bounded memory, and a
-// multiple of every element size.
-constexpr std::size_t kChunkBytes = 4u << 20;
+// The largest scalar byte-swapped: a float64, or each half of a complex128.
+constexpr std::size_t kMaxSwapUnit = 8;
 constexpr std::uint64_t kMaxV1HeaderLength = 0xffff;
 
 // A recursive-descent reader of the one dict literal numpy writes. It knows
@@ -220,77 +215,10 @@ void swap_bytes(std::span<std::byte> bytes, std::size_t unit) {
   }
 }
 
-Status copy_swapped(const ByteSource& npy, const NpyHeader& header, ByteSink& sink) {
-  std::uint64_t size = header.meta.byte_size();
-  std::size_t unit = dtype_info(header.meta.dtype()).swap_unit;
-  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(size, kChunkBytes)));
-  for (std::uint64_t done = 0; done < size;) {
-    std::span<std::byte> chunk(buffer.data(), static_cast<std::size_t>(std::min<std::uint64_t>(size - done, buffer.size())));
-    CKPT_TRY(npy.read_at(header.data_offset + done, chunk));
-    swap_bytes(chunk, unit);
-    CKPT_TRY(sink.write(chunk));
-    done += chunk.size();
-  }
-  return {};
-}
-
-// Writes a Fortran-order array held in `fortran` to `sink` in C order, one
-// last-axis row at a time through a bounded buffer.
-Status write_transposed(std::span<const std::byte> fortran, const VariableMeta& meta, ByteSink& sink) {
-  const Shape& shape = meta.shape();
-  const std::size_t element = dtype_size(meta.dtype());
-  if (meta.element_count() == 0) return {};
-  const std::size_t rank = shape.size();
-  // Element strides of the Fortran layout: the first axis is contiguous.
-  std::vector<std::uint64_t> stride(rank, 1);
-  for (std::size_t k = 1; k < rank; ++k) stride[k] = stride[k - 1] * static_cast<std::uint64_t>(shape[k - 1]);
-  std::vector<std::int64_t> index(rank, 0);
-  std::vector<std::byte> buffer(kChunkBytes);
-  std::size_t filled = 0;
-  std::uint64_t row_start = 0;  // Fortran element offset of `index` with the last axis at 0
-  while (true) {
-    for (std::int64_t j = 0; j < shape[rank - 1]; ++j) {
-      if (filled == buffer.size()) {
-        CKPT_TRY(sink.write(buffer));
-        filled = 0;
-      }
-      std::uint64_t from = (row_start + static_cast<std::uint64_t>(j) * stride[rank - 1]) * element;
-      std::memcpy(buffer.data() + filled, fortran.data() + from, element);
-      filled += element;
-    }
-    // Next row: an odometer over the leading axes, last of them fastest.
-    std::size_t k = rank - 1;
-    while (k > 0) {
-      --k;
-      row_start += stride[k];
-      if (++index[k] < shape[k]) break;
-      row_start -= stride[k] * static_cast<std::uint64_t>(shape[k]);
-      index[k] = 0;
-      if (k == 0) return sink.write(std::span(buffer.data(), filled));
-    }
-  }
-}
-
-Status copy_reordered(const ByteSource& npy, const NpyHeader& header, ByteSink& sink, const NpyReadOptions& options) {
-  std::uint64_t size = header.meta.byte_size();
-  if (size > options.max_reorder_bytes) {
-    return Error(ErrorCode::kNpyTooLargeToReorder,
-                 fmt::format("Fortran-order array of {} bytes: reordering it to C order needs it in memory, "
-                             "and the cap is {} bytes",
-                             size, options.max_reorder_bytes));
-  }
-  std::vector<std::byte> whole(static_cast<std::size_t>(size));
-  CKPT_TRY(npy.read_at(header.data_offset, whole));
-  if (header.big_endian) swap_bytes(whole, dtype_info(header.meta.dtype()).swap_unit);
-  return write_transposed(whole, header.meta, sink);
-}
-
 std::string shape_literal(const Shape& shape) {
   if (shape.size() == 1) return fmt::format("({},)", shape[0]);
   return fmt::format("({})", fmt::join(shape, ", "));
 }
-
-
 }  // namespace
 
 bool NpyHeader::is_plain() const { return !big_endian && (!fortran_order || meta.shape().size() < 2); }
@@ -350,14 +278,6 @@ Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions
   return header;
 }
 
-Status copy_npy_data(const ByteSource& npy, const NpyHeader& header, ByteSink& sink, const NpyReadOptions& options) {
-  Status status = header.is_plain()          ? sink.write_from(npy, header.data_offset, header.meta.byte_size())
-                  : header.fortran_order     ? copy_reordered(npy, header, sink, options)
-                                             : copy_swapped(npy, header, sink);
-  if (!status.ok()) return std::move(status).error().in_file(npy.name());
-  return {};
-}
-
 Result<std::string> make_npy_header(const VariableMeta& meta) {
   std::string_view descr = meta.dtype() == DType::kBFloat16 ? "<V2" : dtype_info(meta.dtype()).numpy_descr;
   if (descr.empty()) {
@@ -384,80 +304,132 @@ Result<std::string> make_npy_header(const VariableMeta& meta) {
   return Error(ErrorCode::kNpyHeader, "header does not fit a 32-bit length");
 }
 
-Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& data, std::uint64_t offset) {
+Status check_npy_data(const VariableMeta& meta, const ByteSource& data) {
+  CKPT_TRY(make_npy_header(meta));
+  if (data.size() == meta.byte_size()) return {};
+  return Error(ErrorCode::kBufferSizeMismatch,
+               fmt::format("{} bytes of data, shape {} of {} needs {}", data.size(), shape_to_string(meta.shape()),
+                           dtype_name(meta.dtype()), meta.byte_size()))
+      .in_file(data.name());
+}
+
+Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& data) {
+  CKPT_TRY(check_npy_data(meta, data));
   CKPT_ASSIGN_OR_RETURN(std::string header, make_npy_header(meta));
   CKPT_TRY(sink.write(as_bytes(header)));
-  return sink.write_from(data, offset, meta.byte_size());
+  return sink.write_from(data, 0, meta.byte_size());
 }
 
-Status CountingSink::write(std::span<const std::byte> bytes) {
-  CKPT_TRY(inner_.write(bytes));
-  count_ += bytes.size();
+Result<std::unique_ptr<ByteSwappedSource>> ByteSwappedSource::make(std::unique_ptr<ByteSource> inner,
+                                                                   std::size_t unit) {
+  if (unit == 0 || unit > kMaxSwapUnit || inner->size() % unit != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("cannot swap {} bytes in units of {}", inner->size(), unit))
+        .in_file(inner->name());
+  }
+  return std::unique_ptr<ByteSwappedSource>(new ByteSwappedSource(std::move(inner), unit));
+}
+
+Status ByteSwappedSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
+  CKPT_TRY(check_range(*this, offset, out.size()));
+  while (!out.empty()) {
+    const std::size_t within = static_cast<std::size_t>(offset % unit_);
+    if (within == 0 && out.size() >= unit_) {  // whole scalars: swapped in place
+      std::span<std::byte> whole = out.first(out.size() - out.size() % unit_);
+      CKPT_TRY(inner_->read_at(offset, whole));
+      swap_bytes(whole, unit_);
+      offset += whole.size();
+      out = out.subspan(whole.size());
+      continue;
+    }
+    // A scalar cut by either end of the read: swap all of it, keep the part asked for.
+    std::array<std::byte, kMaxSwapUnit> scalar{};
+    CKPT_TRY(inner_->read_at(offset - within, std::span(scalar.data(), unit_)));
+    swap_bytes(std::span(scalar.data(), unit_), unit_);
+    const std::size_t taken = std::min(unit_ - within, out.size());
+    std::memcpy(out.data(), scalar.data() + within, taken);
+    offset += taken;
+    out = out.subspan(taken);
+  }
   return {};
 }
 
-Status CountingSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
-  CKPT_TRY(inner_.write_from(source, offset, length));
-  count_ += length;
+FortranOrderSource::FortranOrderSource(std::unique_ptr<ByteSource> inner, VariableMeta meta)
+    : inner_(std::move(inner)), meta_(std::move(meta)), fortran_strides_(meta_.shape().size(), 1) {
+  const Shape& shape = meta_.shape();
+  for (std::size_t k = 1; k < shape.size(); ++k) {
+    fortran_strides_[k] = fortran_strides_[k - 1] * static_cast<std::uint64_t>(shape[k - 1]);
+  }
+}
+
+Result<std::unique_ptr<FortranOrderSource>> FortranOrderSource::make(std::unique_ptr<ByteSource> inner,
+                                                                     const VariableMeta& meta,
+                                                                     std::uint64_t max_bytes) {
+  if (inner->size() != meta.byte_size()) {
+    return Error(ErrorCode::kBufferSizeMismatch,
+                 fmt::format("{} bytes for shape {} of {}, which needs {}", inner->size(),
+                             shape_to_string(meta.shape()), dtype_name(meta.dtype()), meta.byte_size()))
+        .in_file(inner->name());
+  }
+  if (meta.byte_size() > max_bytes) {
+    return Error(ErrorCode::kNpyTooLargeToReorder,
+                 fmt::format("Fortran-order array of {} bytes: reordering it to C order needs it in memory, "
+                             "and the cap is {} bytes",
+                             meta.byte_size(), max_bytes))
+        .in_file(inner->name());
+  }
+  return std::unique_ptr<FortranOrderSource>(new FortranOrderSource(std::move(inner), meta));
+}
+
+Status FortranOrderSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
+  CKPT_TRY(check_range(*this, offset, out.size()));
+  if (out.empty()) return {};
+  if (!loaded_) {
+    fortran_.resize(static_cast<std::size_t>(meta_.byte_size()));
+    CKPT_TRY(inner_->read_at(0, fortran_));
+    loaded_ = true;
+  }
+  const Shape& shape = meta_.shape();
+  const std::size_t rank = shape.size();
+  const std::uint64_t element = dtype_size(meta_.dtype());
+  // The C-order index of the first element asked for, and its Fortran offset.
+  std::vector<std::int64_t> index(rank, 0);
+  std::uint64_t rest = offset / element;
+  std::uint64_t from = 0;
+  for (std::size_t k = rank; k-- > 0;) {
+    index[k] = static_cast<std::int64_t>(rest % static_cast<std::uint64_t>(shape[k]));
+    rest /= static_cast<std::uint64_t>(shape[k]);
+    from += static_cast<std::uint64_t>(index[k]) * fortran_strides_[k];
+  }
+  std::size_t within = static_cast<std::size_t>(offset % element);
+  for (std::size_t done = 0; done < out.size();) {
+    const std::size_t taken = std::min<std::size_t>(element - within, out.size() - done);
+    std::memcpy(out.data() + done, fortran_.data() + from * element + within, taken);
+    done += taken;
+    within = 0;
+    // Next element in C order: an odometer, the last axis fastest.
+    for (std::size_t k = rank; k-- > 0;) {
+      from += fortran_strides_[k];
+      if (++index[k] < shape[k]) break;
+      from -= fortran_strides_[k] * static_cast<std::uint64_t>(shape[k]);
+      index[k] = 0;
+    }
+  }
   return {};
 }
 
-Status CountingSink::check(const VariableMeta& meta) const {
-  if (count_ == meta.byte_size()) return {};
-  return Error(ErrorCode::kBufferSizeMismatch,
-               fmt::format("{} bytes were written, shape {} of {} needs {}", count_, shape_to_string(meta.shape()),
-                           dtype_name(meta.dtype()), meta.byte_size()))
-      .in_file(inner_.name());
-}
-
-ValidationReport validate_npy_directory(const fs::path& directory, const NpyReadOptions& options) {
-  ValidationReport report;
-  report.path = directory;
-  auto report_error = [&](ErrorCode code, std::string message, const fs::path& file, std::string_view name) {
-    report.issues.push_back(
-        make_issue(Error(code, std::move(message)).in_file(file.string()).in_variable(name), Severity::kError));
-  };
-  std::error_code ec;
-  if (!fs::is_directory(directory, ec)) {
-    report_error(ErrorCode::kNotADirectory, "not a directory", directory, "");
-    return report;
+Result<std::unique_ptr<ByteSource>> open_npy_data(std::shared_ptr<const ByteSource> npy, const NpyHeader& header,
+                                                  const NpyReadOptions& options) {
+  const VariableMeta& meta = header.meta;
+  CKPT_ASSIGN_OR_RETURN(SliceSource slice, SliceSource::make(std::move(npy), header.data_offset, meta.byte_size()));
+  std::unique_ptr<ByteSource> data = std::make_unique<SliceSource>(std::move(slice));
+  if (header.big_endian) {
+    CKPT_ASSIGN_OR_RETURN(data, ByteSwappedSource::make(std::move(data), dtype_info(meta.dtype()).swap_unit));
   }
-  std::vector<fs::directory_entry> entries;
-  for (const auto& entry : fs::directory_iterator(directory, ec)) entries.push_back(entry);
-  if (ec) {
-    report_error(ErrorCode::kIo, ec.message(), directory, "");
-    return report;
+  if (header.fortran_order && meta.shape().size() >= 2) {  // 0-d and 1-d arrays read the same either way
+    CKPT_ASSIGN_OR_RETURN(data, FortranOrderSource::make(std::move(data), meta, options.max_reorder_bytes));
   }
-  std::sort(entries.begin(), entries.end());
-  for (const auto& entry : entries) {
-    std::string file_name = entry.path().filename().string();
-    bool is_npy = file_name.size() > kNpyExtension.size() && file_name.ends_with(kNpyExtension);
-    if (!is_npy || entry.is_symlink(ec) || !entry.is_regular_file(ec)) {
-      report.issues.push_back(make_issue(
-          Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(entry.path().string()),
-          Severity::kWarning));
-      continue;
-    }
-    std::string name = file_name.substr(0, file_name.size() - kNpyExtension.size());
-    auto checked = [&]() -> Result<NpyHeader> {
-      CKPT_TRY(check_variable_name(name));
-      CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(entry.path()));
-      std::vector<Error> warnings;
-      auto header = read_npy_header(source, options, &warnings);
-      for (Error& warning : warnings) report.issues.push_back(make_issue(warning.in_variable(name), Severity::kWarning));
-      return header;
-    }();
-    if (!checked.ok()) {
-      Error error = std::move(checked).error();
-      report.issues.push_back(make_issue(error.in_file(entry.path().string()).in_variable(name), Severity::kError));
-      continue;
-    }
-    report.variables.push_back(VariableInfo{name, checked->meta, checked->meta.byte_size()});
-  }
-  if (report.variables.empty() && report.count(Severity::kError) == 0) {
-    report_error(ErrorCode::kNotACheckpoint, "no .npy file", directory, "");
-  }
-  return report;
+  return data;
 }
 
 }  // namespace ckpt

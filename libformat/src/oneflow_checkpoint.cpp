@@ -1,23 +1,31 @@
-// The OneFlow snapshot directory as a CheckpointReader/CheckpointWriter.
+// OneFlow directories as CheckpointReader/CheckpointWriter: "oneflow" for
+// the snapshot layouts, "oneflow-pickle" for the P1 pickle directory.
+#include <algorithm>
+#include <optional>
+
 #include <sys/stat.h>
 
 #include <fmt/format.h>
 
+#include "ckpt/format/oneflow_pickle.hpp"
 #include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/writer.hpp"
 #include "formats.hpp"
+#include "pickle_checkpoint.hpp"
 
 namespace ckpt::detail {
 namespace {
 
 namespace fs = std::filesystem;
 
+// Every layout Snapshot reads; a P1 directory also keeps its object.
 class OneFlowReader final : public CheckpointReader {
  public:
-  OneFlowReader(Snapshot snapshot, std::vector<TensorInfo> tensors)
-      : snapshot_(std::move(snapshot)), tensors_(std::move(tensors)) {}
+  OneFlowReader(std::string_view format, Snapshot snapshot, std::vector<TensorInfo> tensors,
+                std::optional<OneflowPickle> pickle)
+      : format_(format), snapshot_(std::move(snapshot)), tensors_(std::move(tensors)), pickle_(std::move(pickle)) {}
 
-  std::string_view format_name() const override { return "oneflow"; }
+  std::string_view format_name() const override { return format_; }
   const fs::path& path() const override { return snapshot_.root(); }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
@@ -26,9 +34,13 @@ class OneFlowReader final : public CheckpointReader {
     return std::unique_ptr<ByteSource>(std::make_unique<FileSource>(std::move(source)));
   }
 
+  const pickle::Value* object() const override { return pickle_ ? pickle_->data : nullptr; }
+
  private:
+  std::string_view format_;
   Snapshot snapshot_;
   std::vector<TensorInfo> tensors_;
+  std::optional<OneflowPickle> pickle_;
 };
 
 class OneFlowWriter final : public CheckpointWriter {
@@ -66,10 +78,16 @@ Result<VariableMeta> meta_of(const VariableInfo& variable, const Snapshot& snaps
   return meta;
 }
 
+bool is_pickle_dir(const fs::path& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path / kPickleFile, ec);
+}
+
+// A snapshot of any layout but P1, which oneflow-pickle claims.
 bool looks_like_snapshot(const fs::path& path) {
   std::error_code ec;
-  if (!fs::is_directory(path, ec)) return false;
-  for (std::string_view marker : {kDoneFile, kPickleFile, kGraphFile}) {
+  if (!fs::is_directory(path, ec) || is_pickle_dir(path)) return false;
+  for (std::string_view marker : {kDoneFile, kGraphFile}) {
     if (fs::exists(path / marker, ec)) return true;
   }
   for (const auto& entry : fs::directory_iterator(path, ec)) {
@@ -78,14 +96,48 @@ bool looks_like_snapshot(const fs::path& path) {
   return false;
 }
 
-Result<std::unique_ptr<CheckpointReader>> open_snapshot(const fs::path& path, const OpenOptions& options) {
+bool looks_like_pickle_dir(const fs::path& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec) && is_pickle_dir(path);
+}
+
+// Snapshot::open names P1 variables by dotted keys; the object is read
+// beside it for its non-tensor leaves and must name the same tensors.
+Result<std::optional<OneflowPickle>> object_of(const Snapshot& snapshot) {
+  if (snapshot.layout() != Layout::kPickleDir) return std::optional<OneflowPickle>();
+  CKPT_ASSIGN_OR_RETURN(OneflowPickle pickle, read_oneflow_pickle(snapshot.root()));
+  bool same = std::equal(pickle.tensors.begin(), pickle.tensors.end(), snapshot.variables().begin(),
+                         snapshot.variables().end(), [](const auto& t, const auto& v) { return t.name == v.name; });
+  if (!same) {
+    return Error(ErrorCode::kInvalidArgument, "pickled_data changed while it was being opened")
+        .in_file((snapshot.root() / kPickleFile).string());
+  }
+  return std::optional<OneflowPickle>(std::move(pickle));
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const fs::path& path,
+                                                  const OpenOptions& options) {
   CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
   std::vector<TensorInfo> tensors;
   for (const auto& variable : snapshot.variables()) {
     CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
     tensors.push_back({variable.name, std::move(meta)});
   }
-  return std::unique_ptr<CheckpointReader>(std::make_unique<OneFlowReader>(std::move(snapshot), std::move(tensors)));
+  CKPT_ASSIGN_OR_RETURN(auto pickle, object_of(snapshot));
+  return std::unique_ptr<CheckpointReader>(
+      std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors), std::move(pickle)));
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_snapshot(const fs::path& path, const OpenOptions& options) {
+  return open_as("oneflow", path, options);
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_pickle_dir(const fs::path& path, const OpenOptions& options) {
+  if (!is_pickle_dir(path)) {
+    return Error(ErrorCode::kNotACheckpoint, fmt::format("no {}: not a OneFlow pickle directory", kPickleFile))
+        .in_file(path.string());
+  }
+  return open_as("oneflow-pickle", path, options);
 }
 
 Result<std::unique_ptr<CheckpointWriter>> create_snapshot(const fs::path& path, WriteOptions options) {
@@ -93,10 +145,25 @@ Result<std::unique_ptr<CheckpointWriter>> create_snapshot(const fs::path& path, 
   return std::unique_ptr<CheckpointWriter>(std::make_unique<OneFlowWriter>(std::move(writer)));
 }
 
+ValidationReport validate_oneflow(const fs::path& path, const OpenOptions&) { return validate_snapshot(path); }
+
+Result<std::unique_ptr<CheckpointWriter>> create_pickle_dir(const fs::path& path, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(OneflowPickleWriter writer, OneflowPickleWriter::create(path, {.write = std::move(options)}));
+  return std::unique_ptr<CheckpointWriter>(
+      std::make_unique<PickleCheckpointWriter<OneflowPickleWriter>>(std::move(writer), path.string()));
+}
+
 }  // namespace
 
 const FormatHandler& oneflow_format() {
-  static const FormatHandler handler{"oneflow", looks_like_snapshot, open_snapshot, create_snapshot};
+  static const FormatHandler handler{"oneflow", looks_like_snapshot, open_snapshot, create_snapshot,
+                                     validate_oneflow};
+  return handler;
+}
+
+const FormatHandler& oneflow_pickle_format() {
+  static const FormatHandler handler{"oneflow-pickle", looks_like_pickle_dir, open_pickle_dir, create_pickle_dir,
+                                     validate_oneflow};
   return handler;
 }
 

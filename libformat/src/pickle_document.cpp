@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -89,33 +90,151 @@ namespace {
 
 constexpr std::string_view kBareTensorName = "data";
 
+// The part of a dotted name a dict key gives: a str as it is, an int in decimal.
+Result<std::string> key_segment(const Value& key, const std::string& parent, std::string_view file) {
+  if (key.kind == Kind::kString) return key.text;
+  if (key.kind == Kind::kInt) return std::to_string(key.integer);
+  return Error(ErrorCode::kPickleStructure,
+               fmt::format("a dict key of kind {} under '{}' cannot be part of a tensor name", kind_name(key.kind), parent))
+      .in_file(file);
+}
+
+std::string child_name(const std::string& parent, const std::string& segment) {
+  return parent.empty() ? segment : parent + "." + segment;
+}
+
+std::string tensor_name(const std::string& name) { return name.empty() ? std::string(kBareTensorName) : name; }
+
 Status collect(const Value& value, const std::string& name, std::string_view file, std::vector<NamedTensor>& out) {
-  auto child = [&](const std::string& key) { return name.empty() ? key : name + "." + key; };
   switch (value.kind) {
     case Kind::kDict:
       for (const auto& [key, item] : value.entries) {
-        if (key->kind == Kind::kString) {
-          CKPT_TRY(collect(*item, child(key->text), file, out));
-        } else if (key->kind == Kind::kInt) {
-          CKPT_TRY(collect(*item, child(std::to_string(key->integer)), file, out));
-        } else {
-          return Error(ErrorCode::kPickleStructure, fmt::format("a dict key of kind {} under '{}' cannot be part "
-                                                                "of a tensor name", kind_name(key->kind), name))
-              .in_file(file);
-        }
+        CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*key, name, file));
+        CKPT_TRY(collect(*item, child_name(name, segment), file, out));
       }
       return {};
     case Kind::kList:
     case Kind::kTuple:
-      for (std::size_t i = 0; i < value.items.size(); ++i) CKPT_TRY(collect(*value.items[i], child(std::to_string(i)), file, out));
+      for (std::size_t i = 0; i < value.items.size(); ++i) CKPT_TRY(collect(*value.items[i], child_name(name, std::to_string(i)), file, out));
       return {};
     case Kind::kOneflowTensor:
-    case Kind::kTorchTensor: out.push_back({name.empty() ? std::string(kBareTensorName) : name, &value}); return {};
+    case Kind::kTorchTensor: out.push_back({tensor_name(name), &value}); return {};
     default: return {};
   }
 }
 
+using TensorLookup = std::function<Result<const Value*>(const std::string&)>;
+
+// Walks like collect, so every tensor leaf is looked up by the name collect gives it.
+Result<const Value*> copy_tree(const Value& value, const std::string& name, Document& into, const TensorLookup& tensor_named,
+                               std::string_view file) {
+  // Sets and OrderedDict metadata hold no tensors that collect would name.
+  const TensorLookup no_tensors = [&](const std::string& inner) -> Result<const Value*> {
+    return std::move(Error(ErrorCode::kPickleStructure, "a tensor inside a set or an OrderedDict's _metadata")
+                         .in_file(file)
+                         .in_variable(inner));
+  };
+  switch (value.kind) {
+    case Kind::kDict: {
+      Value* copy = into.dict(value.ordered);
+      if (value.metadata != nullptr) {
+        CKPT_ASSIGN_OR_RETURN(copy->metadata, copy_tree(*value.metadata, name, into, no_tensors, file));
+      }
+      for (const auto& [key, item] : value.entries) {
+        CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*key, name, file));
+        CKPT_ASSIGN_OR_RETURN(const Value* key_copy, copy_tree(*key, name, into, no_tensors, file));
+        CKPT_ASSIGN_OR_RETURN(const Value* item_copy, copy_tree(*item, child_name(name, segment), into, tensor_named, file));
+        copy->entries.emplace_back(key_copy, item_copy);
+      }
+      return copy;
+    }
+    case Kind::kList:
+    case Kind::kTuple:
+    case Kind::kSet: {
+      Value* copy = into.make(value.kind);
+      for (std::size_t i = 0; i < value.items.size(); ++i) {
+        const TensorLookup& lookup = value.kind == Kind::kSet ? no_tensors : tensor_named;
+        CKPT_ASSIGN_OR_RETURN(const Value* item, copy_tree(*value.items[i], child_name(name, std::to_string(i)), into, lookup, file));
+        copy->items.push_back(item);
+      }
+      return copy;
+    }
+    case Kind::kOneflowTensor:
+    case Kind::kTorchTensor: return tensor_named(tensor_name(name));
+    case Kind::kTorchStorage:
+      return std::move(Error(ErrorCode::kPickleStructure, "a torch storage outside a tensor").in_file(file).in_variable(name));
+    default: {  // None, bool, int, float, str, bytes, global: plain data
+      Value* copy = into.make(value.kind);
+      *copy = value;
+      return copy;
+    }
+  }
+}
+
+std::vector<std::string_view> split_dotted(std::string_view name) {
+  std::vector<std::string_view> segments;
+  for (std::size_t start = 0;;) {
+    std::size_t dot = name.find('.', start);
+    segments.push_back(name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    if (dot == std::string_view::npos) return segments;
+    start = dot + 1;
+  }
+}
+
+// A segment of decimal digits is an int key (optimizer state, list-like
+// dicts), as flattening writes ints; "007" stays a str so it flattens back.
+const Value* segment_key(Document& into, std::string_view segment) {
+  bool is_int = !segment.empty() && segment.size() <= 18 && (segment == "0" || segment.front() != '0') &&
+                std::all_of(segment.begin(), segment.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return is_int ? into.integer(std::stoll(std::string(segment))) : into.string(std::string(segment));
+}
+
 }  // namespace
+
+Result<const Value*> copy_replacing_tensors(const Value& data, Document& into, const TensorLookup& tensor_named,
+                                            std::string_view file) {
+  return copy_tree(data, "", into, tensor_named, file);
+}
+
+Result<const Value*> nest_tensors(Document& into, const std::vector<std::pair<std::string, const Value*>>& tensors,
+                                  std::span<const std::string> prefixes, const std::function<Value*()>& make_state_dict,
+                                  std::string_view file) {
+  std::vector<std::vector<std::string_view>> patterns;
+  for (const std::string& prefix : prefixes) patterns.push_back(split_dotted(prefix));
+  Value* top = into.dict();
+  // (dict, key segment) -> the dict under it, or nullptr for a tensor.
+  std::map<std::pair<const Value*, std::string>, Value*, std::less<>> children;
+  for (const auto& [name, tensor] : tensors) {
+    auto conflict = [&]() {
+      return std::move(Error(ErrorCode::kDuplicateName, "a key is both a tensor and a dict of tensors when nested")
+                           .in_file(file)
+                           .in_variable(name));
+    };
+    auto segments = split_dotted(name);
+    std::size_t depth = 0;  // leading segments that become dict keys
+    for (const auto& pattern : patterns) {
+      bool matches = pattern.size() < segments.size() && pattern.size() > depth &&
+                     std::equal(pattern.begin(), pattern.end(), segments.begin(),
+                                [](std::string_view p, std::string_view s) { return p == "*" || p == s; });
+      if (matches) depth = pattern.size();
+    }
+    Value* dict = top;
+    for (std::size_t i = 0; i < depth; ++i) {
+      auto [slot, created] = children.try_emplace({dict, std::string(segments[i])}, nullptr);
+      if (created) {
+        slot->second = i + 1 == depth ? make_state_dict() : into.dict();
+        dict->entries.emplace_back(segment_key(into, segments[i]), slot->second);
+      } else if (slot->second == nullptr) {
+        return conflict();
+      }
+      dict = slot->second;
+    }
+    std::string leaf_key = depth == 0 ? name : name.substr(static_cast<std::size_t>(segments[depth].data() - name.data()));
+    if (!children.try_emplace({dict, leaf_key}, nullptr).second) return conflict();
+    dict->entries.emplace_back(into.string(leaf_key), tensor);
+  }
+  return top;
+}
 
 Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file) {
   std::vector<NamedTensor> tensors;

@@ -136,11 +136,39 @@ const TorchTensorRef* TorchFile::find(std::string_view name) const {
   return it != tensors_.end() && it->name == name ? &*it : nullptr;
 }
 
-Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
+Result<const TorchTensorRef*> TorchFile::get(std::string_view name) const {
   const TorchTensorRef* tensor = find(name);
   if (tensor == nullptr) {
     return std::move(Error(ErrorCode::kUnknownVariable, "the torch file has no such tensor").in_file(path_.string()).in_variable(name));
   }
+  return tensor;
+}
+
+Result<std::unique_ptr<ByteSource>> TorchFile::open_tensor(std::string_view name) const {
+  CKPT_ASSIGN_OR_RETURN(const TorchTensorRef* tensor, get(name));
+  const pickle::TorchTensorInfo& view = tensor->node->tensor;
+  std::string source_name = fmt::format("{}:{}", path_.string(), tensor->name);
+  std::uint64_t size = tensor->meta.byte_size();
+  if (is_contiguous(view)) {
+    const ZipEntry* record = zip_->find(root_ + "data/" + view.storage->storage.key);
+    CKPT_ASSIGN_OR_RETURN(std::shared_ptr<const ByteSource> storage, zip_->open_member(*record));
+    std::uint64_t start = view.storage_offset * dtype_size(tensor->meta.dtype());
+    return std::unique_ptr<ByteSource>(std::make_unique<CallbackSource>(
+        size, [storage, start](std::uint64_t offset, std::span<std::byte> out) { return storage->read_at(start + offset, out); },
+        std::move(source_name)));
+  }
+  auto gathered = std::make_shared<std::vector<std::byte>>(static_cast<std::size_t>(size));
+  CKPT_TRY(read(name, *gathered));
+  return std::unique_ptr<ByteSource>(std::make_unique<CallbackSource>(
+      size,
+      [gathered](std::uint64_t offset, std::span<std::byte> out) {
+        return MemorySource(*gathered).read_at(offset, out);
+      },
+      std::move(source_name)));
+}
+
+Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
+  CKPT_ASSIGN_OR_RETURN(const TorchTensorRef* tensor, get(name));
   if (out.size() != tensor->meta.byte_size()) {
     return std::move(Error(ErrorCode::kBufferSizeMismatch, fmt::format("buffer holds {} bytes, the tensor has {}", out.size(),
                                                                        tensor->meta.byte_size()))
@@ -179,8 +207,7 @@ struct TorchWriter::State {
   ZipWriter zip;
   std::string root;
   pickle::Document document;
-  pickle::Value* state_dict = nullptr;
-  std::vector<std::string> names;
+  std::size_t storages = 0;
 };
 
 TorchWriter::TorchWriter(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -191,18 +218,17 @@ Result<TorchWriter> TorchWriter::create(const fs::path& path, WriteOptions optio
   CKPT_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::create(path, std::move(options)));
   std::string root = path.stem().string();
   if (root.empty() || root.find_first_of("/\\") != std::string::npos) root = "archive";
-  auto state = std::make_unique<State>(std::move(file), root);
-  state->state_dict = state->document.dict(true);
-  return TorchWriter(std::move(state));
+  return TorchWriter(std::make_unique<State>(std::move(file), root));
 }
 
-Status TorchWriter::add(std::string_view name, const VariableMeta& meta, const ByteSource& data) {
+pickle::Document& TorchWriter::document() { return state_->document; }
+
+pickle::Value* TorchWriter::state_dict() { return state_->document.dict(true); }
+
+Result<const pickle::Value*> TorchWriter::add_tensor(const VariableMeta& meta, const ByteSource& data) {
   auto fail = [&](ErrorCode code, std::string message) {
-    return std::move(Error(code, std::move(message)).in_variable(name).in_file(state_->file.name()));
+    return std::move(Error(code, std::move(message)).in_file(state_->file.name()));
   };
-  if (std::find(state_->names.begin(), state_->names.end(), name) != state_->names.end()) {
-    return fail(ErrorCode::kDuplicateName, "added twice");
-  }
   if (pickle::detail::torch_storage_class(meta.dtype()).empty()) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("torch has no storage type for {}", dtype_name(meta.dtype())));
   }
@@ -210,7 +236,7 @@ Status TorchWriter::add(std::string_view name, const VariableMeta& meta, const B
     return fail(ErrorCode::kBufferSizeMismatch, fmt::format("data has {} bytes, the tensor needs {}", data.size(), meta.byte_size()));
   }
   pickle::Document& doc = state_->document;
-  std::string key = std::to_string(state_->names.size());
+  std::string key = std::to_string(state_->storages);
   pickle::Value* storage = doc.make(pickle::Kind::kTorchStorage);
   storage->storage = {meta.dtype(), key, "cpu", meta.element_count()};
   pickle::Value* tensor = doc.make(pickle::Kind::kTorchTensor);
@@ -221,13 +247,12 @@ Status TorchWriter::add(std::string_view name, const VariableMeta& meta, const B
   CKPT_TRY(state_->zip.add(
       state_->root + "/data/" + key, ZipMethod::kStored,
       [&](ByteSink& sink) { return sink.write_from(data, 0, data.size()); }, kRecordAlignment));
-  state_->state_dict->entries.emplace_back(doc.string(std::string(name)), tensor);
-  state_->names.emplace_back(name);
-  return {};
+  ++state_->storages;
+  return tensor;
 }
 
-Status TorchWriter::commit() {
-  CKPT_ASSIGN_OR_RETURN(auto pickled, pickle::write(*state_->state_dict, 2));
+Status TorchWriter::commit(const pickle::Value& data) {
+  CKPT_ASSIGN_OR_RETURN(auto pickled, pickle::write(data, 2));
   auto record = [&](std::string name, std::span<const std::byte> bytes) {
     return state_->zip.add(
         state_->root + "/" + name, ZipMethod::kStored, [&](ByteSink& sink) { return sink.write(bytes); }, kRecordAlignment);

@@ -444,6 +444,11 @@ const ZipEntry* ZipReader::find(std::string_view name) const {
 }
 
 Result<std::unique_ptr<ByteSource>> ZipReader::open_member(const ZipEntry& entry) const {
+  CKPT_ASSIGN_OR_RETURN(std::uint64_t offset, data_offset(entry));
+  return std::unique_ptr<ByteSource>(std::make_unique<MemberSource>(*source_, entry, offset));
+}
+
+Result<std::uint64_t> ZipReader::data_offset(const ZipEntry& entry) const {
   const ByteSource& source = *source_;
   auto fail = [&](std::string what) {
     return zip_error(ErrorCode::kZipFormat, source, fmt::format("member '{}': {}", entry.name, what));
@@ -456,15 +461,15 @@ Result<std::unique_ptr<ByteSource>> ZipReader::open_member(const ZipEntry& entry
   if (fields.u32() != kLocalSignature) return fail(fmt::format("no local header at offset {}", offset));
   fields.skip(22);
   std::uint64_t name_length = fields.u16(), extra_length = fields.u16();
-  std::uint64_t data_offset = offset + kLocalHeaderBytes + name_length + extra_length;
-  if (data_offset > source.size() || source.size() - data_offset < entry.compressed_size) {
+  std::uint64_t data_start = offset + kLocalHeaderBytes + name_length + extra_length;
+  if (data_start > source.size() || source.size() - data_start < entry.compressed_size) {
     return fail(fmt::format("{} bytes of data at offset {} run past the end of the archive", entry.compressed_size,
-                            data_offset));
+                            data_start));
   }
   std::string local_name(static_cast<std::size_t>(name_length), '\0');
   CKPT_TRY(source.read_at(offset + kLocalHeaderBytes, std::as_writable_bytes(std::span(local_name))));
   if (local_name != entry.name) return fail(fmt::format("local header names it '{}'", local_name));
-  return std::unique_ptr<ByteSource>(std::make_unique<MemberSource>(source, entry, data_offset));
+  return data_start;
 }
 
 Status ZipWriter::write(std::span<const std::byte> bytes) {

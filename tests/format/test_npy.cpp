@@ -41,13 +41,20 @@ ckpt::Result<ckpt::NpyHeader> header_of(const std::string& file, const ckpt::Npy
   return ckpt::read_npy_header(ckpt::MemorySource(ckpt::as_bytes(file), "t.npy"), options, warnings);
 }
 
+// The data source of an .npy held in memory (which outlives it).
+ckpt::Result<std::unique_ptr<ckpt::ByteSource>> data_of(const std::string& file,
+                                                        const ckpt::NpyReadOptions& options = {}) {
+  auto source = std::make_shared<const ckpt::MemorySource>(ckpt::as_bytes(file), "t.npy");
+  CKPT_ASSIGN_OR_RETURN(ckpt::NpyHeader header, ckpt::read_npy_header(*source, options));
+  return ckpt::open_npy_data(source, header, options);
+}
+
 // The C-order little-endian elements of an .npy held in memory.
 std::string elements_of(const std::string& file, const ckpt::NpyReadOptions& options = {}) {
-  ckpt::MemorySource source(ckpt::as_bytes(file), "t.npy");
-  auto header = ckpt::read_npy_header(source, options);
-  REQUIRE(header.ok());
+  auto data = data_of(file, options);
+  REQUIRE_MESSAGE(data.ok(), data.error().describe());
   ckpt::MemorySink sink;
-  auto status = ckpt::copy_npy_data(source, *header, sink, options);
+  auto status = sink.write_from(**data, 0, (*data)->size());
   REQUIRE_MESSAGE(status.ok(), status.error().describe());
   return bytes_of(sink.bytes());
 }
@@ -248,14 +255,11 @@ TEST_CASE("reordering refuses arrays over the memory cap") {
   ckpt::NpyReadOptions options;
   options.max_reorder_bytes = 16;
   std::string file = npy_file(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2)}", std::string(24, '\0'));
-  ckpt::MemorySource source(ckpt::as_bytes(file), "t.npy");
-  auto header = ckpt::read_npy_header(source, options);
-  REQUIRE(header.ok());
-  ckpt::MemorySink sink;
-  auto status = ckpt::copy_npy_data(source, *header, sink, options);
-  REQUIRE_FALSE(status.ok());
-  CHECK(status.error().code() == ErrorCode::kNpyTooLargeToReorder);
-  CHECK(status.error().file() == "t.npy");
+  CHECK(header_of(file, options).ok());
+  auto data = data_of(file, options);
+  REQUIRE_FALSE(data.ok());
+  CHECK(data.error().code() == ErrorCode::kNpyTooLargeToReorder);
+  CHECK(data.error().file() == "t.npy");
 }
 
 TEST_CASE("written headers are numpy's: oldest version, 64-byte aligned, read back the same") {
@@ -302,7 +306,7 @@ TEST_CASE("write_npy then read: the same bytes, from any offset of the source") 
   ckpt::MemorySource source(data);
   auto meta = ckpt::VariableMeta::make(DType::kDouble, {2, 3});
   ckpt::MemorySink sink;
-  REQUIRE(ckpt::write_npy(sink, *meta, source, 4).ok());
+  REQUIRE(ckpt::write_npy(sink, *meta, ckpt::SliceSource::make(source, 4, 48).value()).ok());
   std::string file = bytes_of(sink.bytes());
   CHECK(file.size() == 128 + 48);
   CHECK(elements_of(file) == bytes_of(data).substr(4));

@@ -93,24 +93,7 @@ TEST_CASE("the tutorial's nested {model, optimizer, epoch} object round-trips th
   model->entries.emplace_back(doc.string("l1.weight"), add(weight, {2, 3}));
   const pickle::Value* bias_node = add(bias, {3});
   model->entries.emplace_back(doc.string("l1.bias"), bias_node);
-  pickle::Value* state = doc.dict();
-  pickle::Value* slot = doc.dict();
-  slot->entries.emplace_back(doc.string("momentum_buffer"), add(momentum, {3}));
-  state->entries.emplace_back(doc.integer(1), slot);
-  pickle::Value* group = doc.dict();
-  group->entries.emplace_back(doc.string("lr"), doc.real(0.1));
-  pickle::Value* params = doc.list();
-  params->items = {doc.integer(0), doc.integer(1)};
-  group->entries.emplace_back(doc.string("params"), params);
-  pickle::Value* groups = doc.list();
-  groups->items = {group};
-  pickle::Value* optimizer = doc.dict();
-  optimizer->entries.emplace_back(doc.string("state"), state);
-  optimizer->entries.emplace_back(doc.string("param_groups"), groups);
-  pickle::Value* top = doc.dict();
-  top->entries.emplace_back(doc.string("model"), model);
-  top->entries.emplace_back(doc.string("optimizer"), optimizer);
-  top->entries.emplace_back(doc.string("epoch"), doc.integer(3));
+  pickle::Value* top = ckpt::testing::tutorial_object(doc, model, 1, add(momentum, {3}));
   top->entries.emplace_back(doc.string("tied"), bias_node);  // one tensor under two names
   REQUIRE(writer->commit(*top).ok());
 

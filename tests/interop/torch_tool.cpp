@@ -1,12 +1,14 @@
-// The library's torch reader and writer as a command for the interop test:
-//   torch_tool dump FILE.pt DIR   each tensor to DIR/<n>.bin + DIR/manifest.tsv
-//   torch_tool write FILE.pt DIR  the tensors of DIR/manifest.tsv into FILE.pt
+// The library's torch reader and writer (the "torch" format of
+// open_checkpoint/create_checkpoint) as a command for the interop test:
+//   torch_tool dump SRC DIR             each tensor of SRC (any format) to DIR/<n>.bin + DIR/manifest.tsv
+//   torch_tool write FILE.pt DIR        the tensors of DIR/manifest.tsv into FILE.pt, a flat state_dict
+//   torch_tool convert SRC DST FORMAT   every tensor and the object of SRC into DST
 // manifest.tsv lines: name \t OneFlow dtype name \t comma-separated shape
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
-#include "ckpt/format/torch_file.hpp"
+#include "ckpt/format/checkpoint.hpp"
 
 namespace fs = std::filesystem;
 
@@ -18,13 +20,15 @@ int fail(const ckpt::Error& error) {
 }
 
 int dump(const fs::path& file, const fs::path& dir) {
-  auto torch = ckpt::TorchFile::open(file);
+  auto torch = ckpt::open_checkpoint(file);
   if (!torch.ok()) return fail(torch.error());
   std::ofstream manifest(dir / "manifest.tsv");
   std::size_t index = 0;
-  for (const auto& tensor : torch->tensors()) {
+  for (const auto& tensor : (*torch)->tensors()) {
     std::vector<std::byte> bytes(tensor.meta.byte_size());
-    if (auto status = torch->read(tensor.name, bytes); !status.ok()) return fail(status.error());
+    auto source = (*torch)->open(tensor.name);
+    if (!source.ok()) return fail(source.error());
+    if (auto status = (*source)->read_at(0, bytes); !status.ok()) return fail(status.error());
     std::ofstream(dir / (std::to_string(index++) + ".bin"), std::ios::binary)
         .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
     std::string shape;
@@ -35,7 +39,7 @@ int dump(const fs::path& file, const fs::path& dir) {
 }
 
 int write(const fs::path& file, const fs::path& dir) {
-  auto writer = ckpt::TorchWriter::create(file);
+  auto writer = ckpt::create_checkpoint(file, "torch");
   if (!writer.ok()) return fail(writer.error());
   std::ifstream manifest(dir / "manifest.tsv");
   std::string line;
@@ -52,20 +56,38 @@ int write(const fs::path& file, const fs::path& dir) {
     if (!meta.ok()) return fail(meta.error());
     auto data = ckpt::FileSource::open(dir / (std::to_string(index) + ".bin"));
     if (!data.ok()) return fail(data.error());
-    if (auto status = writer->add(name, *meta, *data); !status.ok()) return fail(status.error());
+    if (auto status = (*writer)->add(name, *meta, *data); !status.ok()) return fail(status.error());
   }
-  if (auto status = writer->commit(); !status.ok()) return fail(status.error());
+  if (auto status = (*writer)->commit(); !status.ok()) return fail(status.error());
+  return 0;
+}
+
+int convert(const fs::path& source, const fs::path& destination, std::string_view format) {
+  auto reader = ckpt::open_checkpoint(source);
+  if (!reader.ok()) return fail(reader.error());
+  auto writer = ckpt::create_checkpoint(destination, format);
+  if (!writer.ok()) return fail(writer.error());
+  for (const auto& tensor : (*reader)->tensors()) {
+    auto data = (*reader)->open(tensor.name);
+    if (!data.ok()) return fail(data.error());
+    if (auto status = (*writer)->add(tensor.name, tensor.meta, **data); !status.ok()) return fail(status.error());
+  }
+  if (const auto* object = (*reader)->object()) {
+    if (auto status = (*writer)->set_object(*object); !status.ok()) return fail(status.error());
+  }
+  if (auto status = (*writer)->commit(); !status.ok()) return fail(status.error());
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string command = argc > 1 ? argv[1] : "";
+  if (command == "convert" && argc == 5) return convert(argv[2], argv[3], argv[4]);
   if (argc != 4) {
-    std::cerr << "usage: torch_tool dump|write FILE.pt DIR\n";
+    std::cerr << "usage: torch_tool dump|write FILE.pt DIR | convert SRC DST FORMAT\n";
     return 2;
   }
-  std::string command = argv[1];
   if (command == "dump") return dump(argv[2], argv[3]);
   if (command == "write") return write(argv[2], argv[3]);
   std::cerr << "unknown command " << command << "\n";

@@ -70,4 +70,27 @@ std::vector<std::pair<std::string, std::string>> tree_contents(const fs::path& r
   return files;
 }
 
+pickle::Value* tutorial_object(pickle::Document& doc, const pickle::Value* model, std::int64_t state_key,
+                               const pickle::Value* momentum) {
+  pickle::Value* slot = doc.dict();
+  slot->entries.emplace_back(doc.string("momentum_buffer"), momentum);
+  pickle::Value* state = doc.dict();
+  state->entries.emplace_back(doc.integer(state_key), slot);
+  pickle::Value* group = doc.dict();
+  group->entries.emplace_back(doc.string("lr"), doc.real(0.1));
+  pickle::Value* params = doc.list();
+  params->items = {doc.integer(0), doc.integer(1)};
+  group->entries.emplace_back(doc.string("params"), params);
+  pickle::Value* groups = doc.list();
+  groups->items = {group};
+  pickle::Value* optimizer = doc.dict();
+  optimizer->entries.emplace_back(doc.string("state"), state);
+  optimizer->entries.emplace_back(doc.string("param_groups"), groups);
+  pickle::Value* top = doc.dict();
+  top->entries.emplace_back(doc.string("model"), model);
+  top->entries.emplace_back(doc.string("optimizer"), optimizer);
+  top->entries.emplace_back(doc.string("epoch"), doc.integer(3));
+  return top;
+}
+
 }  // namespace ckpt::testing

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ckpt/format/pickle.hpp"
+
 namespace ckpt::testing {
 
 // A fresh directory removed (recursively) on destruction.
@@ -37,5 +39,11 @@ std::vector<std::byte> random_bytes(std::size_t count, std::uint64_t seed);
 
 // Every regular file under `root` (relative path -> content), for comparing trees.
 std::vector<std::pair<std::string, std::string>> tree_contents(const std::filesystem::path& root);
+
+// The tutorial's {"model": model, "optimizer": {"state": {state_key:
+// {"momentum_buffer": momentum}}, "param_groups": [{"lr": 0.1, "params":
+// [0, 1]}]}, "epoch": 3}, for round trips of a nested object.
+pickle::Value* tutorial_object(pickle::Document& doc, const pickle::Value* model, std::int64_t state_key,
+                               const pickle::Value* momentum);
 
 }  // namespace ckpt::testing

@@ -1,5 +1,5 @@
-// ckpt-convert: converts between a OneFlow snapshot, a directory of .npy
-// files and an .npz archive.
+// ckpt-convert: converts a checkpoint between any two formats of the
+// registry (a OneFlow snapshot, a directory of .npy files, an .npz archive, ...).
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -42,9 +42,21 @@ little-endian, Fortran-order arrays in C order (in memory, up to 1 GiB each).
 Exit status: 0 converted, 1 invalid input, 2 usage or I/O error.
 )";
 
+// The text above, and every format this build has (others register beside npy/npz).
+std::string usage() {
+  return fmt::format("{}\nFormats of this build: {}\n", kUsage, fmt::join(ckpt::checkpoint_formats(), ", "));
+}
+
 int usage_error(std::string_view message) {
-  fmt::print(stderr, "ckpt-convert: {}\n\n{}", message, kUsage);
+  fmt::print(stderr, "ckpt-convert: {}\n\n{}", message, usage());
   return 2;
+}
+
+bool is_format(std::string_view name) {
+  for (std::string_view known : ckpt::checkpoint_formats()) {
+    if (known == name) return true;
+  }
+  return false;
 }
 
 // 1xx errors are usage and I/O; every other family is a problem of the input.
@@ -55,9 +67,10 @@ int exit_status(const ckpt::Error& error) { return static_cast<unsigned>(error.c
 int main(int argc, char** argv) {
   std::vector<std::string_view> args(argv + 1, argv + argc);
   std::vector<std::string_view> paths;
-  std::optional<ckpt::convert::Format> from, to;
+  std::optional<std::string> to;
   std::optional<std::string> shapes_file;
-  ckpt::convert::ConvertOptions options;
+  ckpt::OpenOptions open_options;
+  ckpt::WriteOptions write_options;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
     auto value = [&]() -> std::optional<std::string_view> {
@@ -65,24 +78,26 @@ int main(int argc, char** argv) {
       return args[++i];
     };
     if (arg == "--help" || arg == "-h") {
-      fmt::print("{}", kUsage);
+      fmt::print("{}", usage());
       return 0;
     } else if (arg == "--from" || arg == "--to") {
       auto name = value();
       if (!name) return usage_error(fmt::format("{} needs a format", arg));
-      auto format = ckpt::convert::format_from_name(*name);
-      if (!format) return usage_error(fmt::format("unknown format '{}' (oneflow, npy, npz)", *name));
-      (arg == "--from" ? from : to) = format;
+      if (!is_format(*name)) {
+        return usage_error(
+            fmt::format("unknown format '{}' ({})", *name, fmt::join(ckpt::checkpoint_formats(), ", ")));
+      }
+      (arg == "--from" ? open_options.format : to) = std::string(*name);
     } else if (arg == "--shapes") {
       auto file = value();
       if (!file) return usage_error("--shapes needs a file");
       shapes_file = std::string(*file);
     } else if (arg == "--force") {
-      options.write.overwrite = true;
+      write_options.overwrite = true;
     } else if (arg == "--compress") {
-      options.npz_method = ckpt::ZipMethod::kDeflate;
+      write_options.compress = true;
     } else if (arg == "--v2-as-bfloat16") {
-      options.npy.void2_as_bfloat16 = true;
+      open_options.npy.void2_as_bfloat16 = true;
     } else if (arg.starts_with("-")) {
       return usage_error(fmt::format("unknown option {}", arg));
     } else {
@@ -90,23 +105,29 @@ int main(int argc, char** argv) {
     }
   }
   if (paths.size() != 2) return usage_error("SRC and DST are required");
-  const std::filesystem::path source(paths[0]), destination(paths[1]);
+  const std::filesystem::path source_path(paths[0]), destination_path(paths[1]);
+  const std::string target = ckpt::convert::choose_destination_format(destination_path, to);
+  if (write_options.compress && target != "npz") {
+    return usage_error(fmt::format("--compress applies to npz only, and the destination is {}", target));
+  }
 
   auto fail = [](const ckpt::Error& error) {
     fmt::print(stderr, "ckpt-convert: {}\n", error.describe());
     return exit_status(error);
   };
+  ckpt::ShapeTable shapes;
   if (shapes_file) {
-    auto shapes = ckpt::convert::load_shapes(*shapes_file);
-    if (!shapes.ok()) return fail(shapes.error());
-    options.shapes = std::move(shapes).value();
+    auto loaded = ckpt::convert::load_shapes(*shapes_file);
+    if (!loaded.ok()) return fail(loaded.error());
+    shapes = std::move(loaded).value();
+    open_options.shapes = &shapes;
   }
-  if (!from) {
-    auto detected = ckpt::convert::detect_source_format(source);
-    if (!detected.ok()) return fail(detected.error());
-    from = *detected;
-  }
-  ckpt::convert::Format target = ckpt::convert::choose_destination_format(destination, to);
+  auto source = ckpt::open_checkpoint(source_path, open_options);
+  if (!source.ok()) return fail(source.error());
+  auto destination = ckpt::create_checkpoint(destination_path, target, std::move(write_options));
+  if (!destination.ok()) return fail(destination.error());
+
+  ckpt::convert::ConvertOptions options;
   const bool show_progress = ::isatty(STDERR_FILENO) == 1;
   if (show_progress) {
     options.progress = [](const ckpt::convert::Progress& p) {
@@ -115,11 +136,10 @@ int main(int argc, char** argv) {
                  p.variable);
     };
   }
-  auto summary = ckpt::convert::convert(source, *from, destination, target, options);
+  auto summary = ckpt::convert::convert(**source, **destination, options);
   if (show_progress) fmt::print(stderr, "\n");
   if (!summary.ok()) return fail(summary.error());
-  fmt::print(stderr, "ckpt-convert: {} ({}) -> {} ({}): {} variables, {} bytes\n", source.string(),
-             ckpt::convert::format_name(*from), destination.string(), ckpt::convert::format_name(target),
-             summary->variables, summary->bytes);
+  fmt::print(stderr, "ckpt-convert: {} ({}) -> {} ({}): {} variables, {} bytes\n", source_path.string(),
+             (*source)->format_name(), destination_path.string(), target, summary->variables, summary->bytes);
   return 0;
 }

@@ -8,9 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "ckpt/convert/convert.hpp"
-#include "ckpt/format/npz.hpp"
-#include "ckpt/format/validate.hpp"
+#include "ckpt/format/checkpoint.hpp"
 
 namespace {
 
@@ -68,11 +66,15 @@ struct Checked {
 };
 
 Checked validate_path(const std::string& path) {
-  auto detected = ckpt::convert::detect_source_format(path);
-  if (detected.ok() && *detected == ckpt::convert::Format::kNpz) return {ckpt::validate_npz(path), "npz"};
-  if (detected.ok() && *detected == ckpt::convert::Format::kNpy) return {ckpt::validate_npy_directory(path), "npy"};
-  Checked checked{ckpt::validate_snapshot(path), std::nullopt};
-  if (checked.report.layout) checked.format = std::string(ckpt::layout_format_name(*checked.report.layout));
+  auto detected = ckpt::detect_format(path);
+  // Nothing recognised: OneFlow's rules say what is missing or wrong.
+  const std::string format = detected.ok() ? *detected : "oneflow";
+  Checked checked{ckpt::validate_checkpoint(path, format), std::nullopt};
+  if (checked.report.layout) {
+    checked.format = std::string(ckpt::layout_format_name(*checked.report.layout));
+  } else if (detected.ok()) {
+    checked.format = format;
+  }
   return checked;
 }
 

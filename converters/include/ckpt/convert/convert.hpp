@@ -1,12 +1,12 @@
-// Conversions between a OneFlow snapshot, a directory of .npy files
-// ("<variable>.npy") and an .npz archive, in any direction.
+// Conversion between any two checkpoint formats of the registry
+// (ckpt/format/checkpoint.hpp): every tensor of a reader is added to a
+// writer, one at a time, then the writer commits.
 //
-// Every conversion streams one variable at a time: C-order little-endian
-// data is copied file to file by the kernel (copy_file_range) when both ends
-// are plain files, and through a bounded buffer otherwise; big-endian .npy
-// data is swapped chunk by chunk; Fortran-order .npy data is transposed in
-// memory, capped by NpyReadOptions::max_reorder_bytes. The output is
-// crash-safe: built under a temporary sibling and renamed into place last.
+// Memory stays bounded: each tensor streams from its source (file to file by
+// the kernel when both ends are plain files; big-endian and deflated data are
+// converted while read; Fortran-order arrays are reordered in memory up to
+// NpyReadOptions::max_reorder_bytes). The output is crash-safe: nothing
+// appears at the destination unless every tensor was written.
 #pragma once
 
 #include <cstdint>
@@ -16,29 +16,18 @@
 #include <string>
 #include <string_view>
 
-#include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
-#include "ckpt/format/npy.hpp"
-#include "ckpt/format/zip.hpp"
 
 namespace ckpt::convert {
 
-enum class Format { kOneflow, kNpy, kNpz };
+// The destination format: `requested` (--to) when given, else "npz" for a
+// .npz path, else what an existing destination holds, else "oneflow".
+std::string choose_destination_format(const std::filesystem::path& destination,
+                                      const std::optional<std::string>& requested);
 
-// "oneflow", "npy", "npz".
-std::string_view format_name(Format format);
-std::optional<Format> format_from_name(std::string_view name);
-
-// From the content: a zip file is npz; a directory with snapshot_done or a
-// variable directory is oneflow; a directory of .npy files is npy.
-Result<Format> detect_source_format(const std::filesystem::path& path);
-// The --to format, else .npz by extension, else what an existing directory
-// holds, else oneflow.
-Format choose_destination_format(const std::filesystem::path& path, std::optional<Format> requested);
-
-// Shapes of an L0 snapshot (no meta): {"name": {"dtype": "kFloat", "shape": [2, 3]}}.
+// Shapes of an L0 snapshot (no meta) from a JSON file:
+// {"name": {"dtype": "kFloat", "shape": [2, 3]}}.
 Result<ShapeTable> load_shapes(const std::filesystem::path& json_file);
 
 struct Progress {
@@ -50,10 +39,7 @@ struct Progress {
 };
 
 struct ConvertOptions {
-  WriteOptions write;            // overwrite, fault hook
-  NpyReadOptions npy;            // bfloat16 policy, reorder cap
-  ZipMethod npz_method = ZipMethod::kStored;
-  ShapeTable shapes;             // for variables without meta
+  // Called after each tensor is written.
   std::function<void(const Progress&)> progress;
 };
 
@@ -62,8 +48,10 @@ struct ConvertSummary {
   std::uint64_t bytes = 0;  // element bytes
 };
 
-Result<ConvertSummary> convert(const std::filesystem::path& source, Format from,
-                               const std::filesystem::path& destination, Format to,
+// Adds every tensor of `source` to `destination` in name order and commits
+// it. On failure nothing is committed: the caller drops the writer, and the
+// destination stays absent (or as it was).
+Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter& destination,
                                const ConvertOptions& options = {});
 
 }  // namespace ckpt::convert

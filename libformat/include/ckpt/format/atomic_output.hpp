@@ -26,6 +26,9 @@ struct WriteOptions {
   // Replace an existing destination (atomically: never a mix of old and new).
   bool overwrite = false;
   FaultHook fault_hook = {};
+  // Formats with optional compression deflate their data (npz: members
+  // deflated as np.savez_compressed does); the others store it as always.
+  bool compress = false;
 };
 
 // When a file's data reaches the disk.

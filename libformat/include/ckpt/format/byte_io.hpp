@@ -58,13 +58,17 @@ class FileSource final : public ByteSource {
   std::string path_;
 };
 
-// A window [offset, offset + length) of another source, which must outlive
-// it: the data section of an .npy, a stored zip member. Keeps the zero-copy
-// path when the underlying source is a file.
+// A window [offset, offset + length) of another source: the data section of
+// an .npy, a stored zip member. Keeps the zero-copy path when the underlying
+// source is a file.
 class SliceSource final : public ByteSource {
  public:
-  // Fails when the window does not lie inside `inner`.
+  // Fails when the window does not lie inside `inner`, which must outlive
+  // the slice.
   static Result<SliceSource> make(const ByteSource& inner, std::uint64_t offset, std::uint64_t length);
+  // The same, keeping `inner` alive as long as the slice, for slices handed
+  // out on their own (a reader's open()).
+  static Result<SliceSource> make(std::shared_ptr<const ByteSource> inner, std::uint64_t offset, std::uint64_t length);
   std::uint64_t size() const override { return length_; }
   Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
   const std::string& name() const override { return inner_->name(); }
@@ -72,9 +76,9 @@ class SliceSource final : public ByteSource {
   std::uint64_t file_offset() const override { return inner_->file_offset() + offset_; }
 
  private:
-  SliceSource(const ByteSource& inner, std::uint64_t offset, std::uint64_t length)
-      : inner_(&inner), offset_(offset), length_(length) {}
-  const ByteSource* inner_;
+  SliceSource(std::shared_ptr<const ByteSource> inner, std::uint64_t offset, std::uint64_t length)
+      : inner_(std::move(inner)), offset_(offset), length_(length) {}
+  std::shared_ptr<const ByteSource> inner_;  // owning or not, as made
   std::uint64_t offset_;
   std::uint64_t length_;
 };

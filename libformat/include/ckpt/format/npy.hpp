@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,39 +85,65 @@ Result<NpyDict> parse_npy_dict(std::string_view text, const NpyReadOptions& opti
 Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options = {},
                                   std::vector<Error>* warnings = nullptr);
 
-// Writes the elements of the array in C order, little-endian, to `sink`:
-// copied as they are (file to file by the kernel) when already so, byte-swapped
-// through a bounded buffer for big-endian data, transposed in memory for
-// Fortran order (at most options.max_reorder_bytes).
-Status copy_npy_data(const ByteSource& npy, const NpyHeader& header, ByteSink& sink,
-                     const NpyReadOptions& options = {});
+// Presents the big-endian scalars of `inner` little-endian: each read_at
+// swaps what it returns, at any offset (a partial scalar at either end
+// included), holding no more than one scalar of its own.
+class ByteSwappedSource final : public ByteSource {
+ public:
+  // `unit` is the scalar size to reverse (DTypeInfo::swap_unit: complex
+  // types swap each half); the size of `inner` must be a multiple of it.
+  static Result<std::unique_ptr<ByteSwappedSource>> make(std::unique_ptr<ByteSource> inner, std::size_t unit);
+  std::uint64_t size() const override { return inner_->size(); }
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return inner_->name(); }
+
+ private:
+  ByteSwappedSource(std::unique_ptr<ByteSource> inner, std::size_t unit) : inner_(std::move(inner)), unit_(unit) {}
+  std::unique_ptr<ByteSource> inner_;
+  std::size_t unit_;
+};
+
+// Presents a Fortran-order array held by `inner` in C order. Any element may
+// be asked for first, so the whole array is read into memory on the first
+// read; arrays over `max_bytes` are refused (kNpyTooLargeToReorder). Not
+// safe for concurrent reads.
+class FortranOrderSource final : public ByteSource {
+ public:
+  static Result<std::unique_ptr<FortranOrderSource>> make(std::unique_ptr<ByteSource> inner, const VariableMeta& meta,
+                                                          std::uint64_t max_bytes);
+  std::uint64_t size() const override { return inner_->size(); }
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return inner_->name(); }
+
+ private:
+  FortranOrderSource(std::unique_ptr<ByteSource> inner, VariableMeta meta);
+  std::unique_ptr<ByteSource> inner_;
+  VariableMeta meta_;
+  std::vector<std::uint64_t> fortran_strides_;  // in elements; the first axis is contiguous
+  mutable std::vector<std::byte> fortran_;      // the whole array once read
+  mutable bool loaded_ = false;
+};
+
+// The elements of the .npy held by `npy` in C order, little-endian: a slice
+// of `npy` when they already are (a file stays a file, for copy_file_range),
+// else the slice behind a ByteSwappedSource and/or a FortranOrderSource
+// (capped by options.max_reorder_bytes).
+Result<std::unique_ptr<ByteSource>> open_npy_data(std::shared_ptr<const ByteSource> npy, const NpyHeader& header,
+                                                  const NpyReadOptions& options = {});
 
 // The magic, version, length, dict and padding numpy would write for
 // `meta` (C order, little-endian): the oldest version that holds the
 // header, data aligned to 64 bytes. Fails for a dtype numpy cannot name.
 Result<std::string> make_npy_header(const VariableMeta& meta);
 
-// Header, then meta.byte_size() bytes of `data` from `offset` (C order,
-// little-endian).
-Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& data, std::uint64_t offset = 0);
+// Whether `data` can be written as an .npy of `meta`: numpy must name the
+// dtype (kNpyUnsupportedDtype) and `data` must be exactly meta.byte_size()
+// long (kBufferSizeMismatch). Writers check it before writing anything.
+Status check_npy_data(const VariableMeta& meta, const ByteSource& data);
 
-// Passes everything on to another sink (file-to-file copies included) and
-// counts it, so a writer can check a callback wrote exactly a variable's size.
-class CountingSink final : public ByteSink {
- public:
-  explicit CountingSink(ByteSink& inner) : inner_(inner) {}
-  Status write(std::span<const std::byte> bytes) override;
-  Status write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) override;
-  Status finish() override { return inner_.finish(); }
-  const std::string& name() const override { return inner_.name(); }
-  std::uint64_t count() const { return count_; }
-  // kBufferSizeMismatch unless exactly meta.byte_size() bytes went through.
-  Status check(const VariableMeta& meta) const;
-
- private:
-  ByteSink& inner_;
-  std::uint64_t count_ = 0;
-};
+// Header, then the elements of `data` (C order, little-endian), checked by
+// check_npy_data first.
+Status write_npy(ByteSink& sink, const VariableMeta& meta, const ByteSource& data);
 
 // Every .npy in `directory` checked: names, headers, sizes. Layout stays
 // empty: the caller reports the format as "npy".

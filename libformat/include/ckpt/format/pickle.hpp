@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -133,6 +134,24 @@ struct NamedTensor {
 // Fails on a dict key that is neither str nor int, and on two tensors with
 // the same name (kDuplicateName); `file` names errors.
 Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file);
+
+// A copy of `data` into `into` in which every tensor leaf is replaced by
+// `tensor_named(its dotted name)` (the names named_tensors gives); other
+// values are copied as they are. Writers use it to put their own tensors in
+// the object a reader found.
+Result<const Value*> copy_replacing_tensors(const Value& data, Document& into,
+                                            const std::function<Result<const Value*>(const std::string&)>& tensor_named,
+                                            std::string_view file);
+
+// Nests flat dotted names into dicts (spec/pickle.md, "Nesting"): a name
+// whose leading segments match a prefix (segments, `*` matching any one)
+// goes under dicts keyed by those segments (decimal ones as int keys), the
+// rest of the name one key of a state_dict there, made by `make_state_dict`;
+// a name no prefix matches stays whole at the top. The longest match wins.
+// named_tensors(result) gives the names back. `tensors` in insertion order.
+Result<const Value*> nest_tensors(Document& into, const std::vector<std::pair<std::string, const Value*>>& tensors,
+                                  std::span<const std::string> prefixes, const std::function<Value*()>& make_state_dict,
+                                  std::string_view file);
 
 struct ReadLimits {
   std::uint64_t max_input_bytes = 1ull << 30;

@@ -46,9 +46,14 @@ class TorchFile {
 
   // The tensor in C order, little-endian; `out` must be exactly meta.byte_size().
   Status read(std::string_view name, std::span<std::byte> out) const;
+  // The tensor as C-order bytes: a contiguous view reads its storage record
+  // in place; a strided one is gathered into memory when opened. The
+  // TorchFile must outlive the source.
+  Result<std::unique_ptr<ByteSource>> open_tensor(std::string_view name) const;
 
  private:
   TorchFile() = default;
+  Result<const TorchTensorRef*> get(std::string_view name) const;  // kUnknownVariable when absent
   std::filesystem::path path_;
   std::unique_ptr<FileSource> file_;  // heap-held: zip_ points at it
   std::unique_ptr<ZipReader> zip_;
@@ -57,17 +62,24 @@ class TorchFile {
   std::vector<TorchTensorRef> tensors_;
 };
 
-// Writes a state_dict (an OrderedDict of contiguous tensors, one storage
-// each) that torch.load(path, weights_only=True) reads: protocol 2, stored
-// records aligned to 64 bytes as torch aligns them. Crash-safe (AtomicFile).
+// Writes a file that torch.load(path, weights_only=True) reads: protocol 2,
+// contiguous tensors with one storage each, stored records aligned to 64
+// bytes as torch aligns them. Crash-safe (AtomicFile). Build the object
+// (any tree of dicts, lists and plain values) from document() and the nodes
+// add_tensor returns, as with OneflowPickleWriter.
 class TorchWriter {
  public:
   static Result<TorchWriter> create(const std::filesystem::path& path, WriteOptions options = {});
   TorchWriter(TorchWriter&&) noexcept;
   ~TorchWriter();
 
-  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data);
-  Status commit();
+  pickle::Document& document();
+  // Writes the tensor's storage record data/<n> and returns its tensor node.
+  Result<const pickle::Value*> add_tensor(const VariableMeta& meta, const ByteSource& data);
+  // An OrderedDict, as Module.state_dict() returns.
+  pickle::Value* state_dict();
+  // Pickles `data` as data.pkl, adds byteorder and version, and publishes the file.
+  Status commit(const pickle::Value& data);
 
  private:
   struct State;

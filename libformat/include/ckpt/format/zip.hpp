@@ -55,6 +55,11 @@ class ZipReader {
   // for concurrent reads.
   Result<std::unique_ptr<ByteSource>> open_member(const ZipEntry& entry) const;
 
+  // Where the member's (compressed) data starts in the archive, after its
+  // local header, checked to lie inside the archive: a stored member is the
+  // slice [data_offset, data_offset + size).
+  Result<std::uint64_t> data_offset(const ZipEntry& entry) const;
+
  private:
   ZipReader(const ByteSource& source, std::vector<ZipEntry> entries) : source_(&source), entries_(std::move(entries)) {}
   const ByteSource* source_;
