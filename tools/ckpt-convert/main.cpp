@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include "ckpt/convert/convert.hpp"
+#include "ckpt/format/views.hpp"
 
 namespace {
 
 constexpr std::string_view kUsage = R"(usage: ckpt-convert SRC DST [--from FMT] [--to FMT] [--force] [--shapes FILE]
-                    [--compress] [--v2-as-bfloat16]
+                    [--compress] [--v2-as-bfloat16] [--dtype T]
+                    [--include GLOB]... [--exclude GLOB]... [--rename OLD=NEW]...
 
 Converts a checkpoint between formats, one variable at a time, crash-safe
 (DST appears complete or not at all).
@@ -34,7 +36,19 @@ Options:
   --compress         deflate .npz members (default: stored, as np.savez)
   --v2-as-bfloat16   read '<V2' arrays (ml_dtypes.bfloat16 saved by numpy) as kBFloat16;
                      kBFloat16 is always written as '<V2'
+  --include GLOB     convert only variables whose name matches GLOB (fnmatch:
+                     *, ?, [...]); repeatable, a name matching any is kept;
+                     a GLOB matching nothing is an error
+  --exclude GLOB     leave out variables whose name matches GLOB; repeatable
+  --dtype T          cast floating variables (f16, bf16, f32, f64) to T, one of
+                     bf16, f16, f32, f64: round to nearest even, NaN stays NaN
+                     (quiet), Inf stays Inf, finite values beyond T's range
+                     become Inf; other types are kept (spec/casting.md)
+  --rename OLD=NEW   a name starting with OLD starts with NEW instead; repeatable,
+                     the first matching rule applies; OLD empty prefixes all
   --help             this text
+
+Variables are filtered, cast, then renamed: GLOBs see the source's names.
 
 Notes: int8 arrays become kInt8 (never kChar). Big-endian arrays are stored
 little-endian, Fortran-order arrays in C order (in memory, up to 1 GiB each).
@@ -59,6 +73,36 @@ bool is_format(std::string_view name) {
   return false;
 }
 
+struct ViewOptions {
+  std::vector<std::string> include, exclude;
+  std::optional<ckpt::DType> cast_to;
+  std::vector<ckpt::RenameRule> renames;
+};
+
+std::optional<ckpt::DType> float_dtype_from_flag(std::string_view name) {
+  if (name == "bf16") return ckpt::DType::kBFloat16;
+  if (name == "f16") return ckpt::DType::kFloat16;
+  if (name == "f32") return ckpt::DType::kFloat;
+  if (name == "f64") return ckpt::DType::kDouble;
+  return std::nullopt;
+}
+
+// --include/--exclude, then --dtype, then --rename: patterns see the source's names.
+ckpt::Result<std::unique_ptr<ckpt::CheckpointReader>> apply_views(std::unique_ptr<ckpt::CheckpointReader> reader,
+                                                                  ViewOptions views) {
+  if (!views.include.empty() || !views.exclude.empty()) {
+    CKPT_ASSIGN_OR_RETURN(reader, ckpt::filter_view(std::move(reader), std::move(views.include),
+                                                    std::move(views.exclude)));
+  }
+  if (views.cast_to) {
+    CKPT_ASSIGN_OR_RETURN(reader, ckpt::cast_view(std::move(reader), *views.cast_to));
+  }
+  if (!views.renames.empty()) {
+    CKPT_ASSIGN_OR_RETURN(reader, ckpt::rename_view(std::move(reader), std::move(views.renames)));
+  }
+  return reader;
+}
+
 // 1xx errors are usage and I/O; every other family is a problem of the input.
 int exit_status(const ckpt::Error& error) { return static_cast<unsigned>(error.code()) / 100 == 1 ? 2 : 1; }
 
@@ -71,6 +115,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> shapes_file;
   ckpt::OpenOptions open_options;
   ckpt::WriteOptions write_options;
+  ViewOptions views;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
     auto value = [&]() -> std::optional<std::string_view> {
@@ -98,6 +143,21 @@ int main(int argc, char** argv) {
       write_options.compress = true;
     } else if (arg == "--v2-as-bfloat16") {
       open_options.npy.void2_as_bfloat16 = true;
+    } else if (arg == "--include" || arg == "--exclude") {
+      auto pattern = value();
+      if (!pattern) return usage_error(fmt::format("{} needs a glob pattern", arg));
+      (arg == "--include" ? views.include : views.exclude).emplace_back(*pattern);
+    } else if (arg == "--dtype") {
+      auto name = value();
+      auto dtype = name ? float_dtype_from_flag(*name) : std::nullopt;
+      if (!dtype) return usage_error(fmt::format("--dtype needs bf16, f16, f32 or f64, got '{}'", name.value_or("")));
+      views.cast_to = dtype;
+    } else if (arg == "--rename") {
+      auto text = value();
+      if (!text) return usage_error("--rename needs OLD=NEW");
+      auto rule = ckpt::parse_rename_rule(*text);
+      if (!rule.ok()) return usage_error(fmt::format("--rename: {}", rule.error().message()));
+      views.renames.push_back(std::move(rule).value());
     } else if (arg.starts_with("-")) {
       return usage_error(fmt::format("unknown option {}", arg));
     } else {
@@ -122,7 +182,9 @@ int main(int argc, char** argv) {
     shapes = std::move(loaded).value();
     open_options.shapes = &shapes;
   }
-  auto source = ckpt::open_checkpoint(source_path, open_options);
+  auto opened = ckpt::open_checkpoint(source_path, open_options);
+  if (!opened.ok()) return fail(opened.error());
+  auto source = apply_views(std::move(opened).value(), std::move(views));
   if (!source.ok()) return fail(source.error());
   auto destination = ckpt::create_checkpoint(destination_path, target, std::move(write_options));
   if (!destination.ok()) return fail(destination.error());
