@@ -78,7 +78,7 @@ struct OpenOptions {
   std::optional<std::string> format;  // detected from content when absent
   const ShapeTable* shapes = nullptr;
   // npy and npz: the '<V2' bfloat16 choice and the Fortran-order reorder cap.
-  NpyReadOptions npy;
+  NpyReadOptions npy = {};
 };
 
 // The format of `path` from its content ("oneflow", "npy", "npz", ...), or
