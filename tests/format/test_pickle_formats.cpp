@@ -15,6 +15,8 @@
 namespace fs = std::filesystem;
 namespace pickle = ckpt::pickle;
 using ckpt::ErrorCode;
+using ckpt::testing::names_of;
+using ckpt::testing::read_all;
 
 namespace {
 
@@ -26,19 +28,6 @@ std::unique_ptr<ckpt::CheckpointReader> open(const fs::path& path) {
   return std::move(reader).value();
 }
 
-std::vector<std::byte> read_all(const ckpt::CheckpointReader& reader, std::string_view name) {
-  auto source = reader.open(name);
-  REQUIRE_MESSAGE(source.ok(), source.error().describe());
-  std::vector<std::byte> bytes((*source)->size());
-  REQUIRE((*source)->read_at(0, bytes).ok());
-  return bytes;
-}
-
-std::vector<std::string> names_of(const ckpt::CheckpointReader& reader) {
-  std::vector<std::string> names;
-  for (const auto& tensor : reader.tensors()) names.push_back(tensor.name);
-  return names;
-}
 
 // Copies every tensor and, where the source has one, its object.
 void convert(const ckpt::CheckpointReader& reader, const fs::path& destination, std::string_view format) {

@@ -12,6 +12,8 @@
 
 using ckpt::DType;
 using ckpt::ErrorCode;
+using ckpt::testing::names_of;
+using ckpt::testing::read_all;
 
 namespace {
 
@@ -55,19 +57,6 @@ class MemoryCheckpoint final : public ckpt::CheckpointReader {
   std::map<std::string, std::vector<std::byte>> data_;
 };
 
-std::vector<std::byte> read_all(const ckpt::CheckpointReader& reader, std::string_view name) {
-  auto source = reader.open(name);
-  REQUIRE(source.ok());
-  std::vector<std::byte> bytes((*source)->size());
-  REQUIRE((*source)->read_at(0, bytes).ok());
-  return bytes;
-}
-
-std::vector<std::string> names(const ckpt::CheckpointReader& reader) {
-  std::vector<std::string> result;
-  for (const auto& tensor : reader.tensors()) result.push_back(tensor.name);
-  return result;
-}
 
 std::vector<std::byte> cast_all(const std::vector<std::byte>& bytes, DType from, DType to) {
   auto source = ckpt::cast_source(std::make_unique<ckpt::MemorySource>(bytes), from, to);
@@ -187,13 +176,13 @@ TEST_CASE("glob patterns follow fnmatch") {
 TEST_CASE("filter_view keeps what an include matches and no exclude does") {
   auto only_encoder = ckpt::filter_view(sample_checkpoint(), {"encoder.*"}, {"*layer2*"});
   REQUIRE(only_encoder.ok());
-  CHECK(names(**only_encoder) == std::vector<std::string>{"encoder.layer1.weight"});
+  CHECK(names_of(**only_encoder) == std::vector<std::string>{"encoder.layer1.weight"});
   CHECK((*only_encoder)->open("decoder.bias").error().code() == ErrorCode::kUnknownVariable);
   CHECK(values_of<double>(read_all(**only_encoder, "encoder.layer1.weight")) == std::vector<double>{0.1});
 
   auto all_but_step = ckpt::filter_view(sample_checkpoint(), {}, {"step"});
   REQUIRE(all_but_step.ok());
-  CHECK(names(**all_but_step) ==
+  CHECK(names_of(**all_but_step) ==
         std::vector<std::string>{"decoder.bias", "encoder.layer1.weight", "encoder.layer2.weight"});
 
   auto typo = ckpt::filter_view(sample_checkpoint(), {"*.weight", "encodr.*"}, {});
@@ -205,7 +194,7 @@ TEST_CASE("filter_view keeps what an include matches and no exclude does") {
 TEST_CASE("rename_view replaces prefixes, first rule wins, stays sorted") {
   auto renamed = ckpt::rename_view(sample_checkpoint(), {{"encoder.layer1.", "z."}, {"encoder.", "enc."}, {"", "m."}});
   REQUIRE(renamed.ok());
-  CHECK(names(**renamed) == std::vector<std::string>{"enc.layer2.weight", "m.decoder.bias", "m.step", "z.weight"});
+  CHECK(names_of(**renamed) == std::vector<std::string>{"enc.layer2.weight", "m.decoder.bias", "m.step", "z.weight"});
   CHECK(values_of<double>(read_all(**renamed, "z.weight")) == std::vector<double>{0.1});
   CHECK(values_of<std::int64_t>(read_all(**renamed, "m.step")) == std::vector<std::int64_t>{42});
   CHECK((*renamed)->open("step").error().code() == ErrorCode::kUnknownVariable);
@@ -242,7 +231,7 @@ TEST_CASE("views compose") {
   auto renamed = ckpt::rename_view(std::move(filtered).value(), {{"decoder.", "head."}});
   REQUIRE(renamed.ok());
   const auto& reader = **renamed;
-  CHECK(names(reader) == std::vector<std::string>{"encoder.layer1.weight", "encoder.layer2.weight", "head.bias"});
+  CHECK(names_of(reader) == std::vector<std::string>{"encoder.layer1.weight", "encoder.layer2.weight", "head.bias"});
   CHECK(reader.find("head.bias")->meta.dtype() == DType::kFloat16);
   CHECK(values_of<std::uint16_t>(read_all(reader, "head.bias")) == std::vector<std::uint16_t>{0x3C00, 0xC100});
   CHECK(values_of<std::uint16_t>(read_all(reader, "encoder.layer1.weight")) == std::vector<std::uint16_t>{0x2E66});

@@ -9,6 +9,8 @@
 
 #include <unistd.h>
 
+#include <doctest/doctest.h>
+
 namespace ckpt::testing {
 
 namespace fs = std::filesystem;
@@ -91,6 +93,21 @@ pickle::Value* tutorial_object(pickle::Document& doc, const pickle::Value* model
   top->entries.emplace_back(doc.string("optimizer"), optimizer);
   top->entries.emplace_back(doc.string("epoch"), doc.integer(3));
   return top;
+}
+
+std::vector<std::byte> read_all(const CheckpointReader& reader, std::string_view name) {
+  auto source = reader.open(name);
+  REQUIRE_MESSAGE(source.ok(), source.error().describe());
+  std::vector<std::byte> bytes((*source)->size());
+  auto status = (*source)->read_at(0, bytes);
+  REQUIRE_MESSAGE(status.ok(), status.error().describe());
+  return bytes;
+}
+
+std::vector<std::string> names_of(const CheckpointReader& reader) {
+  std::vector<std::string> names;
+  for (const auto& tensor : reader.tensors()) names.push_back(tensor.name);
+  return names;
 }
 
 }  // namespace ckpt::testing

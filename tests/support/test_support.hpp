@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ckpt/format/checkpoint.hpp"
+
 #include "ckpt/format/pickle.hpp"
 
 namespace ckpt::testing {
@@ -45,5 +47,10 @@ std::vector<std::pair<std::string, std::string>> tree_contents(const std::filesy
 // [0, 1]}]}, "epoch": 3}, for round trips of a nested object.
 pickle::Value* tutorial_object(pickle::Document& doc, const pickle::Value* model, std::int64_t state_key,
                                const pickle::Value* momentum);
+
+// Every byte of tensor `name` (REQUIREs that it opens and reads).
+std::vector<std::byte> read_all(const CheckpointReader& reader, std::string_view name);
+// The reader's tensor names, in its order.
+std::vector<std::string> names_of(const CheckpointReader& reader);
 
 }  // namespace ckpt::testing
