@@ -16,9 +16,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The failure a real system call would report at that step: a full disk
+// while writing, an I/O error while syncing or renaming.
 Status injected_fault(const FaultHook& hook, IoStep step, const fs::path& path) {
   if (hook && hook(step, path)) {
-    return Error(ErrorCode::kInjectedFault, fmt::format("injected failure of {}", io_step_name(step)))
+    std::string_view errno_name = step == IoStep::kWrite ? "ENOSPC" : step == IoStep::kCreate ? "EDQUOT" : "EIO";
+    return Error(ErrorCode::kInjectedFault, fmt::format("injected failure of {} ({})", io_step_name(step), errno_name))
         .in_file(path.string());
   }
   return {};
@@ -155,16 +158,18 @@ FileSink::~FileSink() {
 
 Status FileSink::write(std::span<const std::byte> bytes) {
   if (fd_ < 0) return Error(ErrorCode::kInvalidArgument, "write after finish").in_file(path_);
-  CKPT_TRY(injected_fault(hook_, IoStep::kWrite, path_));
+  Status fault = injected_fault(hook_, IoStep::kWrite, path_);
+  // A disk filling up mid-write: half the bytes land, then the failure.
   std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+  std::size_t stop = fault.ok() ? bytes.size() : bytes.size() / 2;
+  while (done < stop) {
+    ssize_t n = ::write(fd_, bytes.data() + done, stop - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return detail::io_error("write", path_);
     done += static_cast<std::size_t>(n);
   }
-  written_ += bytes.size();
-  return {};
+  written_ += done;
+  return fault;
 }
 
 Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
