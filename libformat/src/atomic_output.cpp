@@ -102,6 +102,16 @@ Status refuse_existing(const fs::path& destination, const WriteOptions& options)
   return {};
 }
 
+// The staging name for a new output at `destination`, after refusing an
+// existing one (unless overwriting) and a path without a name.
+Result<fs::path> staging_for(const fs::path& destination, const WriteOptions& options) {
+  if (destination.filename().empty()) {
+    return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
+  }
+  CKPT_TRY(refuse_existing(destination, options));
+  return staging_name(destination);
+}
+
 Status check_relative(const fs::path& relative) {
   if (relative.empty() || relative.is_absolute()) {
     return Error(ErrorCode::kInvalidArgument, fmt::format("'{}' is not a relative path", relative.string()));
@@ -218,11 +228,7 @@ Status FileSink::finish() {
 // ---- AtomicDirectory ----
 
 Result<AtomicDirectory> AtomicDirectory::create(const fs::path& destination, WriteOptions options) {
-  if (destination.filename().empty()) {
-    return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
-  }
-  CKPT_TRY(refuse_existing(destination, options));
-  fs::path staging = staging_name(destination);
+  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
   CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, staging));
   if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create staging directory", staging.string());
   return AtomicDirectory(destination, std::move(staging), std::move(options));
@@ -263,11 +269,7 @@ Status AtomicDirectory::commit() {
 // ---- AtomicFile ----
 
 Result<AtomicFile> AtomicFile::create(const fs::path& destination, WriteOptions options) {
-  if (destination.filename().empty()) {
-    return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
-  }
-  CKPT_TRY(refuse_existing(destination, options));
-  fs::path staging = staging_name(destination);
+  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
   CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook));
   return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options));
 }
