@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "ckpt/convert/convert.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/safetensors.hpp"
 #include "ckpt/format/validate.hpp"
@@ -367,11 +368,8 @@ ckpt_status ckpt_convert(const char* source, const char* destination, const char
     CKPT_ASSIGN_OR_RETURN(auto reader, ckpt::open_checkpoint(source));
     CKPT_ASSIGN_OR_RETURN(auto writer, ckpt::create_checkpoint(destination, format != nullptr ? format : "oneflow",
                                                                write_options(flags)));
-    for (const auto& tensor : reader->tensors()) {
-      CKPT_ASSIGN_OR_RETURN(auto data, reader->open(tensor.name));
-      CKPT_TRY(writer->add(tensor.name, tensor.meta, *data));
-    }
-    return writer->commit();
+    CKPT_TRY(ckpt::convert::convert(*reader, *writer));
+    return {};
   });
 }
 

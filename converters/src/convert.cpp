@@ -19,7 +19,10 @@ constexpr std::uintmax_t kMaxShapesFileBytes = 64u << 20;
 
 std::string choose_destination_format(const fs::path& destination, const std::optional<std::string>& requested) {
   if (requested) return *requested;
-  if (destination.extension() == kNpzExtension) return "npz";
+  const std::string extension = destination.extension().string();
+  if (extension == kNpzExtension) return "npz";
+  if (extension == ".safetensors") return "safetensors";
+  if (extension == ".pt" || extension == ".pth" || extension == ".bin") return "torch";
   std::error_code ec;
   if (fs::exists(destination, ec)) {
     if (auto held = detect_format(destination); held.ok()) return *held;
@@ -48,6 +51,9 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
   Progress progress;
   progress.variables_total = source.tensors().size();
   for (const TensorInfo& tensor : source.tensors()) progress.bytes_total += tensor.meta.byte_size();
+  // Pickle sources carry an object around the tensors (epoch, param_groups);
+  // pickle destinations keep it, flat ones keep the tensors only.
+  if (const pickle::Value* object = source.object()) CKPT_TRY(destination.set_object(*object));
   for (const TensorInfo& tensor : source.tensors()) {
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> data, source.open(tensor.name));
     CKPT_TRY(destination.add(tensor.name, tensor.meta, *data));

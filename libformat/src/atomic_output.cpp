@@ -16,9 +16,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The failure a real system call would report at that step: a full disk
+// while writing, an I/O error while syncing or renaming.
 Status injected_fault(const FaultHook& hook, IoStep step, const fs::path& path) {
   if (hook && hook(step, path)) {
-    return Error(ErrorCode::kInjectedFault, fmt::format("injected failure of {}", io_step_name(step)))
+    std::string_view errno_name = step == IoStep::kWrite ? "ENOSPC" : step == IoStep::kCreate ? "EDQUOT" : "EIO";
+    return Error(ErrorCode::kInjectedFault, fmt::format("injected failure of {} ({})", io_step_name(step), errno_name))
         .in_file(path.string());
   }
   return {};
@@ -99,6 +102,16 @@ Status refuse_existing(const fs::path& destination, const WriteOptions& options)
   return {};
 }
 
+// The staging name for a new output at `destination`, after refusing an
+// existing one (unless overwriting) and a path without a name.
+Result<fs::path> staging_for(const fs::path& destination, const WriteOptions& options) {
+  if (destination.filename().empty()) {
+    return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
+  }
+  CKPT_TRY(refuse_existing(destination, options));
+  return staging_name(destination);
+}
+
 Status check_relative(const fs::path& relative) {
   if (relative.empty() || relative.is_absolute()) {
     return Error(ErrorCode::kInvalidArgument, fmt::format("'{}' is not a relative path", relative.string()));
@@ -155,16 +168,18 @@ FileSink::~FileSink() {
 
 Status FileSink::write(std::span<const std::byte> bytes) {
   if (fd_ < 0) return Error(ErrorCode::kInvalidArgument, "write after finish").in_file(path_);
-  CKPT_TRY(injected_fault(hook_, IoStep::kWrite, path_));
+  Status fault = injected_fault(hook_, IoStep::kWrite, path_);
+  // A disk filling up mid-write: half the bytes land, then the failure.
   std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+  std::size_t stop = fault.ok() ? bytes.size() : bytes.size() / 2;
+  while (done < stop) {
+    ssize_t n = ::write(fd_, bytes.data() + done, stop - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return detail::io_error("write", path_);
     done += static_cast<std::size_t>(n);
   }
-  written_ += bytes.size();
-  return {};
+  written_ += done;
+  return fault;
 }
 
 Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
@@ -213,11 +228,7 @@ Status FileSink::finish() {
 // ---- AtomicDirectory ----
 
 Result<AtomicDirectory> AtomicDirectory::create(const fs::path& destination, WriteOptions options) {
-  if (destination.filename().empty()) {
-    return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
-  }
-  CKPT_TRY(refuse_existing(destination, options));
-  fs::path staging = staging_name(destination);
+  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
   CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, staging));
   if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create staging directory", staging.string());
   return AtomicDirectory(destination, std::move(staging), std::move(options));
@@ -258,11 +269,7 @@ Status AtomicDirectory::commit() {
 // ---- AtomicFile ----
 
 Result<AtomicFile> AtomicFile::create(const fs::path& destination, WriteOptions options) {
-  if (destination.filename().empty()) {
-    return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
-  }
-  CKPT_TRY(refuse_existing(destination, options));
-  fs::path staging = staging_name(destination);
+  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
   CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook));
   return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options));
 }

@@ -101,6 +101,18 @@ void require_some_variable(ValidationReport& report, std::string_view what) {
       Error(ErrorCode::kNotACheckpoint, fmt::format("no {}", what)).in_file(report.path.string()), Severity::kError));
 }
 
+ValidationReport validate_through_reader(const std::filesystem::path& path, const OpenOptions& options,
+                                         const FormatHandler::OpenFn& open) {
+  auto reader = open(path, options);
+  if (!reader.ok()) return unreadable_report(path, reader.error());
+  ValidationReport report;
+  report.path = path;
+  for (const TensorInfo& tensor : (*reader)->tensors()) {
+    report.variables.push_back(VariableInfo{tensor.name, tensor.meta, tensor.meta.byte_size()});
+  }
+  return report;
+}
+
 }  // namespace detail
 
 ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
@@ -108,14 +120,7 @@ ValidationReport validate_checkpoint(const std::filesystem::path& path, std::str
   auto handler = handler_named(format);
   if (!handler.ok()) return detail::unreadable_report(path, handler.error());
   if ((*handler)->validate != nullptr) return (*handler)->validate(path, options);
-  auto reader = (*handler)->open(path, options);
-  if (!reader.ok()) return detail::unreadable_report(path, reader.error());
-  ValidationReport report;
-  report.path = path;
-  for (const TensorInfo& tensor : (*reader)->tensors()) {
-    report.variables.push_back(VariableInfo{tensor.name, tensor.meta, tensor.meta.byte_size()});
-  }
-  return report;
+  return detail::validate_through_reader(path, options, (*handler)->open);
 }
 
 Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name) {

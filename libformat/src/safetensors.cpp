@@ -527,6 +527,19 @@ Result<std::unique_ptr<CheckpointWriter>> create_safetensors(const fs::path& pat
   return std::unique_ptr<CheckpointWriter>(std::make_unique<SafetensorsWriter>(std::move(output), std::move(scratch)));
 }
 
+// Every problem of the header (check_safetensors), then the tensors it
+// describes when there was none.
+ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& options) {
+  auto file = FileSource::open(path);
+  if (!file.ok()) return detail::unreadable_report(path, file.error());
+  std::vector<Error> problems = check_safetensors(*file);
+  if (problems.empty()) return detail::validate_through_reader(path, options, open_safetensors);
+  ValidationReport report;
+  report.path = path;
+  for (const Error& problem : problems) report.issues.push_back(make_issue(problem, Severity::kError));
+  return report;
+}
+
 }  // namespace
 
 bool is_valid_utf8(std::string_view text) { return !utf8_error_offset(text).has_value(); }
@@ -555,7 +568,8 @@ std::vector<Error> check_safetensors(const ByteSource& file) {
 namespace detail {
 
 const FormatHandler& safetensors_format() {
-  static const FormatHandler handler{"safetensors", looks_like_safetensors, open_safetensors, create_safetensors};
+  static const FormatHandler handler{"safetensors", looks_like_safetensors, open_safetensors, create_safetensors,
+                                     validate_safetensors};
   return handler;
 }
 

@@ -109,12 +109,15 @@ void check_only(const fs::path& directory, const std::vector<std::string>& expec
 
 }  // namespace
 
+// Every format this build writes.
+const std::vector<std::string_view> kFormats = {"oneflow", "oneflow-pickle", "npy", "npz", "safetensors", "torch"};
+
 TEST_CASE("every format converts to every format, bytes unchanged") {
   ckpt::testing::TempDir dir;
   auto source = open_source(dir);
   CHECK(all_bytes(*source, "swapped") == kFortranBigEndianElements);
-  for (std::string_view middle : {"oneflow", "npy", "npz"}) {
-    for (std::string_view last : {"oneflow", "npy", "npz"}) {
+  for (std::string_view middle : kFormats) {
+    for (std::string_view last : kFormats) {
       fs::path first_path = dir / middle;
       fs::path second_path = dir / (std::string(middle) + "_" + std::string(last));
       if (!fs::exists(first_path)) {
@@ -145,7 +148,7 @@ TEST_CASE("every format converts to every format, bytes unchanged") {
 TEST_CASE("a failure at each write step of a conversion leaves no destination") {
   ckpt::testing::TempDir dir;
   auto source = open_source(dir);
-  for (std::string_view format : {"oneflow", "npy", "npz"}) {
+  for (std::string_view format : kFormats) {
     int steps = 0;
     {
       ckpt::WriteOptions counting;
@@ -185,7 +188,7 @@ TEST_CASE("a failure at each write step of a conversion leaves no destination") 
 TEST_CASE("a failure at each read of a conversion leaves no destination") {
   ckpt::testing::TempDir dir;
   auto source = open_source(dir);
-  for (std::string_view format : {"oneflow", "npy", "npz"}) {
+  for (std::string_view format : kFormats) {
     FaultyReader counting(*source, -1);
     {
       auto writer = ckpt::create_checkpoint(dir / "counted", format);

@@ -1,7 +1,7 @@
 """torch itself proves the interop: torch.save -> our reader, and our writer -> torch.load(weights_only=True),
 for flat state_dicts, the real OneFlow P1 fixture and the nested tutorial object through P1.
 
-Usage: test_torch_interop.py TORCH_TOOL (the tests/interop/torch_tool executable); CKPT_FIXTURES set.
+Usage: test_torch_interop.py TORCH_TOOL CKPT_CONVERT; CKPT_FIXTURES set.
 """
 import os
 import subprocess
@@ -13,12 +13,15 @@ import zipfile
 import torch
 
 TOOL = sys.argv.pop(1)
+CONVERT = sys.argv.pop(1)
 
 
-def run(*args):
-    done = subprocess.run([TOOL, *args], capture_output=True, text=True)
+def run(command, *args):
+    """torch_tool dump|write ..., or a conversion through ckpt-convert itself."""
+    argv = [CONVERT, args[0], args[1], "--to", args[2]] if command == "convert" else [TOOL, command, *args]
+    done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
-        raise AssertionError(f"torch_tool {' '.join(args)} failed: {done.stderr}")
+        raise AssertionError(f"{' '.join(argv)} failed: {done.stderr}")
 
 
 def flat(obj, prefix=""):

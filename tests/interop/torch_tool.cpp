@@ -2,7 +2,6 @@
 // open_checkpoint/create_checkpoint) as a command for the interop test:
 //   torch_tool dump SRC DIR             each tensor of SRC (any format) to DIR/<n>.bin + DIR/manifest.tsv
 //   torch_tool write FILE.pt DIR        the tensors of DIR/manifest.tsv into FILE.pt, a flat state_dict
-//   torch_tool convert SRC DST FORMAT   every tensor and the object of SRC into DST
 // manifest.tsv lines: name \t OneFlow dtype name \t comma-separated shape
 #include <fstream>
 #include <iostream>
@@ -62,30 +61,12 @@ int write(const fs::path& file, const fs::path& dir) {
   return 0;
 }
 
-int convert(const fs::path& source, const fs::path& destination, std::string_view format) {
-  auto reader = ckpt::open_checkpoint(source);
-  if (!reader.ok()) return fail(reader.error());
-  auto writer = ckpt::create_checkpoint(destination, format);
-  if (!writer.ok()) return fail(writer.error());
-  for (const auto& tensor : (*reader)->tensors()) {
-    auto data = (*reader)->open(tensor.name);
-    if (!data.ok()) return fail(data.error());
-    if (auto status = (*writer)->add(tensor.name, tensor.meta, **data); !status.ok()) return fail(status.error());
-  }
-  if (const auto* object = (*reader)->object()) {
-    if (auto status = (*writer)->set_object(*object); !status.ok()) return fail(status.error());
-  }
-  if (auto status = (*writer)->commit(); !status.ok()) return fail(status.error());
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string command = argc > 1 ? argv[1] : "";
-  if (command == "convert" && argc == 5) return convert(argv[2], argv[3], argv[4]);
   if (argc != 4) {
-    std::cerr << "usage: torch_tool dump|write FILE.pt DIR | convert SRC DST FORMAT\n";
+    std::cerr << "usage: torch_tool dump|write FILE.pt DIR\n";
     return 2;
   }
   if (command == "dump") return dump(argv[2], argv[3]);

@@ -59,6 +59,24 @@ class ValidateCli(unittest.TestCase):
             self.assertEqual(code, 1)
             self.assertEqual(len(out.strip().splitlines()), 2)
 
+    def test_safetensors_problems_are_all_collected(self):
+        import struct
+        header = json.dumps({
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            "c": {"dtype": "X9", "shape": [1], "data_offsets": [12, 13]},
+        }).encode()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bad.safetensors")
+            with open(path, "wb") as f:
+                f.write(struct.pack("<Q", len(header)) + header + bytes(10))
+            code, out, _ = run(path, "--json")
+            self.assertEqual(code, 1)
+            report = json.loads(out)
+            self.assertEqual(report["format"], "safetensors")
+            self.assertEqual(sorted(i["code"] for i in report["issues"]), ["E808", "E810", "E813"])
+            self.assertEqual({i["variable"] for i in report["issues"]}, {"b", "c", None})
+
     def test_usage_and_io_errors(self):
         code, _, err = run()
         self.assertEqual(code, 2)

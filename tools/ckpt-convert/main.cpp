@@ -15,21 +15,27 @@
 namespace {
 
 constexpr std::string_view kUsage = R"(usage: ckpt-convert SRC DST [--from FMT] [--to FMT] [--force] [--shapes FILE]
-                    [--compress] [--v2-as-bfloat16] [--dtype T]
+                    [--compress] [--v2-as-bfloat16] [--nest PREFIX]... [--dtype T]
                     [--include GLOB]... [--exclude GLOB]... [--rename OLD=NEW]...
 
 Converts a checkpoint between formats, one variable at a time, crash-safe
 (DST appears complete or not at all).
 
 Formats:
-  oneflow  a OneFlow snapshot directory (<variable>/out, <variable>/meta, snapshot_done)
-  npy      a directory of <variable>.npy files
-  npz      a NumPy .npz archive of <variable>.npy members
+  oneflow         a OneFlow snapshot directory (<variable>/out, <variable>/meta, snapshot_done)
+  oneflow-pickle  a OneFlow 0.6+ pickle directory (pickled_data + tensor_N/)
+  npy             a directory of <variable>.npy files
+  npz             a NumPy .npz archive of <variable>.npy members
+  safetensors     a safetensors file
+  torch           a torch.save zip file (.pt, .pth, .bin; torch >= 1.6)
+Nested objects of the pickle formats ({"model": ..., "optimizer": ..., "epoch": 3})
+become dotted names in flat formats ("model.l1.weight"); between pickle
+formats the whole object, non-tensor leaves included, is kept.
 
 Options:
   --from FMT         source format; detected from the content when absent
-  --to FMT           destination format; else .npz by extension, else what an
-                     existing DST directory holds, else oneflow
+  --to FMT           destination format; else by extension (.npz, .safetensors,
+                     .pt/.pth/.bin), else what an existing DST holds, else oneflow
   --force            replace an existing DST (atomically)
   --shapes FILE      dtype and shape of variables without meta (OneFlow <= 0.3.1):
                      {"name": {"dtype": "kFloat", "shape": [2, 3]}}
@@ -46,6 +52,9 @@ Options:
                      become Inf; other types are kept (spec/casting.md)
   --rename OLD=NEW   a name starting with OLD starts with NEW instead; repeatable,
                      the first matching rule applies; OLD empty prefixes all
+  --nest PREFIX      pickle destinations: nest dotted names under PREFIX (repeatable;
+                     '*' matches one segment), e.g. --nest model --nest 'optimizer.state.*'
+                     (spec/pickle.md, "Nesting")
   --help             this text
 
 Variables are filtered, cast, then renamed: GLOBs see the source's names.
@@ -116,6 +125,7 @@ int main(int argc, char** argv) {
   ckpt::OpenOptions open_options;
   ckpt::WriteOptions write_options;
   ViewOptions views;
+  std::vector<std::string> nesting;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
     auto value = [&]() -> std::optional<std::string_view> {
@@ -158,6 +168,10 @@ int main(int argc, char** argv) {
       auto rule = ckpt::parse_rename_rule(*text);
       if (!rule.ok()) return usage_error(fmt::format("--rename: {}", rule.error().message()));
       views.renames.push_back(std::move(rule).value());
+    } else if (arg == "--nest") {
+      auto prefix = value();
+      if (!prefix) return usage_error("--nest needs a prefix");
+      nesting.emplace_back(*prefix);
     } else if (arg.starts_with("-")) {
       return usage_error(fmt::format("unknown option {}", arg));
     } else {
@@ -188,6 +202,9 @@ int main(int argc, char** argv) {
   if (!source.ok()) return fail(source.error());
   auto destination = ckpt::create_checkpoint(destination_path, target, std::move(write_options));
   if (!destination.ok()) return fail(destination.error());
+  if (!nesting.empty()) {
+    if (auto nested = (*destination)->set_nesting(std::move(nesting)); !nested.ok()) return fail(nested.error());
+  }
 
   ckpt::convert::ConvertOptions options;
   const bool show_progress = ::isatty(STDERR_FILENO) == 1;

@@ -21,8 +21,9 @@
 
 namespace ckpt::convert {
 
-// The destination format: `requested` (--to) when given, else "npz" for a
-// .npz path, else what an existing destination holds, else "oneflow".
+// The destination format: `requested` (--to) when given, else by extension
+// (.npz, .safetensors, .pt/.pth/.bin), else what an existing destination
+// holds, else "oneflow".
 std::string choose_destination_format(const std::filesystem::path& destination,
                                       const std::optional<std::string>& requested);
 
