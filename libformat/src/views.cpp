@@ -81,7 +81,9 @@ class CastSource final : public ByteSource {
 };
 
 // What every view shares: the wrapped reader, its own sorted tensor list,
-// and open() refusing names that list does not have.
+// and open() refusing names that list does not have. No object() (pickle
+// formats) unless a view overrides it: one naming other tensors than the
+// view has would not match.
 class ViewReader : public CheckpointReader {
  public:
   ViewReader(std::unique_ptr<CheckpointReader> inner, std::vector<TensorInfo> tensors)
@@ -113,6 +115,8 @@ class ViewReader : public CheckpointReader {
 class CastView final : public ViewReader {
  public:
   using ViewReader::ViewReader;
+  // Names are unchanged, and writers take each tensor leaf's dtype from the tensor added.
+  const pickle::Value* object() const override { return inner().object(); }
 
  protected:
   Result<std::unique_ptr<ByteSource>> open_viewed(std::size_t index) const override {

@@ -236,3 +236,17 @@ TEST_CASE("views compose") {
   CHECK(values_of<std::uint16_t>(read_all(reader, "head.bias")) == std::vector<std::uint16_t>{0x3C00, 0xC100});
   CHECK(values_of<std::uint16_t>(read_all(reader, "encoder.layer1.weight")) == std::vector<std::uint16_t>{0x2E66});
 }
+
+TEST_CASE("a cast keeps a pickle checkpoint's object; filters and renames are flat") {
+  auto frappe = ckpt::open_checkpoint(ckpt::testing::fixtures_root() / "oneflow-real" /
+                                      "models_dcn_frappe_pickledir_proto3");
+  REQUIRE(frappe.ok());
+  const ckpt::pickle::Value* object = (*frappe)->object();
+  REQUIRE(object != nullptr);
+  auto cast = ckpt::cast_view(std::move(frappe).value(), DType::kFloat16);
+  REQUIRE(cast.ok());
+  CHECK((*cast)->object() == object);
+  auto renamed = ckpt::rename_view(std::move(cast).value(), {{"", "m."}});
+  REQUIRE(renamed.ok());
+  CHECK((*renamed)->object() == nullptr);
+}

@@ -7,6 +7,9 @@
 //   auto narrow = cast_view(std::move(kept).value(), DType::kBFloat16);
 //   auto renamed = rename_view(std::move(narrow).value(), {{"encoder.", "model.encoder."}});
 //
+// A cast view keeps the source's object() (pickle formats: nesting and
+// non-tensor leaves); filter and rename views are flat (object() is null),
+// since the object names tensors they may have dropped or renamed.
 // Rules: spec/casting.md. Sources opened from a view may read through the
 // wrapped reader: the view must outlive them, as for any reader.
 #pragma once
