@@ -10,7 +10,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang CXX=clang++ meson setup build-fuzz -Dfuzzing=true -Dtests=false -Dcuda=disabled -Dblas=disabled \
     -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
-ninja -C build-fuzz >/dev/null
+ninja -C build-fuzz >build-fuzz/build-output.txt 2>&1 || { tail -50 build-fuzz/build-output.txt; exit 1; }
 /usr/bin/python3 fuzz/make_seeds.py build-fuzz/corpus ../shared/fixtures
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

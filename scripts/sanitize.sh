@@ -7,7 +7,7 @@ scripts/install-deps.sh
 if [ ! -f build-asan/build.ninja ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled >/dev/null
 fi
-ninja -C build-asan >/dev/null
+ninja -C build-asan >build-asan/build-output.txt 2>&1 || { tail -50 build-asan/build-output.txt; exit 1; }
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export CKPT_SANITIZED=1
