@@ -204,7 +204,9 @@ Result<const Value*> nest_tensors(Document& into, const std::vector<std::pair<st
   Value* top = into.dict();
   // (dict, key segment) -> the dict under it, or nullptr for a tensor.
   std::map<std::pair<const Value*, std::string>, Value*, std::less<>> children;
-  for (const auto& [name, tensor] : tensors) {
+  for (const auto& entry : tensors) {
+    const auto& name = entry.first;
+    const auto& tensor = entry.second;
     auto conflict = [&]() {
       return std::move(Error(ErrorCode::kDuplicateName, "a key is both a tensor and a dict of tensors when nested")
                            .in_file(file)

@@ -159,6 +159,7 @@ TEST_CASE("a failure at each write step of a conversion leaves no destination") 
       fs::remove_all(dir / "counted");
     }
     REQUIRE(steps > 3);
+    MESSAGE("to ", format, ": failing each of ", steps, " write steps");
     for (int target = 0; target < steps; ++target) {
       int seen = 0;
       ckpt::WriteOptions options;
@@ -197,6 +198,7 @@ TEST_CASE("a failure at each read of a conversion leaves no destination") {
       fs::remove_all(dir / "counted");
     }
     REQUIRE(counting.steps() >= 6);  // an open and at least one read per tensor
+    MESSAGE("to ", format, ": failing each of ", counting.steps(), " reads");
     for (int target = 0; target < counting.steps(); ++target) {
       FaultyReader faulty(*source, target);
       {

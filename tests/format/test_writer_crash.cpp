@@ -64,6 +64,7 @@ TEST_CASE("a failure at every step of a new save leaves no destination") {
     steps = counter.seen;
   }
   REQUIRE(steps >= 20);  // staging mkdir, 3 x (mkdir, 2 x (create, write)), marker, syncfs, rename, parent fsync
+  MESSAGE("new save: failing each of ", steps, " steps");
   for (int n = 0; n < steps; ++n) {
     CAPTURE(n);
     ckpt::testing::TempDir dir;
@@ -104,5 +105,6 @@ TEST_CASE("a failure at every step of a replacing save keeps the old snapshot or
     CHECK((is_old || is_new));
     kept_old += is_old;
   }
-  CHECK(kept_old >= steps - 1);  // only a failure after the exchange shows the new one
+  CHECK(kept_old >= steps - 1);
+  MESSAGE("replacing save: failing each of ", steps, " steps; old kept ", kept_old, ", new installed ", steps - kept_old);  // only a failure after the exchange shows the new one
 }
