@@ -6,6 +6,7 @@ import tempfile
 import unittest
 
 SAVE_AND_LOAD = sys.argv[1]
+TUTORIAL_FLOW = sys.argv[2]
 
 
 class Examples(unittest.TestCase):
@@ -22,6 +23,21 @@ class Examples(unittest.TestCase):
             again = subprocess.run([SAVE_AND_LOAD, target], capture_output=True, text=True, check=False)
             self.assertEqual(again.returncode, 1)
             self.assertIn("E103 destination_exists", again.stderr)
+
+    def test_tutorial_flow(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            target = os.path.join(tmp, "mnist_model")
+            done = subprocess.run([TUTORIAL_FLOW, target], capture_output=True, text=True, check=False,
+                                  env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+            self.assertEqual(done.returncode, 0, done.stderr)
+            lines = done.stdout.splitlines()
+            self.assertRegex(lines[0], r"^epoch 1, train loss \d\.\d{4}, train acc 0\.\d{3}, test acc 0\.\d{3}$")
+            accuracy = float(lines[0].rsplit(" ", 1)[1])
+            self.assertGreater(accuracy, 0.6)
+            loaded = float(lines[2].split("test acc ")[1].split(" ")[0])
+            self.assertAlmostEqual(loaded, accuracy, places=3)
+            self.assertEqual(sorted(os.listdir(target)),
+                             ["l1.bias", "l1.weight", "l2.bias", "l2.weight", "l3.bias", "l3.weight", "snapshot_done"])
 
 
 if __name__ == "__main__":
