@@ -3,11 +3,13 @@ for flat state_dicts, the real OneFlow P1 fixture and the nested tutorial object
 
 Usage: test_torch_interop.py TORCH_TOOL CKPT_CONVERT; CKPT_FIXTURES set.
 """
+import io
 import os
 import subprocess
 import sys
 import tempfile
 import unittest
+import struct
 import zipfile
 
 import torch
@@ -206,6 +208,44 @@ class TorchInterop(unittest.TestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("posix.system", done.stderr)
         self.assertFalse(os.path.exists(witness))
+
+    def refused(self, data, name):
+        path = self.path(name)
+        with open(path, "wb") as f:
+            f.write(data)
+        done = subprocess.run([CONVERT, path, self.path(name + ".npz")], capture_output=True, text=True)
+        self.assertEqual(done.returncode, 1, done.stderr)
+        self.assertFalse(os.path.exists(self.path(name + ".npz")))
+        return done.stderr
+
+    def test_zip_records_outside_the_archive_or_overlapping_are_refused(self):
+        buffer = io.BytesIO()
+        torch.save({"w": torch.arange(4, dtype=torch.float32), "b": torch.ones(2)}, buffer)
+        good = buffer.getvalue()
+        members = zipfile.ZipFile(io.BytesIO(good))
+
+        # A storage record renamed to leave the archive's root folder.
+        escaped = io.BytesIO()
+        with zipfile.ZipFile(escaped, "w", zipfile.ZIP_STORED) as out:
+            for name in members.namelist():
+                out.writestr("../evil/data/0" if name.endswith("data/0") else name, members.read(name))
+        self.assertIn("E603", self.refused(escaped.getvalue(), "escaped.pt"))
+
+        # Two central-directory entries pointing at the same local record.
+        raw = bytearray(good)
+        end = raw.rfind(b"PK\x05\x06")
+        position = struct.unpack_from("<I", raw, end + 16)[0]
+        offsets = {}
+        while raw[position:position + 4] == b"PK\x01\x02":
+            name_length, extra_length, comment_length = struct.unpack_from("<HHH", raw, position + 28)
+            offsets[bytes(raw[position + 46:position + 46 + name_length]).decode()] = position
+            position += 46 + name_length + extra_length + comment_length
+        first = next(p for n, p in offsets.items() if n.endswith("data/0"))
+        second = next(p for n, p in offsets.items() if n.endswith("data/1"))
+        struct.pack_into("<I", raw, second + 42, struct.unpack_from("<I", raw, first + 42)[0])
+        stderr = self.refused(bytes(raw), "overlap.pt")
+        self.assertIn("E601", stderr)
+        self.assertIn("overlap", stderr)
 
 
 if __name__ == "__main__":
