@@ -1,6 +1,6 @@
 """ckpt-train end to end: train a little, save, validate, evaluate the saved
 snapshot, resume, and refuse bad input with the documented exit codes.
-usage: test_ckpt_train.py CKPT_TRAIN CKPT_VALIDATE"""
+usage: test_ckpt_train.py CKPT_TRAIN CKPT_VALIDATE CKPT_CONVERT"""
 import os
 import re
 import shutil
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-CKPT_TRAIN, CKPT_VALIDATE = sys.argv[1], sys.argv[2]
+CKPT_TRAIN, CKPT_VALIDATE, CKPT_CONVERT = sys.argv[1], sys.argv[2], sys.argv[3]
 SMALL = ["--device", "cpu", "--train-samples", "3000", "--lr", "0.2"]
 
 
@@ -45,6 +45,16 @@ def main():
         evaluated = run("--device", "cpu", "--eval-only", out)
         accuracy = float(re.fullmatch(r"test acc (\d\.\d{4})\n", evaluated.stdout).group(1))
         assert abs(accuracy - final_test_acc) <= 0.0005, (accuracy, final_test_acc)
+
+        # Snapshot -> npy -> snapshot: the model that comes back evaluates the same.
+        npy = os.path.join(work, "mnist_npy")
+        back = os.path.join(work, "mnist_back")
+        for source, target, fmt in ((out, npy, "npy"), (npy, back, "oneflow")):
+            converted = subprocess.run([CKPT_CONVERT, source, target, "--to", fmt], capture_output=True, text=True)
+            assert converted.returncode == 0, converted.stderr
+        assert sorted(os.listdir(npy)) == [f"{n}.npy" for n in ["l1.bias", "l1.weight", "l2.bias", "l2.weight",
+                                                               "l3.bias", "l3.weight"]]
+        assert run("--device", "cpu", "--eval-only", back).stdout == evaluated.stdout
 
         # Resuming after epoch 1 ends where the 2-epoch run ended, byte for byte.
         first = os.path.join(work, "first")
