@@ -12,6 +12,9 @@ import unittest
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import safetensors_standin  # noqa: E402
+
 try:
     import safetensors.numpy as peer
 except ImportError:  # the stand-in below is used instead
@@ -19,23 +22,7 @@ except ImportError:  # the stand-in below is used instead
 
 LIBCKPT = sys.argv[1]
 SNAPSHOT = os.path.join(os.environ["CKPT_FIXTURES"], "oneflow-real", "models_mobilenetv3_legacy_eager")
-NAMES = {np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8", np.dtype(np.int16): "I16",
-         np.dtype(np.uint16): "U16", np.dtype(np.int32): "I32", np.dtype(np.uint32): "U32",
-         np.dtype(np.int64): "I64", np.dtype(np.uint64): "U64", np.dtype(np.float16): "F16",
-         np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.complex64): "C64"}
-
-
-def standin_save(tensors, path):
-    header, offset, blobs = {}, 0, []
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": NAMES[array.dtype], "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+NAMES = safetensors_standin.DTYPE_NAMES
 
 
 def standin_load(path):
@@ -54,7 +41,7 @@ def standin_load(path):
     return out
 
 
-save_file = peer.save_file if peer else standin_save
+save_file = peer.save_file if peer else safetensors_standin.save
 load_file = peer.load_file if peer else standin_load
 
 

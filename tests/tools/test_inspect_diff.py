@@ -12,6 +12,9 @@ import unittest
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import safetensors_standin  # noqa: E402
+
 INSPECT, DIFF, LIBCKPT = sys.argv[1:4]
 SNAPSHOT = os.path.join(os.environ["CKPT_FIXTURES"], "oneflow-real", "models_mobilenetv3_legacy_eager")
 
@@ -22,17 +25,7 @@ def run(*args):
 
 
 def write_safetensors(path, tensors):
-    """A minimal writer from the format description, independent of ours."""
-    header, offset, blobs = {}, 0, []
-    for name, (dtype, array) in tensors.items():
-        data = array.tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    safetensors_standin.save(tensors, path)
 
 
 class Tools(unittest.TestCase):
