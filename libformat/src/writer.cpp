@@ -66,12 +66,14 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta, cons
 
 Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
                            const std::function<Status(ByteSink&)>& write_data) {
+  bool writing = false;
   auto status = [&]() -> Status {
     CKPT_TRY(check_variable_name(name));
     if (names_.count(std::string(name)) != 0) {
       return Error(ErrorCode::kDuplicateName, "added twice to the same snapshot");
     }
     std::filesystem::path directory(name);
+    writing = true;  // from here on a failure may leave part of this variable staged
     CKPT_TRY(directory_.make_directory(directory));
     // OneFlow writes `out` before `meta`; a meta therefore implies complete data.
     CKPT_ASSIGN_OR_RETURN(FileSink out, directory_.create_file(directory / kDataFile));
@@ -88,7 +90,10 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
     names_.emplace(name);
     return {};
   }();
-  if (!status.ok()) return std::move(std::move(status).error().in_variable(name));
+  if (!status.ok()) {
+    failed_ = failed_ || writing;
+    return std::move(std::move(status).error().in_variable(name));
+  }
   return {};
 }
 
@@ -96,12 +101,20 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta, std:
   return add(name, meta, MemorySource(data));
 }
 
+Status SnapshotWriter::refuse_after_failure() const {
+  if (!failed_) return {};
+  return Error(ErrorCode::kInvalidArgument, "not committed: an earlier add failed, so the snapshot is incomplete")
+      .in_file(destination().string());
+}
+
 Status SnapshotWriter::commit() {
+  CKPT_TRY(refuse_after_failure());
   CKPT_TRY(write_file(std::filesystem::path(kDoneFile), MemorySource({})));
   return directory_.commit();
 }
 
 Status SnapshotWriter::commit_pickle_dir(std::span<const std::byte> pickled_data) {
+  CKPT_TRY(refuse_after_failure());
   CKPT_TRY(write_file(std::filesystem::path(kPickleFile), MemorySource(pickled_data)));
   return directory_.commit();
 }

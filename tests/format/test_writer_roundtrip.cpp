@@ -153,3 +153,24 @@ TEST_CASE("an uncommitted writer leaves nothing behind") {
   }
   CHECK(fs::is_empty(dir.path()));
 }
+
+TEST_CASE("after a variable failed half-written, commit refuses and nothing is published") {
+  ckpt::testing::TempDir dir;
+  auto writer = ckpt::SnapshotWriter::create(dir / "snap");
+  REQUIRE(writer.ok());
+  auto meta = ckpt::VariableMeta::make(ckpt::DType::kUInt8, {4});
+  REQUIRE(meta.ok());
+  // Refused before anything is written: the writer stays usable.
+  CHECK(writer->add("a/b", *meta, ckpt::as_bytes("1234")).error().code() == ErrorCode::kUnsafeName);
+  // A source failing mid-copy leaves part of "broken" staged.
+  auto failed = writer->add("broken", *meta, [](ckpt::ByteSink& sink) -> ckpt::Status {
+    CKPT_TRY(sink.write(ckpt::as_bytes("12")));
+    return ckpt::Error(ErrorCode::kIo, "source failed");
+  });
+  REQUIRE_FALSE(failed.ok());
+  REQUIRE(writer->add("fine", *meta, ckpt::as_bytes("1234")).ok());  // a later success does not clear it
+  auto committed = writer->commit();
+  REQUIRE_FALSE(committed.ok());
+  CHECK(committed.error().code() == ErrorCode::kInvalidArgument);
+  CHECK_FALSE(fs::exists(dir / "snap"));
+}

@@ -40,7 +40,8 @@ class SnapshotWriter {
   Status add(std::string_view name, const VariableMeta& meta, const std::function<Status(ByteSink&)>& write_data);
 
   // Writes snapshot_done and moves the snapshot into place. Without a
-  // commit, nothing appears at the destination.
+  // commit, nothing appears at the destination; after a failed add, commit
+  // refuses (kInvalidArgument) rather than publish a partial variable.
   Status commit();
   // For OneFlow's pickle directory (P1): writes `pickled_data` instead of
   // snapshot_done, last, and moves the directory into place.
@@ -51,9 +52,11 @@ class SnapshotWriter {
  private:
   explicit SnapshotWriter(AtomicDirectory directory) : directory_(std::move(directory)) {}
   Status write_file(const std::filesystem::path& relative, const ByteSource& data);
+  Status refuse_after_failure() const;
 
   AtomicDirectory directory_;
   std::unordered_set<std::string> names_;
+  bool failed_ = false;
 };
 
 }  // namespace ckpt
