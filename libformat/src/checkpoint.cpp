@@ -80,10 +80,60 @@ Result<std::unique_ptr<CheckpointReader>> open_checkpoint(const std::filesystem:
   return handler->open(path, options);
 }
 
+namespace {
+
+// Failures that refuse a request before anything of it is written: the
+// writer can go on after them.
+bool refused_before_writing(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kUnsafeName:
+    case ErrorCode::kDuplicateName:
+    case ErrorCode::kBufferSizeMismatch:
+    case ErrorCode::kNpyUnsupportedDtype:
+    case ErrorCode::kSafetensorsUnknownDtype:
+    case ErrorCode::kSafetensorsHeaderUtf8:  // a name safetensors cannot hold
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Every writer from the registry: once an add has failed while writing, the
+// output may hold part of a tensor, so commit() refuses to publish it.
+class GuardedWriter final : public CheckpointWriter {
+ public:
+  explicit GuardedWriter(std::unique_ptr<CheckpointWriter> inner) : inner_(std::move(inner)) {}
+
+  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
+    Status status = inner_->add(name, meta, data);
+    if (!status.ok() && !refused_before_writing(status.error().code()) && broken_variable_.empty()) {
+      broken_variable_ = name;
+    }
+    return status;
+  }
+  Status commit() override {
+    if (!broken_variable_.empty()) {
+      return Error(ErrorCode::kInvalidArgument, "not committed: writing this variable failed, the output is incomplete")
+          .in_variable(broken_variable_);
+    }
+    return inner_->commit();
+  }
+  Status set_object(const pickle::Value& object) override { return inner_->set_object(object); }
+  Status set_nesting(std::vector<std::string> prefixes) override { return inner_->set_nesting(std::move(prefixes)); }
+
+ private:
+  std::unique_ptr<CheckpointWriter> inner_;
+  std::string broken_variable_;
+};
+
+}  // namespace
+
 Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesystem::path& path,
                                                             std::string_view format, WriteOptions options) {
   CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
-  return handler->create(path, std::move(options));
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointWriter> writer, handler->create(path, std::move(options)));
+  return std::unique_ptr<CheckpointWriter>(std::make_unique<GuardedWriter>(std::move(writer)));
 }
 
 namespace detail {

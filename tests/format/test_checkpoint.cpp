@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -91,4 +93,38 @@ TEST_CASE("writers come from the same registry") {
   ckpt::testing::write_file(dir / "file.txt", "hello");
   CHECK(ckpt::detect_format(dir / "file.txt").error().code() == ErrorCode::kNotACheckpoint);
   CHECK(ckpt::detect_format(dir / "missing").error().code() == ErrorCode::kNotFound);
+}
+
+TEST_CASE("a writer whose add failed while writing refuses to commit, in every format") {
+  for (std::string_view format : ckpt::checkpoint_formats()) {
+    CAPTURE(format);
+    ckpt::testing::TempDir dir;
+    auto writer = ckpt::create_checkpoint(dir / "out", format);
+    REQUIRE(writer.ok());
+    auto meta = ckpt::VariableMeta::make(ckpt::DType::kFloat, {4});
+    REQUIRE(meta.ok());
+    std::vector<std::byte> bytes(16);
+    REQUIRE((*writer)->add("good", *meta, ckpt::MemorySource(bytes)).ok());
+    // Refused up front (data of the wrong size): the writer goes on.
+    std::vector<std::byte> short_bytes(12);
+    CHECK((*writer)->add("short", *meta, ckpt::MemorySource(short_bytes)).error().code() ==
+          ErrorCode::kBufferSizeMismatch);
+    // A source that breaks after its first piece, as a failing disk would:
+    // 12 MiB take more than one read through any writer.
+    auto large = ckpt::VariableMeta::make(ckpt::DType::kFloat, {3 << 20});
+    REQUIRE(large.ok());
+    int reads = 0;
+    ckpt::CallbackSource broken(large->byte_size(), [&](std::uint64_t, std::span<std::byte> out) -> ckpt::Status {
+      if (reads++ > 0) return ckpt::Error(ErrorCode::kIo, "source failed");
+      std::fill(out.begin(), out.end(), std::byte{0});
+      return {};
+    });
+    CHECK_FALSE((*writer)->add("broken", *large, broken).ok());
+    (void)(*writer)->add("after", *meta, ckpt::MemorySource(bytes));  // succeeding or not, it cannot repair
+    auto committed = (*writer)->commit();
+    REQUIRE_FALSE(committed.ok());
+    CHECK(committed.error().code() == ErrorCode::kInvalidArgument);
+    CHECK(committed.error().variable() == "broken");
+    CHECK_FALSE(fs::exists(dir / "out"));
+  }
 }
