@@ -67,6 +67,15 @@ try:
 except ImportError:
     pass
 
+# IDX: a few real Fashion-MNIST records, plain and gzipped.
+import gzip
+images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+if os.path.exists(images):
+    raw = gzip.open(images).read(16 + 3 * 784)
+    put("fuzz_idx", "images_plain", bytes(raw[:4]) + struct.pack(">I", 3) + raw[8:])
+    put("fuzz_idx", "images_gz", gzip.compress(bytes(raw[:4]) + struct.pack(">I", 3) + raw[8:]))
+    put("fuzz_idx", "labels_plain", struct.pack(">II", 0x801, 4) + bytes([1, 2, 3, 9]))
+
 header = json.dumps({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
                      "__metadata__": {"format": "pt"}}).encode()
 header += b" " * (-len(header) % 8)
