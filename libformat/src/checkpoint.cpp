@@ -165,12 +165,35 @@ ValidationReport validate_through_reader(const std::filesystem::path& path, cons
 
 }  // namespace detail
 
+namespace {
+
+// A save killed before its rename leaves its staging sibling
+// ".<name>.ckpt-tmp-..." next to the destination; readers never see it, the
+// validator says it is there.
+void report_staging_leftovers(const std::filesystem::path& path, ValidationReport& report) {
+  const std::string prefix = "." + path.filename().string() + std::string(kStagingMarker);
+  std::filesystem::path parent = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->path().filename().string().starts_with(prefix)) continue;
+    report.issues.push_back(make_issue(
+        Error(ErrorCode::kUnexpectedEntry,
+              "leftover of an interrupted ckpt write to this path; safe to delete when no writer is running")
+            .in_file(it->path().string()),
+        Severity::kWarning));
+  }
+}
+
+}  // namespace
+
 ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
                                      const OpenOptions& options) {
   auto handler = handler_named(format);
-  if (!handler.ok()) return detail::unreadable_report(path, handler.error());
-  if ((*handler)->validate != nullptr) return (*handler)->validate(path, options);
-  return detail::validate_through_reader(path, options, (*handler)->open);
+  ValidationReport report = !handler.ok()                       ? detail::unreadable_report(path, handler.error())
+                            : (*handler)->validate != nullptr ? (*handler)->validate(path, options)
+                                                              : detail::validate_through_reader(path, options, (*handler)->open);
+  report_staging_leftovers(path, report);
+  return report;
 }
 
 Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name) {

@@ -77,10 +77,17 @@ class KillAndRace(unittest.TestCase):
                 self.assertIn(found, (current, trial), f"trial {trial}: found generation {found}")
                 outcomes["absent" if found is None else "new" if found == trial else "previous"] += 1
                 current = found
-                for name in leftovers(tmp):  # what a killed save leaves: a hidden staging sibling
+                left = leftovers(tmp)  # what a killed save leaves: a hidden staging sibling
+                if left:
+                    outcomes["leftover reported"] = outcomes.get("leftover reported", 0) + 1
+                    report = json.loads(subprocess.run([VALIDATE, dest, "--json"], capture_output=True,
+                                                       text=True).stdout)
+                    reported = [i for i in report["issues"] if i["code"] == "E209" and left[0] in i["message"]]
+                    self.assertTrue(reported, report["issues"])
+                for name in left:
                     subprocess.run(["rm", "-rf", os.path.join(tmp, name)], check=True)
         print(f"{TRIALS} kills: {outcomes}")
-        self.assertEqual(sum(outcomes.values()), TRIALS)
+        self.assertEqual(outcomes["absent"] + outcomes["previous"] + outcomes["new"], TRIALS)
 
     def test_two_writers_one_wins(self):
         for round_ in range(10):
