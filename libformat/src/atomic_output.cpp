@@ -227,7 +227,14 @@ Status FileSink::finish() {
 
 // ---- AtomicDirectory ----
 
-Result<AtomicDirectory> AtomicDirectory::create(const fs::path& destination, WriteOptions options) {
+fs::path without_trailing_separator(const fs::path& path) {
+  fs::path result = path;
+  while (!result.has_filename() && result.has_relative_path()) result = result.parent_path();
+  return result;
+}
+
+Result<AtomicDirectory> AtomicDirectory::create(const fs::path& requested, WriteOptions options) {
+  const fs::path destination = without_trailing_separator(requested);
   CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
   CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, staging));
   if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create staging directory", staging.string());
@@ -268,7 +275,8 @@ Status AtomicDirectory::commit() {
 
 // ---- AtomicFile ----
 
-Result<AtomicFile> AtomicFile::create(const fs::path& destination, WriteOptions options) {
+Result<AtomicFile> AtomicFile::create(const fs::path& requested, WriteOptions options) {
+  const fs::path destination = without_trailing_separator(requested);
   CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
   CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook));
   return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options));

@@ -170,7 +170,8 @@ namespace {
 // A save killed before its rename leaves its staging sibling
 // ".<name>.ckpt-tmp-..." next to the destination; readers never see it, the
 // validator says it is there.
-void report_staging_leftovers(const std::filesystem::path& path, ValidationReport& report) {
+void report_staging_leftovers(const std::filesystem::path& checked, ValidationReport& report) {
+  const std::filesystem::path path = without_trailing_separator(checked);
   const std::string prefix = "." + path.filename().string() + std::string(kStagingMarker);
   std::filesystem::path parent = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
   std::error_code ec;

@@ -154,3 +154,16 @@ TEST_CASE("a slice reads its window and keeps the kernel copy at the right offse
   std::vector<std::byte> past(1);
   CHECK_FALSE(nested->read_at(100, past).ok());
 }
+
+TEST_CASE("a destination written with a trailing slash names the same entry") {
+  TempDir dir;
+  CHECK(ckpt::without_trailing_separator("out/") == "out");
+  CHECK(ckpt::without_trailing_separator("a/b//") == "a/b");
+  CHECK(ckpt::without_trailing_separator("/") == "/");
+  auto directory = ckpt::AtomicDirectory::create((dir / "out").string() + "/");
+  REQUIRE(directory.ok());
+  REQUIRE(directory->commit().ok());
+  CHECK(std::filesystem::is_directory(dir / "out"));
+  CHECK(std::distance(std::filesystem::directory_iterator(dir.path()), {}) == 1);
+  CHECK(ckpt::AtomicFile::create((dir / "out").string() + "/").error().code() == ErrorCode::kDestinationExists);
+}

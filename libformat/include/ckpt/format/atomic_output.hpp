@@ -129,6 +129,9 @@ class AtomicFile final : public ByteSink {
   bool committed_ = false;
 };
 
+// `path` without trailing separators, so "out/" names the entry "out".
+std::filesystem::path without_trailing_separator(const std::filesystem::path& path);
+
 // Prefix of every staging name, so readers and validators can recognise
 // leftovers of an interrupted write: ".<name>.ckpt-tmp-<pid>-<n>".
 inline constexpr std::string_view kStagingMarker = ".ckpt-tmp-";
