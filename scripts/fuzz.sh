@@ -11,7 +11,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
     -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
 ninja -C build-fuzz >build-fuzz/build-output.txt 2>&1 || { tail -50 build-fuzz/build-output.txt; exit 1; }
-/usr/bin/python3 fuzz/make_seeds.py build-fuzz/corpus ../shared/fixtures
+/usr/bin/python3 fuzz/make_seeds.py build-fuzz/corpus tests/data
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(find build-fuzz/fuzz -maxdepth 1 -type f -executable -name 'fuzz_*' -printf '%f\n' | sort)

@@ -1,4 +1,4 @@
-// The real OneFlow checkpoints in ../shared/fixtures/oneflow-real/.
+// The real OneFlow checkpoints in tests/data/oneflow-real/.
 #include "ckpt/format/snapshot.hpp"
 
 #include <doctest/doctest.h>

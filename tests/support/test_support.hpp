@@ -29,7 +29,7 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// ../shared/fixtures, from $CKPT_FIXTURES.
+// tests/data, from $CKPT_FIXTURES.
 std::filesystem::path fixtures_root();
 
 void write_file(const std::filesystem::path& path, std::string_view content);

@@ -1,0 +1,302 @@
+#include "ckpt/format/atomic_output.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/posix_util.hpp"
+
+namespace ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The failure a real system call would report at that step: a full disk
+// while writing, an I/O error while syncing or renaming.
+Status injected_fault(const FaultHook& hook, IoStep step, const fs::path& path) {
+  if (hook && hook(step, path)) {
+    std::string_view errno_name = step == IoStep::kWrite ? "ENOSPC" : step == IoStep::kCreate ? "EDQUOT" : "EIO";
+    return Error(ErrorCode::kInjectedFault, fmt::format("injected failure of {} ({})", io_step_name(step), errno_name))
+        .in_file(path.string());
+  }
+  return {};
+}
+
+fs::path parent_of(const fs::path& path) {
+  fs::path parent = path.parent_path();
+  return parent.empty() ? fs::path(".") : parent;
+}
+
+bool path_exists(const fs::path& path) {
+  struct stat info {};
+  return ::lstat(path.c_str(), &info) == 0;
+}
+
+Status sync_directory_at(const fs::path& directory, const FaultHook& hook) {
+  CKPT_TRY(injected_fault(hook, IoStep::kSync, directory));
+  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return detail::io_error("open directory", directory.string());
+  int rc = ::fsync(fd);
+  int saved = errno;
+  ::close(fd);
+  if (rc != 0) return detail::io_error("fsync directory", directory.string(), saved);
+  return {};
+}
+
+// One flush of everything written under `directory`: data, inodes and
+// directory entries of every file the staging tree holds.
+Status sync_file_system(const fs::path& directory, const FaultHook& hook) {
+  CKPT_TRY(injected_fault(hook, IoStep::kSync, directory));
+  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return detail::io_error("open directory", directory.string());
+  int rc = ::syncfs(fd);
+  int saved = errno;
+  ::close(fd);
+  if (rc != 0) return detail::io_error("syncfs", directory.string(), saved);
+  return {};
+}
+
+// A unique hidden sibling of `destination` inside the same directory, so the
+// final rename never crosses file systems.
+fs::path staging_name(const fs::path& destination) {
+  static std::atomic<std::uint64_t> counter{0};
+  auto stamp = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  std::string name = fmt::format(".{}{}{}-{}-{:x}", destination.filename().string(), kStagingMarker, ::getpid(),
+                                 counter.fetch_add(1), stamp & 0xffffff);
+  return parent_of(destination) / name;
+}
+
+// Moves the finished `staging` onto `destination`. Without overwrite the
+// rename refuses an existing destination even if it appeared meanwhile;
+// with overwrite the two are exchanged atomically and the old one removed.
+Status publish(const fs::path& staging, const fs::path& destination, const WriteOptions& options) {
+  CKPT_TRY(injected_fault(options.fault_hook, IoStep::kRename, destination));
+  bool replacing = options.overwrite && path_exists(destination);
+  unsigned flags = replacing ? RENAME_EXCHANGE : RENAME_NOREPLACE;
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, destination.c_str(), flags) != 0) {
+    if (errno == EEXIST || errno == ENOTEMPTY) {
+      return Error(ErrorCode::kDestinationExists, "destination appeared while writing (another writer?); not replaced")
+          .in_file(destination.string());
+    }
+    return detail::io_error("rename into place", destination.string());
+  }
+  if (replacing) {
+    // The old checkpoint now sits at the staging name; the new one is in
+    // place, so failing to remove the old copy loses nothing.
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+  }
+  return sync_directory_at(parent_of(destination), options.fault_hook);
+}
+
+Status refuse_existing(const fs::path& destination, const WriteOptions& options) {
+  if (!options.overwrite && path_exists(destination)) {
+    return Error(ErrorCode::kDestinationExists, "already exists; pass overwrite (--force) to replace it")
+        .in_file(destination.string());
+  }
+  return {};
+}
+
+// The staging name for a new output at `destination`, after refusing an
+// existing one (unless overwriting) and a path without a name.
+Result<fs::path> staging_for(const fs::path& destination, const WriteOptions& options) {
+  if (destination.filename().empty()) {
+    return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
+  }
+  CKPT_TRY(refuse_existing(destination, options));
+  return staging_name(destination);
+}
+
+Status check_relative(const fs::path& relative) {
+  if (relative.empty() || relative.is_absolute()) {
+    return Error(ErrorCode::kInvalidArgument, fmt::format("'{}' is not a relative path", relative.string()));
+  }
+  for (const auto& part : relative) {
+    if (part == ".." || part == ".") {
+      return Error(ErrorCode::kUnsafeName, fmt::format("'{}' leaves its directory", relative.string()));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string_view io_step_name(IoStep step) {
+  switch (step) {
+    case IoStep::kCreate: return "create";
+    case IoStep::kWrite: return "write";
+    case IoStep::kSync: return "fsync";
+    case IoStep::kRename: return "rename";
+    case IoStep::kMkdir: return "mkdir";
+  }
+  return "unknown";
+}
+
+// ---- FileSink ----
+
+Result<FileSink> FileSink::create(const fs::path& path, const FaultHook& hook, SyncMode mode) {
+  CKPT_TRY(injected_fault(hook, IoStep::kCreate, path));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return detail::io_error("create", path.string());
+  return FileSink(fd, path.string(), hook, mode);
+}
+
+FileSink::FileSink(FileSink&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)), hook_(std::move(other.hook_)),
+      mode_(other.mode_), written_(other.written_) {}
+
+FileSink& FileSink::operator=(FileSink&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+    hook_ = std::move(other.hook_);
+    mode_ = other.mode_;
+    written_ = other.written_;
+  }
+  return *this;
+}
+
+FileSink::~FileSink() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status FileSink::write(std::span<const std::byte> bytes) {
+  if (fd_ < 0) return Error(ErrorCode::kInvalidArgument, "write after finish").in_file(path_);
+  Status fault = injected_fault(hook_, IoStep::kWrite, path_);
+  // A disk filling up mid-write: half the bytes land, then the failure.
+  std::size_t done = 0;
+  std::size_t stop = fault.ok() ? bytes.size() : bytes.size() / 2;
+  while (done < stop) {
+    ssize_t n = ::write(fd_, bytes.data() + done, stop - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return detail::io_error("write", path_);
+    done += static_cast<std::size_t>(n);
+  }
+  written_ += done;
+  return fault;
+}
+
+Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
+  int in_fd = source.file_descriptor();
+  if (in_fd < 0 || fd_ < 0) return ByteSink::write_from(source, offset, length);
+  CKPT_TRY(check_range(source, offset, length));
+  CKPT_TRY(injected_fault(hook_, IoStep::kWrite, path_));
+  // copy_file_range lets the kernel (or the file system: reflinks) move the
+  // pages; it is refused across some file systems, then we stream.
+  auto in_offset = static_cast<off64_t>(source.file_offset() + offset);
+  std::uint64_t copied = 0;
+  while (copied < length) {
+    std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(length - copied, std::uint64_t{1} << 30));
+    ssize_t n = ::copy_file_range(in_fd, &in_offset, fd_, nullptr, want, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && copied == 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+      return ByteSink::write_from(source, offset, length);
+    }
+    if (n < 0) return detail::io_error("copy_file_range", path_);
+    if (n == 0) {
+      return Error(ErrorCode::kDataSizeMismatch,
+                   fmt::format("source ended after {} of {} bytes (changed while copying?)", copied, length))
+          .in_file(source.name());
+    }
+    copied += static_cast<std::uint64_t>(n);
+  }
+  written_ += length;
+  return {};
+}
+
+Status FileSink::finish() {
+  if (fd_ < 0) return {};
+  if (mode_ == SyncMode::kFsync) {
+    CKPT_TRY(injected_fault(hook_, IoStep::kSync, path_));
+    if (::fsync(fd_) != 0) return detail::io_error("fsync", path_);
+  } else {
+    // Start write-back now so the final syncfs finds little left to do;
+    // a file system without it just flushes later.
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
+  int rc = ::close(std::exchange(fd_, -1));
+  if (rc != 0) return detail::io_error("close", path_);
+  return {};
+}
+
+// ---- AtomicDirectory ----
+
+fs::path without_trailing_separator(const fs::path& path) {
+  fs::path result = path;
+  while (!result.has_filename() && result.has_relative_path()) result = result.parent_path();
+  return result;
+}
+
+Result<AtomicDirectory> AtomicDirectory::create(const fs::path& requested, WriteOptions options) {
+  const fs::path destination = without_trailing_separator(requested);
+  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
+  CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, staging));
+  if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create staging directory", staging.string());
+  return AtomicDirectory(destination, std::move(staging), std::move(options));
+}
+
+AtomicDirectory::AtomicDirectory(AtomicDirectory&& other) noexcept
+    : destination_(std::move(other.destination_)), staging_(std::move(other.staging_)),
+      options_(std::move(other.options_)), committed_(std::exchange(other.committed_, true)) {}
+
+AtomicDirectory::~AtomicDirectory() {
+  if (!committed_ && !staging_.empty()) {
+    std::error_code ignored;
+    fs::remove_all(staging_, ignored);
+  }
+}
+
+Status AtomicDirectory::make_directory(const fs::path& relative) {
+  CKPT_TRY(check_relative(relative));
+  fs::path path = staging_ / relative;
+  CKPT_TRY(injected_fault(options_.fault_hook, IoStep::kMkdir, path));
+  if (::mkdir(path.c_str(), 0755) != 0) return detail::io_error("mkdir", path.string());
+  return {};
+}
+
+Result<FileSink> AtomicDirectory::create_file(const fs::path& relative) {
+  CKPT_TRY(check_relative(relative));
+  return FileSink::create(staging_ / relative, options_.fault_hook, SyncMode::kDeferred);
+}
+
+Status AtomicDirectory::commit() {
+  if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(destination_.string());
+  CKPT_TRY(sync_file_system(staging_, options_.fault_hook));
+  CKPT_TRY(publish(staging_, destination_, options_));
+  committed_ = true;
+  return {};
+}
+
+// ---- AtomicFile ----
+
+Result<AtomicFile> AtomicFile::create(const fs::path& requested, WriteOptions options) {
+  const fs::path destination = without_trailing_separator(requested);
+  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
+  CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook));
+  return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options));
+}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : destination_(std::move(other.destination_)), staging_(std::move(other.staging_)),
+      sink_(std::move(other.sink_)), options_(std::move(other.options_)),
+      committed_(std::exchange(other.committed_, true)) {}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_ && !staging_.empty()) ::unlink(staging_.c_str());
+}
+
+Status AtomicFile::commit() {
+  if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(destination_.string());
+  CKPT_TRY(sink_.finish());
+  CKPT_TRY(publish(staging_, destination_, options_));
+  committed_ = true;
+  return {};
+}
+
+}  // namespace ckpt

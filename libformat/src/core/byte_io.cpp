@@ -1,0 +1,130 @@
+#include "ckpt/format/byte_io.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/posix_util.hpp"
+
+namespace ckpt {
+namespace {
+
+// Big enough to amortise system calls, small enough to keep memory bounded.
+constexpr std::size_t kCopyBufferBytes = 8u << 20;
+
+}  // namespace
+
+Status check_range(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
+  if (offset > source.size() || length > source.size() - offset) {
+    return Error(ErrorCode::kDataSizeMismatch,
+                 fmt::format("read of {} bytes at offset {} is past the end ({} bytes)", length, offset, source.size()))
+        .in_file(source.name());
+  }
+  return {};
+}
+
+Result<FileSource> FileSource::open(const std::filesystem::path& path) { return open_at(AT_FDCWD, path, path); }
+
+Result<FileSource> FileSource::open_at(int directory_fd, const std::filesystem::path& relative,
+                                       const std::filesystem::path& display_path) {
+  const std::filesystem::path& path = display_path;
+  int fd = ::openat(directory_fd, relative.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return detail::io_error("open", path.string());
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    Error error = detail::io_error("fstat", path.string());
+    ::close(fd);
+    return error;
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    return Error(ErrorCode::kDataNotFile, "not a regular file").in_file(path.string());
+  }
+  return FileSource(fd, static_cast<std::uint64_t>(info.st_size), path.string());
+}
+
+FileSource::FileSource(FileSource&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), size_(other.size_), path_(std::move(other.path_)) {}
+
+FileSource& FileSource::operator=(FileSource&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    size_ = other.size_;
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+FileSource::~FileSource() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status FileSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
+  CKPT_TRY(check_range(*this, offset, out.size()));
+  std::size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return detail::io_error("read", path_);
+    if (n == 0) {
+      return Error(ErrorCode::kDataSizeMismatch,
+                   fmt::format("file ended at {} bytes while reading up to {} (changed while open?)", offset + done,
+                               offset + out.size()))
+          .in_file(path_);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+Result<SliceSource> SliceSource::make(const ByteSource& inner, std::uint64_t offset, std::uint64_t length) {
+  // An empty owner: the pointer is shared without keeping `inner` alive.
+  return make(std::shared_ptr<const ByteSource>(std::shared_ptr<const ByteSource>(), &inner), offset, length);
+}
+
+Result<SliceSource> SliceSource::make(std::shared_ptr<const ByteSource> inner, std::uint64_t offset,
+                                      std::uint64_t length) {
+  CKPT_TRY(check_range(*inner, offset, length));
+  return SliceSource(std::move(inner), offset, length);
+}
+
+Status SliceSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
+  CKPT_TRY(check_range(*this, offset, out.size()));
+  return inner_->read_at(offset_ + offset, out);
+}
+
+Status MemorySource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
+  CKPT_TRY(check_range(*this, offset, out.size()));
+  if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
+  return {};
+}
+
+Status CallbackSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
+  CKPT_TRY(check_range(*this, offset, out.size()));
+  return read_(offset, out);
+}
+
+Status MemorySink::write(std::span<const std::byte> bytes) {
+  bytes_.insert(bytes_.end(), bytes.begin(), bytes.end());
+  return {};
+}
+
+Status ByteSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
+  CKPT_TRY(check_range(source, offset, length));
+  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(length, kCopyBufferBytes)));
+  for (std::uint64_t copied = 0; copied < length;) {
+    std::size_t piece = static_cast<std::size_t>(std::min<std::uint64_t>(length - copied, buffer.size()));
+    std::span<std::byte> chunk(buffer.data(), piece);
+    CKPT_TRY(source.read_at(offset + copied, chunk));
+    CKPT_TRY(write(chunk));
+    copied += piece;
+  }
+  return {};
+}
+
+}  // namespace ckpt

@@ -1,0 +1,170 @@
+// OneFlow directories as CheckpointReader/CheckpointWriter: "oneflow" for
+// the snapshot layouts, "oneflow-pickle" for the P1 pickle directory.
+#include <algorithm>
+#include <optional>
+
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include "ckpt/format/oneflow_pickle.hpp"
+#include "ckpt/format/snapshot.hpp"
+#include "ckpt/format/writer.hpp"
+#include "registry/formats.hpp"
+#include "pickle/pickle_checkpoint.hpp"
+
+namespace ckpt::detail {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Every layout Snapshot reads; a P1 directory also keeps its object.
+class OneFlowReader final : public CheckpointReader {
+ public:
+  OneFlowReader(std::string_view format, Snapshot snapshot, std::vector<TensorInfo> tensors,
+                std::optional<OneflowPickle> pickle)
+      : format_(format), snapshot_(std::move(snapshot)), tensors_(std::move(tensors)), pickle_(std::move(pickle)) {}
+
+  std::string_view format_name() const override { return format_; }
+  const fs::path& path() const override { return snapshot_.root(); }
+  const std::vector<TensorInfo>& tensors() const override { return tensors_; }
+
+  Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
+    CKPT_ASSIGN_OR_RETURN(FileSource source, snapshot_.open_data(name));
+    return std::unique_ptr<ByteSource>(std::make_unique<FileSource>(std::move(source)));
+  }
+
+  const pickle::Value* object() const override { return pickle_ ? pickle_->data : nullptr; }
+
+ private:
+  std::string_view format_;
+  Snapshot snapshot_;
+  std::vector<TensorInfo> tensors_;
+  std::optional<OneflowPickle> pickle_;
+};
+
+class OneFlowWriter final : public CheckpointWriter {
+ public:
+  explicit OneFlowWriter(SnapshotWriter writer) : writer_(std::move(writer)) {}
+  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
+    return writer_.add(name, meta, data);
+  }
+  Status commit() override { return writer_.commit(); }
+
+ private:
+  SnapshotWriter writer_;
+};
+
+// A variable's meta: its own, or from the shape table when the layout has
+// none (L0). A table entry must agree with the bytes on disk.
+Result<VariableMeta> meta_of(const VariableInfo& variable, const Snapshot& snapshot, const ShapeTable* shapes) {
+  if (variable.meta) return *variable.meta;
+  fs::path data = snapshot.data_path(variable.name);
+  auto entry = shapes != nullptr ? shapes->find(variable.name) : ShapeTable::const_iterator{};
+  if (shapes == nullptr || entry == shapes->end()) {
+    return Error(ErrorCode::kMetaMissing,
+                 "no meta (OneFlow lazy L0 layout): give its dtype and shape in a shape table (--shapes FILE.json)")
+        .in_variable(variable.name)
+        .in_file(data.string());
+  }
+  const VariableMeta& meta = entry->second;
+  if (meta.byte_size() != variable.byte_size) {
+    return Error(ErrorCode::kDataSizeMismatch,
+                 fmt::format("the shape table says {} {} = {} bytes, out has {}", dtype_name(meta.dtype()),
+                             shape_to_string(meta.shape()), meta.byte_size(), variable.byte_size))
+        .in_variable(variable.name)
+        .in_file(data.string());
+  }
+  return meta;
+}
+
+bool is_pickle_dir(const fs::path& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path / kPickleFile, ec);
+}
+
+// A snapshot of any layout but P1, which oneflow-pickle claims.
+bool looks_like_snapshot(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec) || is_pickle_dir(path)) return false;
+  for (std::string_view marker : {kDoneFile, kGraphFile}) {
+    if (fs::exists(path / marker, ec)) return true;
+  }
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    if (entry.is_directory(ec) && fs::is_regular_file(entry.path() / kDataFile, ec)) return true;
+  }
+  return false;
+}
+
+bool looks_like_pickle_dir(const fs::path& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec) && is_pickle_dir(path);
+}
+
+// Snapshot::open names P1 variables by dotted keys; the object is read
+// beside it for its non-tensor leaves and must name the same tensors.
+Result<std::optional<OneflowPickle>> object_of(const Snapshot& snapshot) {
+  if (snapshot.layout() != Layout::kPickleDir) return std::optional<OneflowPickle>();
+  CKPT_ASSIGN_OR_RETURN(OneflowPickle pickle, read_oneflow_pickle(snapshot.root()));
+  bool same = std::equal(pickle.tensors.begin(), pickle.tensors.end(), snapshot.variables().begin(),
+                         snapshot.variables().end(), [](const auto& t, const auto& v) { return t.name == v.name; });
+  if (!same) {
+    return Error(ErrorCode::kInvalidArgument, "pickled_data changed while it was being opened")
+        .in_file((snapshot.root() / kPickleFile).string());
+  }
+  return std::optional<OneflowPickle>(std::move(pickle));
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const fs::path& path,
+                                                  const OpenOptions& options) {
+  CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
+  std::vector<TensorInfo> tensors;
+  for (const auto& variable : snapshot.variables()) {
+    CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
+    tensors.push_back({variable.name, std::move(meta)});
+  }
+  CKPT_ASSIGN_OR_RETURN(auto pickle, object_of(snapshot));
+  return std::unique_ptr<CheckpointReader>(
+      std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors), std::move(pickle)));
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_snapshot(const fs::path& path, const OpenOptions& options) {
+  return open_as("oneflow", path, options);
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_pickle_dir(const fs::path& path, const OpenOptions& options) {
+  if (!is_pickle_dir(path)) {
+    return Error(ErrorCode::kNotACheckpoint, fmt::format("no {}: not a OneFlow pickle directory", kPickleFile))
+        .in_file(path.string());
+  }
+  return open_as("oneflow-pickle", path, options);
+}
+
+Result<std::unique_ptr<CheckpointWriter>> create_snapshot(const fs::path& path, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(SnapshotWriter writer, SnapshotWriter::create(path, std::move(options)));
+  return std::unique_ptr<CheckpointWriter>(std::make_unique<OneFlowWriter>(std::move(writer)));
+}
+
+ValidationReport validate_oneflow(const fs::path& path, const OpenOptions&) { return validate_snapshot(path); }
+
+Result<std::unique_ptr<CheckpointWriter>> create_pickle_dir(const fs::path& path, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(OneflowPickleWriter writer, OneflowPickleWriter::create(path, {.write = std::move(options)}));
+  return std::unique_ptr<CheckpointWriter>(
+      std::make_unique<PickleCheckpointWriter<OneflowPickleWriter>>(std::move(writer), path.string()));
+}
+
+}  // namespace
+
+const FormatHandler& oneflow_format() {
+  static const FormatHandler handler{"oneflow", looks_like_snapshot, open_snapshot, create_snapshot,
+                                     validate_oneflow};
+  return handler;
+}
+
+const FormatHandler& oneflow_pickle_format() {
+  static const FormatHandler handler{"oneflow-pickle", looks_like_pickle_dir, open_pickle_dir, create_pickle_dir,
+                                     validate_oneflow};
+  return handler;
+}
+
+}  // namespace ckpt::detail

@@ -1,0 +1,149 @@
+#include "ckpt/format/oneflow_pickle.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "ckpt/format/snapshot.hpp"
+#include "ckpt/format/writer.hpp"
+#include "oneflow/pickle_dir_scan.hpp"
+
+namespace ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+Error structure(std::string message, std::string_view file) {
+  return Error(ErrorCode::kPickleStructure, std::move(message)).in_file(file);
+}
+
+}  // namespace
+
+Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value& data, std::string_view file) {
+  CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(data, file));
+  std::vector<PickleTensorRef> tensors;
+  for (auto& [name, node] : named) {
+    if (node->kind != pickle::Kind::kOneflowTensor) {
+      return std::move(structure("a torch tensor in a OneFlow pickle", file).in_variable(name));
+    }
+    std::string_view path = node->oneflow_path();
+    if (path.empty()) return std::move(structure("a tensor whose state has no \"path\" str", file).in_variable(name));
+    // The path is joined to the checkpoint root: it must be one plain directory name.
+    if (auto safe = check_variable_name(path); !safe.ok()) {
+      return std::move(Error(ErrorCode::kUnsafeName,
+                             fmt::format("tensor path {:?} is not a directory inside the checkpoint: {}", path,
+                                         safe.error().message()))
+                           .in_file(file)
+                           .in_variable(name));
+    }
+    tensors.push_back({std::move(name), std::string(path), node});
+  }
+  return tensors;
+}
+
+Result<OneflowPickle> read_oneflow_pickle(const fs::path& root) {
+  std::string file = (root / kPickleFile).string();
+  CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(root / kPickleFile));
+  CKPT_ASSIGN_OR_RETURN(pickle::Document document, pickle::read(source, {pickle::Flavor::kOneflow}));
+  const pickle::Value* top = document.root();
+  if (top->kind != pickle::Kind::kDict) {
+    return structure(fmt::format("the top level is a {}, OneFlow writes a dict", pickle::kind_name(top->kind)), file);
+  }
+  const pickle::Value* version = top->find("protocol_version");
+  if (version == nullptr || version->kind != pickle::Kind::kInt || version->integer != 1) {
+    return structure("expected \"protocol_version\": 1 at the top level, as OneFlow 0.6+ writes", file);
+  }
+  const pickle::Value* data = top->find("data");
+  if (data == nullptr) return structure("no \"data\" entry at the top level", file);
+  CKPT_ASSIGN_OR_RETURN(auto tensors, flatten_oneflow_tensors(*data, file));
+  OneflowPickle result{std::move(document), data, top->find("__oneflow__") != nullptr, std::move(tensors)};
+  return result;
+}
+
+// ---- writer ----
+
+Result<OneflowPickleWriter> OneflowPickleWriter::create(const fs::path& destination, OneflowPickleOptions options) {
+  if (options.protocol < 2 || options.protocol > 4) {
+    return Error(ErrorCode::kInvalidArgument, fmt::format("pickle protocol {}; OneFlow files use 3 or 4", options.protocol));
+  }
+  CKPT_ASSIGN_OR_RETURN(SnapshotWriter writer, SnapshotWriter::create(destination, options.write));
+  return OneflowPickleWriter(std::move(writer), std::move(options));
+}
+
+Result<const pickle::Value*> OneflowPickleWriter::add_tensor(const VariableMeta& meta, const ByteSource& data) {
+  std::string directory = fmt::format("tensor_{}", tensor_count_ + 1);
+  CKPT_TRY(writer_.add(directory, meta, data));
+  ++tensor_count_;
+  if (tensor_class_ == nullptr) {
+    tensor_class_ = document_.global("oneflow.nn", "Parameter");
+    path_key_ = document_.string("path");
+  }
+  pickle::Value* state = document_.dict();
+  state->entries.emplace_back(path_key_, document_.string(directory));
+  pickle::Value* tensor = document_.make(pickle::Kind::kOneflowTensor);
+  tensor->cls = tensor_class_;
+  tensor->state = state;
+  return tensor;
+}
+
+pickle::Value* OneflowPickleWriter::state_dict() {
+  pickle::Value* dict = document_.dict(true);
+  dict->metadata = document_.dict(true);
+  return dict;
+}
+
+Status OneflowPickleWriter::commit(const pickle::Value& data) {
+  pickle::Value* top = document_.dict();
+  top->entries.emplace_back(document_.string("protocol_version"), document_.integer(1));
+  if (options_.oneflow_marker) top->entries.emplace_back(document_.string("__oneflow__"), document_.none());
+  top->entries.emplace_back(document_.string("data"), &data);
+  CKPT_ASSIGN_OR_RETURN(auto bytes, pickle::write(*top, options_.protocol));
+  return writer_.commit_pickle_dir(bytes);
+}
+
+// ---- the scan's view of P1 ----
+
+namespace detail {
+
+PickleDirectories name_pickle_variables(const fs::path& root, std::vector<VariableInfo>& variables,
+                                        const std::function<bool(Severity, Error)>& report) {
+  PickleDirectories directories;
+  auto pickle = read_oneflow_pickle(root);
+  if (!pickle.ok()) {
+    report(Severity::kError, std::move(pickle).error());
+    return directories;
+  }
+  std::vector<VariableInfo> named;
+  std::vector<bool> referenced(variables.size(), false);
+  for (const PickleTensorRef& ref : pickle->tensors) {
+    auto it = std::find_if(variables.begin(), variables.end(), [&](const auto& v) { return v.name == ref.directory; });
+    if (it == variables.end()) {
+      bool go_on = report(Severity::kError,
+                          std::move(Error(ErrorCode::kMissingData,
+                                          fmt::format("pickled_data refers to tensor directory '{}', which is missing "
+                                                      "or has no readable `out`",
+                                                      ref.directory))
+                                        .in_file((root / ref.directory).string())
+                                        .in_variable(ref.name)));
+      if (!go_on) return directories;
+      continue;
+    }
+    referenced[static_cast<std::size_t>(it - variables.begin())] = true;
+    named.push_back(VariableInfo{ref.name, it->meta, it->byte_size});
+    directories.emplace(ref.name, ref.directory);
+  }
+  for (std::size_t i = 0; i < variables.size(); ++i) {
+    if (referenced[i]) continue;
+    bool go_on = report(Severity::kWarning,
+                        std::move(Error(ErrorCode::kUnexpectedEntry,
+                                        "tensor directory not referenced by pickled_data; OneFlow never reads it")
+                                      .in_file((root / variables[i].name).string())));
+    if (!go_on) return directories;
+  }
+  std::sort(named.begin(), named.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  variables = std::move(named);
+  return directories;
+}
+
+}  // namespace detail
+}  // namespace ckpt

@@ -1,0 +1,286 @@
+#include "oneflow/snapshot_scan.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include "ckpt/format/atomic_output.hpp"
+#include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/writer.hpp"
+#include "core/posix_util.hpp"
+
+namespace ckpt::detail {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kEmbeddingOptionsFile = "one_embedding_options.json";
+
+struct Entry {
+  std::string name;
+  struct stat link_info {};  // lstat: is it a symlink?
+  struct stat info {};       // stat: what it points to (valid when resolved)
+  bool resolved = false;
+};
+
+// The scan's state: the root and where problems go.
+class Scanner {
+ public:
+  Scanner(fs::path root, ScanSink& sink) : root_(std::move(root)), sink_(sink) {}
+
+  ScanResult run();
+
+ private:
+  bool report(Severity severity, Error problem, std::string_view variable = {}) {
+    if (!variable.empty()) problem.in_variable(variable);
+    if (severity == Severity::kError) failed_ = true;
+    stopped_ = !sink_.report(severity, std::move(problem)) || stopped_;
+    return !stopped_;
+  }
+  bool error(ErrorCode code, std::string message, const fs::path& file, std::string_view variable = {}) {
+    return report(Severity::kError, Error(code, std::move(message)).in_file(file.string()), variable);
+  }
+  bool warning(ErrorCode code, std::string message, const fs::path& file, std::string_view variable = {}) {
+    return report(Severity::kWarning, Error(code, std::move(message)).in_file(file.string()), variable);
+  }
+
+  std::optional<std::vector<Entry>> list(const fs::path& directory, std::string_view variable);
+  // A symlink must resolve inside the checkpoint; false if it escapes.
+  bool stays_inside(const fs::path& path, const Entry& entry, std::string_view variable);
+  void scan_variable(const Entry& entry, ScanResult& result);
+  std::optional<VariableMeta> read_meta(const fs::path& path, const Entry& entry, std::string_view variable);
+  void check_marker(const Entry& entry);
+
+  fs::path root_;
+  fs::path canonical_root_;
+  ScanSink& sink_;
+  bool stopped_ = false;
+  bool failed_ = false;
+  bool has_marker_ = false;
+  std::size_t variables_with_meta_ = 0;
+  std::vector<std::string> variables_without_meta_;
+};
+
+std::optional<std::vector<Entry>> Scanner::list(const fs::path& directory, std::string_view variable) {
+  std::error_code ec;
+  fs::directory_iterator it(directory, ec);
+  if (ec) {
+    error(ErrorCode::kIo, fmt::format("cannot list directory: {}", ec.message()), directory, variable);
+    return std::nullopt;
+  }
+  std::vector<Entry> entries;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    Entry entry;
+    entry.name = it->path().filename().string();
+    fs::path path = directory / entry.name;
+    if (::lstat(path.c_str(), &entry.link_info) != 0) continue;  // vanished meanwhile
+    entry.resolved = ::stat(path.c_str(), &entry.info) == 0;
+    entries.push_back(std::move(entry));
+  }
+  if (ec) {
+    error(ErrorCode::kIo, fmt::format("cannot list directory: {}", ec.message()), directory, variable);
+    return std::nullopt;
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return entries;
+}
+
+bool Scanner::stays_inside(const fs::path& path, const Entry& entry, std::string_view variable) {
+  if (!S_ISLNK(entry.link_info.st_mode)) return true;
+  std::error_code ec;
+  fs::path target = fs::weakly_canonical(path, ec);
+  auto [root_end, unused] = std::mismatch(canonical_root_.begin(), canonical_root_.end(), target.begin(), target.end());
+  if (!ec && root_end == canonical_root_.end() && target != canonical_root_) return true;
+  std::error_code read_ec;
+  error(ErrorCode::kEscapingSymlink,
+        fmt::format("symbolic link to '{}' leaves the checkpoint '{}'; refused", fs::read_symlink(path, read_ec).string(),
+                    root_.string()),
+        path, variable);
+  return false;
+}
+
+void Scanner::check_marker(const Entry& entry) {
+  fs::path path = root_ / entry.name;
+  has_marker_ = true;
+  if (!stays_inside(path, entry, {})) return;
+  if (!entry.resolved || !S_ISREG(entry.info.st_mode)) {
+    error(ErrorCode::kSnapshotDoneNotFile, "snapshot_done must be an empty regular file", path);
+  } else if (entry.info.st_size != 0) {
+    warning(ErrorCode::kSnapshotDoneNotEmpty,
+            fmt::format("expected an empty file, found {} bytes", static_cast<long long>(entry.info.st_size)), path);
+  }
+}
+
+std::optional<VariableMeta> Scanner::read_meta(const fs::path& path, const Entry& entry, std::string_view variable) {
+  if (!entry.resolved || !S_ISREG(entry.info.st_mode)) {
+    error(ErrorCode::kDataNotFile, "meta is not a regular file", path, variable);
+    return std::nullopt;
+  }
+  if (static_cast<std::uint64_t>(entry.info.st_size) > kMaxMetaBytes) {
+    error(ErrorCode::kMetaTooLarge,
+          fmt::format("meta is {} bytes, the limit is {}", static_cast<long long>(entry.info.st_size), kMaxMetaBytes),
+          path, variable);
+    return std::nullopt;
+  }
+  auto source = FileSource::open(path);
+  if (!source.ok()) {
+    report(Severity::kError, std::move(source).error(), variable);
+    return std::nullopt;
+  }
+  std::string text(static_cast<std::size_t>(source->size()), '\0');
+  if (auto read = source->read_at(0, std::as_writable_bytes(std::span(text))); !read.ok()) {
+    report(Severity::kError, std::move(read).error(), variable);
+    return std::nullopt;
+  }
+  for (Error& problem : VariableMeta::check(text)) {
+    Severity severity = problem.code() == ErrorCode::kMetaUnknownField ? Severity::kWarning : Severity::kError;
+    if (!report(severity, std::move(problem.in_file(path.string())), variable)) return std::nullopt;
+  }
+  auto meta = VariableMeta::parse(text);
+  if (!meta.ok()) return std::nullopt;
+  return std::move(meta).value();
+}
+
+void Scanner::scan_variable(const Entry& entry, ScanResult& result) {
+  const std::string& name = entry.name;
+  fs::path directory = root_ / name;
+  if (auto safe = check_variable_name(name); !safe.ok()) {
+    error(ErrorCode::kUnsafeName, std::move(safe).error().message(), directory, name);
+    return;
+  }
+  if (!stays_inside(directory, entry, name)) return;
+  auto entries = list(directory, name);
+  if (!entries) return;
+
+  const Entry* data = nullptr;
+  const Entry* meta_entry = nullptr;
+  for (const Entry& child : *entries) {
+    if (child.name == kDataFile) {
+      data = &child;
+    } else if (child.name == kMetaFile) {
+      meta_entry = &child;
+    } else if (!warning(ErrorCode::kUnexpectedEntry, "OneFlow writes only `out` and `meta` here; ignored",
+                        directory / child.name, name)) {
+      return;
+    }
+  }
+  if (data == nullptr) {
+    warning(ErrorCode::kMissingData, "directory has no `out` file; OneFlow skips it", directory, name);
+    return;
+  }
+  fs::path data_path = directory / kDataFile;
+  if (!stays_inside(data_path, *data, name)) return;
+  if (!data->resolved || !S_ISREG(data->info.st_mode)) {
+    error(ErrorCode::kDataNotFile, "out is not a regular file", data_path, name);
+    return;
+  }
+  VariableInfo info{name, std::nullopt, static_cast<std::uint64_t>(data->info.st_size)};
+  if (meta_entry != nullptr) {
+    ++variables_with_meta_;
+    fs::path meta_path = directory / kMetaFile;
+    if (stays_inside(meta_path, *meta_entry, name)) info.meta = read_meta(meta_path, *meta_entry, name);
+    if (stopped_) return;
+  } else {
+    variables_without_meta_.push_back(name);
+  }
+  if (info.meta && info.meta->byte_size() != info.byte_size) {
+    const VariableMeta& meta = *info.meta;
+    std::string_view relation = info.byte_size < meta.byte_size() ? "truncated" : "has extra bytes";
+    error(ErrorCode::kDataSizeMismatch,
+          fmt::format("{}: expected {} bytes (shape {} x {} bytes of {}), found {}", relation, meta.byte_size(),
+                      shape_to_string(meta.shape()), dtype_size(meta.dtype()), dtype_name(meta.dtype()),
+                      info.byte_size),
+          data_path, name);
+  }
+  result.variables.push_back(std::move(info));
+}
+
+ScanResult Scanner::run() {
+  ScanResult result;
+  struct stat root_info {};
+  if (::stat(root_.c_str(), &root_info) != 0) {
+    report(Severity::kError, io_error("open checkpoint", root_.string()));
+    return result;
+  }
+  if (!S_ISDIR(root_info.st_mode)) {
+    error(ErrorCode::kNotADirectory, "a OneFlow checkpoint is a directory", root_);
+    return result;
+  }
+  std::error_code ec;
+  canonical_root_ = fs::canonical(root_, ec);
+  auto entries = list(root_, {});
+  if (!entries) return result;
+
+  auto has = [&](std::string_view name) {
+    return std::any_of(entries->begin(), entries->end(), [&](const Entry& e) { return e.name == name; });
+  };
+  bool pickle_dir = has(kPickleFile);
+  bool graph = !pickle_dir && has(kGraphFile);
+
+  for (const Entry& entry : *entries) {
+    if (stopped_) return result;
+    fs::path path = root_ / entry.name;
+    bool is_directory = entry.resolved && S_ISDIR(entry.info.st_mode);
+    if (entry.name == kDoneFile) {
+      check_marker(entry);
+    } else if (entry.name.find(kStagingMarker) != std::string::npos) {
+      warning(ErrorCode::kUnexpectedEntry, "leftover of an interrupted ckpt write; safe to delete", path);
+    } else if (is_directory) {
+      scan_variable(entry, result);
+    } else if (!((pickle_dir && entry.name == kPickleFile) ||
+                 (graph && (entry.name == kGraphFile || entry.name == kEmbeddingOptionsFile)))) {
+      warning(ErrorCode::kUnexpectedEntry, "not part of a OneFlow checkpoint; ignored", path);
+    }
+  }
+  if (stopped_) return result;
+
+  if (pickle_dir) {
+    result.layout = Layout::kPickleDir;
+    result.pickle_directories = name_pickle_variables(
+        root_, result.variables, [&](Severity severity, Error problem) { return report(severity, std::move(problem)); });
+    if (stopped_) return result;
+  } else if (graph) {
+    result.layout = Layout::kGraph;
+  } else if (variables_with_meta_ > 0) {
+    result.layout = Layout::kSnapshot;
+  } else if (!result.variables.empty()) {
+    result.layout = Layout::kLazy;
+  }
+
+  bool marker_required = result.layout == Layout::kSnapshot || result.layout == Layout::kLazy;
+  if (marker_required && !has_marker_ &&
+      !error(ErrorCode::kMissingSnapshotDone,
+             "no snapshot_done: the save did not finish (OneFlow writes it last and refuses to load without it)",
+             root_ / kDoneFile)) {
+    return result;
+  }
+  for (const std::string& name : variables_without_meta_) {
+    fs::path path = root_ / name / kMetaFile;
+    bool keep_going = result.layout == Layout::kLazy
+                          ? warning(ErrorCode::kMetaMissing,
+                                    "no meta (OneFlow <= 0.3 lazy layout): shape and data type are unknown, "
+                                    "only the bytes can be read",
+                                    path, name)
+                          : error(ErrorCode::kMetaMissing,
+                                  "no meta while other variables have one; OneFlow cannot load this variable", path,
+                                  name);
+    if (!keep_going) return result;
+  }
+  if (result.variables.empty() && !failed_) {
+    if (has_marker_) {
+      warning(ErrorCode::kEmptySnapshot, "snapshot_done is present but there is no variable", root_);
+    } else if (!result.layout) {
+      error(ErrorCode::kNotACheckpoint, "no variable directory and no snapshot_done: not a OneFlow checkpoint", root_);
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+ScanResult scan_checkpoint(const fs::path& root, ScanSink& sink) { return Scanner(root, sink).run(); }
+
+}  // namespace ckpt::detail

@@ -1,0 +1,54 @@
+#include "pickle/pickle_allowlist.hpp"
+
+#include <array>
+
+namespace ckpt::pickle::detail {
+namespace {
+
+constexpr std::array kAllowed = {
+    AllowedGlobal{"collections", "OrderedDict", Builder::kOrderedDict, std::nullopt},
+    // Protocol 2 writes Python 3's builtins module under its Python 2 name.
+    AllowedGlobal{"builtins", "set", Builder::kSet, std::nullopt},
+    AllowedGlobal{"__builtin__", "set", Builder::kSet, std::nullopt},
+    AllowedGlobal{"builtins", "frozenset", Builder::kSet, std::nullopt},
+    AllowedGlobal{"__builtin__", "frozenset", Builder::kSet, std::nullopt},
+    AllowedGlobal{"_codecs", "encode", Builder::kCodecsEncode, std::nullopt},
+    // OneFlow v0.6-v0.7 (real files), v0.8+, and v0.6-v0.7 parameters (pybind11 naming).
+    AllowedGlobal{"oneflow._oneflow_internal", "Tensor", Builder::kOneflowTensor, Flavor::kOneflow},
+    AllowedGlobal{"oneflow", "Tensor", Builder::kOneflowTensor, Flavor::kOneflow},
+    AllowedGlobal{"oneflow.nn", "Parameter", Builder::kOneflowTensor, Flavor::kOneflow},
+    AllowedGlobal{"oneflow._oneflow_internal.nn", "Parameter", Builder::kOneflowTensor, Flavor::kOneflow},
+    AllowedGlobal{"torch._utils", "_rebuild_tensor_v2", Builder::kRebuildTensorV2, Flavor::kTorch},
+    AllowedGlobal{"torch._utils", "_rebuild_parameter", Builder::kRebuildParameter, Flavor::kTorch},
+    AllowedGlobal{"torch", "Size", Builder::kTorchSize, Flavor::kTorch},
+    AllowedGlobal{"torch", "FloatStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kFloat},
+    AllowedGlobal{"torch", "DoubleStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kDouble},
+    AllowedGlobal{"torch", "HalfStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kFloat16},
+    AllowedGlobal{"torch", "BFloat16Storage", Builder::kTorchStorageType, Flavor::kTorch, DType::kBFloat16},
+    AllowedGlobal{"torch", "LongStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kInt64},
+    AllowedGlobal{"torch", "IntStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kInt32},
+    AllowedGlobal{"torch", "ShortStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kInt16},
+    AllowedGlobal{"torch", "CharStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kInt8},
+    AllowedGlobal{"torch", "ByteStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kUInt8},
+    AllowedGlobal{"torch", "BoolStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kBool},
+    AllowedGlobal{"torch", "ComplexFloatStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kComplex64},
+    AllowedGlobal{"torch", "ComplexDoubleStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kComplex128},
+};
+
+}  // namespace
+
+const AllowedGlobal* find_allowed(std::string_view module, std::string_view name, Flavor flavor) {
+  for (const AllowedGlobal& entry : kAllowed) {
+    if (entry.module == module && entry.name == name && (!entry.only || *entry.only == flavor)) return &entry;
+  }
+  return nullptr;
+}
+
+std::string_view torch_storage_class(DType dtype) {
+  for (const AllowedGlobal& entry : kAllowed) {
+    if (entry.builder == Builder::kTorchStorageType && entry.dtype == dtype) return entry.name;
+  }
+  return {};
+}
+
+}  // namespace ckpt::pickle::detail

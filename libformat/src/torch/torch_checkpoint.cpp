@@ -1,0 +1,66 @@
+// PyTorch files (torch.save >= 1.6) as a CheckpointReader/CheckpointWriter.
+#include <algorithm>
+#include <array>
+
+#include "ckpt/format/torch_file.hpp"
+#include "registry/formats.hpp"
+#include "pickle/pickle_checkpoint.hpp"
+
+namespace ckpt::detail {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::array<std::byte, 4> kZipLocalMagic = {std::byte{'P'}, std::byte{'K'}, std::byte{3}, std::byte{4}};
+
+class TorchReader final : public CheckpointReader {
+ public:
+  explicit TorchReader(TorchFile file) : file_(std::move(file)) {
+    for (const TorchTensorRef& tensor : file_.tensors()) tensors_.push_back({tensor.name, tensor.meta});
+  }
+
+  std::string_view format_name() const override { return "torch"; }
+  const fs::path& path() const override { return file_.path(); }
+  const std::vector<TensorInfo>& tensors() const override { return tensors_; }
+  Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override { return file_.open_tensor(name); }
+  const pickle::Value* object() const override { return &file_.data(); }
+
+ private:
+  TorchFile file_;
+  std::vector<TensorInfo> tensors_;  // in file_.tensors() order: by name
+};
+
+// A zip (local header first) with a <root>/data.pkl record; .npz archives
+// hold .npy members at the top instead.
+bool looks_like_torch(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  auto file = FileSource::open(path);
+  std::array<std::byte, kZipLocalMagic.size()> magic{};
+  if (!file.ok() || file->size() < magic.size() || !file->read_at(0, magic).ok() || magic != kZipLocalMagic) return false;
+  auto zip = ZipReader::open(*file);
+  return zip.ok() && std::any_of(zip->entries().begin(), zip->entries().end(), [](const ZipEntry& entry) {
+           auto slash = entry.name.find('/');
+           return slash != std::string::npos && std::string_view(entry.name).substr(slash + 1) == "data.pkl";
+         });
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_torch(const fs::path& path, const OpenOptions& /*options*/) {
+  CKPT_ASSIGN_OR_RETURN(TorchFile file, TorchFile::open(path));
+  return std::unique_ptr<CheckpointReader>(std::make_unique<TorchReader>(std::move(file)));
+}
+
+Result<std::unique_ptr<CheckpointWriter>> create_torch(const fs::path& path, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(TorchWriter writer, TorchWriter::create(path, std::move(options)));
+  return std::unique_ptr<CheckpointWriter>(
+      std::make_unique<PickleCheckpointWriter<TorchWriter>>(std::move(writer), path.string()));
+}
+
+}  // namespace
+
+const FormatHandler& torch_format() {
+  static const FormatHandler handler{"torch", looks_like_torch, open_torch, create_torch};
+  return handler;
+}
+
+}  // namespace ckpt::detail
