@@ -1,7 +1,7 @@
 #include "ckpt/convert/convert.hpp"
 
-#include <fstream>
 #include <memory>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -31,18 +31,14 @@ std::string choose_destination_format(const fs::path& destination, const std::op
 }
 
 Result<ShapeTable> load_shapes(const fs::path& json_file) {
-  std::error_code ec;
-  auto size = fs::file_size(json_file, ec);
-  if (ec) return Error(ErrorCode::kNotFound, ec.message()).in_file(json_file.string());
-  if (size > kMaxShapesFileBytes) {
-    return Error(ErrorCode::kInvalidArgument, fmt::format("{} bytes; the cap is {}", size, kMaxShapesFileBytes))
+  // FileSource refuses a FIFO or device at once instead of blocking on it.
+  CKPT_ASSIGN_OR_RETURN(FileSource file, FileSource::open(json_file));
+  if (file.size() > kMaxShapesFileBytes) {
+    return Error(ErrorCode::kInvalidArgument, fmt::format("{} bytes; the cap is {}", file.size(), kMaxShapesFileBytes))
         .in_file(json_file.string());
   }
-  std::ifstream in(json_file, std::ios::binary);
-  std::string text(static_cast<std::size_t>(size), '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) {
-    return Error(ErrorCode::kIo, "cannot read").in_file(json_file.string());
-  }
+  std::string text(static_cast<std::size_t>(file.size()), '\0');
+  CKPT_TRY(file.read_at(0, std::as_writable_bytes(std::span(text))));
   return parse_shape_table(text, json_file.string());
 }
 

@@ -88,6 +88,36 @@ TEST_CASE("parsing is as tolerant as OneFlow's Python reader") {
   CHECK(warnings[0].message().find("quant_info") != std::string::npos);
 }
 
+// Unknown fields nested `x{x{...}}`: libprotobuf skips them recursively, so
+// deep nesting used to overflow the stack (SIGSEGV) inside TextFormat.
+std::string nested_unknown_fields(std::size_t depth, char open, char close) {
+  std::string text = "data_type: kFloat\n";
+  for (std::size_t i = 0; i < depth; ++i) (text += 'x') += open;
+  text.append(depth, close);
+  return text;
+}
+
+TEST_CASE("deeply nested unknown fields are a syntax error, not a stack overflow") {
+  for (auto [open, close] : {std::pair{'{', '}'}, std::pair{'<', '>'}}) {
+    CAPTURE(open);
+    // Within the 64 KiB cap: the nesting limit refuses it.
+    std::string within_cap = nested_unknown_fields(21'000, open, close);
+    REQUIRE(within_cap.size() <= ckpt::kMaxMetaBytes);
+    auto meta = VariableMeta::parse(within_cap);
+    REQUIRE_FALSE(meta.ok());
+    CHECK(meta.error().code() == ErrorCode::kMetaSyntax);
+    CHECK(meta.error().message().find("nested deeper than") != std::string::npos);
+    CHECK(VariableMeta::check(within_cap).front().code() == ErrorCode::kMetaSyntax);
+    // 100k deep is over the size cap: refused before parsing.
+    CHECK(parse_error(nested_unknown_fields(100'000, open, close)) == ErrorCode::kMetaTooLarge);
+  }
+  // Braces inside strings and comments do not count; shallow unknown messages still parse.
+  std::vector<ckpt::Error> warnings;
+  auto shallow = VariableMeta::parse("shape { dim: 2 }\nx { y { z: \"{{{{\" } } # {{{{\ndata_type: kFloat\n", &warnings);
+  REQUIRE(shallow.ok());
+  CHECK(shallow->byte_size() == 8);
+}
+
 TEST_CASE("each kind of bad meta has its own code") {
   CHECK(parse_error("shape { dim: x }\ndata_type: kFloat\n") == ErrorCode::kMetaSyntax);
   CHECK(parse_error("\x89PNG\r\n\x1a\n garbage") == ErrorCode::kMetaSyntax);

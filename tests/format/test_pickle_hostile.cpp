@@ -102,6 +102,36 @@ TEST_CASE("REDUCE, NEWOBJ and BUILD run only the allow-list's builders, with the
   CHECK(refuse("\x80\x02" + binunicode("0") + "Q.").code == ErrorCode::kPickleForbiddenCall);  // none in OneFlow
 }
 
+TEST_CASE("one torch storage named with two sizes is refused") {
+  auto storage = [](char numel) {
+    return "(" + binunicode("storage") + "ctorch\nFloatStorage\n" + binunicode("0") + binunicode("cpu") + "K" + numel + "tQ";
+  };
+  // The same storage key, 4 and 8 elements: torch keeps the first, another reader might keep the second.
+  auto r = refuse("\x80\x02(" + storage('\x04') + storage('\x08') + "l.", pickle::Flavor::kTorch);
+  CHECK(r.code == ErrorCode::kPickleStructure);
+  CHECK(mentions(r, "two sizes, 4 and 8"));
+  // Named twice with the same size it is one storage.
+  CHECK(pickle::read(bytes_of("\x80\x02(" + storage('\x04') + storage('\x04') + "l."), {pickle::Flavor::kTorch}).ok());
+}
+
+TEST_CASE("the decoded object is capped by bytes, not only by values") {
+  // 1M NONEs in a list (about 1 MB of pickle): under the value cap of 4M, but
+  // each value is a node of a few hundred bytes; it used to take 1.7 GB for 4.19M.
+  auto r = refuse("\x80\x02](" + std::string(1'000'000, 'N') + "e.");
+  CHECK(r.code == ErrorCode::kPickleLimit);
+  CHECK(mentions(r, "max_decoded_bytes"));
+  // A small budget counts string bytes and container slots too.
+  pickle::ReadLimits small;
+  small.max_decoded_bytes = 4096;
+  CHECK(refuse("\x80\x02" + binunicode(std::string(5000, 'a')) + ".", pickle::Flavor::kOneflow, small).code ==
+        ErrorCode::kPickleLimit);
+  CHECK(pickle::read(bytes_of("\x80\x02" + binunicode(std::string(500, 'a')) + "."), {pickle::Flavor::kOneflow, small}).ok());
+  // A real pickle stays far below the default budget.
+  std::string good = ckpt::testing::read_file(ckpt::testing::fixtures_root() / "oneflow-emulated" /
+                                              "B_pickle_dir_v0.6-0.9_py38plus_proto4" / "pickled_data");
+  CHECK(pickle::read(bytes_of(good)).ok());
+}
+
 TEST_CASE("opcodes a data reader has no use for are refused") {
   // INST and OBJ instantiate classes, EXT1 uses the copyreg registry, INT is text mode,
   // NEXT_BUFFER needs out-of-band buffers.

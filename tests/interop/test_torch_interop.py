@@ -1,9 +1,10 @@
 """torch itself proves the interop: torch.save -> our reader, and our writer -> torch.load(weights_only=True),
 for flat state_dicts, the real OneFlow P1 fixture and the nested tutorial object through P1.
 
-Usage: test_torch_interop.py TORCH_TOOL CKPT_CONVERT; CKPT_FIXTURES set.
+Usage: test_torch_interop.py TORCH_TOOL CKPT_CONVERT CKPT_INSPECT; CKPT_FIXTURES set.
 """
 import io
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import torch
 
 TOOL = sys.argv.pop(1)
 CONVERT = sys.argv.pop(1)
+INSPECT = sys.argv.pop(1)
 
 
 def run(command, *args):
@@ -246,6 +248,40 @@ class TorchInterop(unittest.TestCase):
         stderr = self.refused(bytes(raw), "overlap.pt")
         self.assertIn("E601", stderr)
         self.assertIn("overlap", stderr)
+
+    def test_stride_zero_views_read_in_bounded_memory(self):
+        """Audit 4: a 648-byte .pt whose view is [2^31, 16] with stride 0 over 16 floats (128 GiB) was gathered
+        into one buffer: std::bad_alloc, rc 134. Under a 1 GiB address-space limit, reads anywhere in the view
+        return torch's values, and --stats over a 1 GiB stride-0 view streams it."""
+        storage = torch.arange(16, dtype=torch.float32)
+        torch.save({"huge": storage.expand(2 ** 31, 16)}, self.path("views.pt"))
+        torch.save({"gib": storage.expand(2 ** 24, 16)}, self.path("gib.pt"))
+        self.assertLess(os.path.getsize(self.path("views.pt")), 4096)
+
+        def limited():
+            import resource
+            if not sanitized(TOOL):  # AddressSanitizer reserves terabytes of address space
+                resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+        row = storage.numpy().tobytes()
+        for offset in (0, 4 * 16 * (2 ** 30) + 4 * 3, 4 * 16 * (2 ** 31) - 64):
+            with self.subTest(offset=offset):
+                done = subprocess.run([TOOL, "sample", self.path("views.pt"), "huge", str(offset), "64"],
+                                      capture_output=True, text=True, preexec_fn=limited, timeout=120)
+                self.assertEqual(done.returncode, 0, done.stderr)
+                start = offset % 64
+                self.assertEqual(bytes.fromhex(done.stdout.strip()), (row + row)[start:start + 64])
+        done = subprocess.run([INSPECT, self.path("gib.pt"), "--stats", "--json"], capture_output=True, text=True,
+                              preexec_fn=limited, timeout=600)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        stats = json.loads(done.stdout)["tensors"][0]["stats"]
+        self.assertEqual((stats["min"], stats["max"], stats["finite"]), (0.0, 15.0, 2 ** 28))
+        self.assertAlmostEqual(stats["mean"], 7.5, places=6)
+
+
+def sanitized(binary):
+    linked = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    return "libasan" in linked
 
 
 if __name__ == "__main__":

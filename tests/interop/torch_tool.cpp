@@ -2,6 +2,8 @@
 // open_checkpoint/create_checkpoint) as a command for the interop test:
 //   torch_tool dump SRC DIR             each tensor of SRC (any format) to DIR/<n>.bin + DIR/manifest.tsv
 //   torch_tool write FILE.pt DIR        the tensors of DIR/manifest.tsv into FILE.pt, a flat state_dict
+//   torch_tool sample FILE NAME OFFSET LENGTH
+//                                       LENGTH bytes of tensor NAME from byte OFFSET, as hex on stdout
 // manifest.tsv lines: name \t OneFlow dtype name \t comma-separated shape
 #include <fstream>
 #include <iostream>
@@ -61,12 +63,26 @@ int write(const fs::path& file, const fs::path& dir) {
   return 0;
 }
 
+int sample(const fs::path& file, const std::string& name, std::uint64_t offset, std::size_t length) {
+  auto reader = ckpt::open_checkpoint(file);
+  if (!reader.ok()) return fail(reader.error());
+  auto source = (*reader)->open(name);
+  if (!source.ok()) return fail(source.error());
+  std::vector<std::byte> bytes(length);
+  if (auto status = (*source)->read_at(offset, bytes); !status.ok()) return fail(status.error());
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (std::byte b : bytes) std::cout << kHex[std::to_integer<unsigned>(b) >> 4] << kHex[std::to_integer<unsigned>(b) & 15];
+  std::cout << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string command = argc > 1 ? argv[1] : "";
+  if (command == "sample" && argc == 6) return sample(argv[2], argv[3], std::stoull(argv[4]), std::stoull(argv[5]));
   if (argc != 4) {
-    std::cerr << "usage: torch_tool dump|write FILE.pt DIR\n";
+    std::cerr << "usage: torch_tool dump|write FILE.pt DIR | sample FILE NAME OFFSET LENGTH\n";
     return 2;
   }
   if (command == "dump") return dump(argv[2], argv[3]);

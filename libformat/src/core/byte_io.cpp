@@ -27,12 +27,20 @@ Status check_range(const ByteSource& source, std::uint64_t offset, std::uint64_t
   return {};
 }
 
-Result<FileSource> FileSource::open(const std::filesystem::path& path) { return open_at(AT_FDCWD, path, path); }
+Result<FileSource> FileSource::open(const std::filesystem::path& path, FollowSymlink follow) {
+  return open_at(AT_FDCWD, path, path, follow);
+}
 
 Result<FileSource> FileSource::open_at(int directory_fd, const std::filesystem::path& relative,
-                                       const std::filesystem::path& display_path) {
+                                       const std::filesystem::path& display_path, FollowSymlink follow) {
   const std::filesystem::path& path = display_path;
-  int fd = ::openat(directory_fd, relative.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO waits for a writer otherwise (forever); it has
+  // no effect on the regular files we go on to read.
+  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow == FollowSymlink::kNo ? O_NOFOLLOW : 0);
+  int fd = ::openat(directory_fd, relative.c_str(), flags);
+  if (fd < 0 && errno == ELOOP && follow == FollowSymlink::kNo) {
+    return Error(ErrorCode::kDataNotFile, "a symbolic link, refused (not followed)").in_file(path.string());
+  }
   if (fd < 0) return detail::io_error("open", path.string());
   struct stat info {};
   if (::fstat(fd, &info) != 0) {
@@ -42,7 +50,8 @@ Result<FileSource> FileSource::open_at(int directory_fd, const std::filesystem::
   }
   if (!S_ISREG(info.st_mode)) {
     ::close(fd);
-    return Error(ErrorCode::kDataNotFile, "not a regular file").in_file(path.string());
+    return Error(ErrorCode::kDataNotFile, "not a regular file (a FIFO, device or directory); not read")
+        .in_file(path.string());
   }
   return FileSource(fd, static_cast<std::uint64_t>(info.st_size), path.string());
 }

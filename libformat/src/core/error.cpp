@@ -14,6 +14,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kInvalidArgument: return "invalid_argument";
     case ErrorCode::kInjectedFault: return "injected_fault";
     case ErrorCode::kBusy: return "busy";
+    case ErrorCode::kOutOfMemory: return "out_of_memory";
     case ErrorCode::kNotADirectory: return "not_a_directory";
     case ErrorCode::kNotACheckpoint: return "not_a_checkpoint";
     case ErrorCode::kEmptySnapshot: return "empty_snapshot";
@@ -28,6 +29,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kUnsupportedLayout: return "unsupported_layout";
     case ErrorCode::kDuplicateName: return "duplicate_name";
     case ErrorCode::kUnknownVariable: return "unknown_variable";
+    case ErrorCode::kSymlinkLoop: return "symlink_loop";
     case ErrorCode::kMetaMissing: return "meta_missing";
     case ErrorCode::kMetaSyntax: return "meta_syntax";
     case ErrorCode::kMetaUnknownField: return "meta_unknown_field";
@@ -38,6 +40,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kMetaUnsupportedDataType: return "meta_unsupported_data_type";
     case ErrorCode::kMetaTooLarge: return "meta_too_large";
     case ErrorCode::kDataSizeMismatch: return "data_size_mismatch";
+    case ErrorCode::kInvalidBool: return "invalid_bool";
     case ErrorCode::kBufferSizeMismatch: return "buffer_size_mismatch";
     case ErrorCode::kNpyMagic: return "npy_magic";
     case ErrorCode::kNpyVersion: return "npy_version";

@@ -14,11 +14,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
+bool has_npy_name(const fs::directory_entry& entry) {
+  const std::string file_name = entry.path().filename().string();
+  return file_name.size() > kNpyExtension.size() && file_name.ends_with(kNpyExtension);
+}
+
 bool is_npy_file(const fs::directory_entry& entry) {
   std::error_code ec;
-  const std::string file_name = entry.path().filename().string();
-  return file_name.size() > kNpyExtension.size() && file_name.ends_with(kNpyExtension) && !entry.is_symlink(ec) &&
-         entry.is_regular_file(ec);
+  return has_npy_name(entry) && !entry.is_symlink(ec) && entry.is_regular_file(ec);
+}
+
+// What an entry named like an array is when it is not a regular file.
+std::string_view irregular_kind(const fs::directory_entry& entry) {
+  std::error_code ec;
+  if (entry.is_symlink(ec)) return entry.exists(ec) ? "a symbolic link" : "a dangling symbolic link";
+  if (entry.is_fifo(ec)) return "a FIFO";
+  if (entry.is_directory(ec)) return "a directory";
+  return "not a regular file";
 }
 
 std::string variable_of(const fs::path& file) {
@@ -29,6 +41,9 @@ std::string variable_of(const fs::path& file) {
 // The entries of `directory`, sorted: the .npy files and everything else.
 struct Listing {
   std::vector<fs::path> arrays;
+  // Named like arrays but not regular files: refused, never skipped silently,
+  // since a conversion would otherwise drop a variable.
+  std::vector<Error> irregular_arrays;
   std::vector<fs::path> others;
 };
 
@@ -37,11 +52,22 @@ Result<Listing> list_directory(const fs::path& directory) {
   if (!fs::is_directory(directory, ec)) return Error(ErrorCode::kNotADirectory, "not a directory").in_file(directory.string());
   Listing listing;
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
-    (is_npy_file(entry) ? listing.arrays : listing.others).push_back(entry.path());
+    if (is_npy_file(entry)) {
+      listing.arrays.push_back(entry.path());
+    } else if (has_npy_name(entry)) {
+      listing.irregular_arrays.push_back(
+          Error(ErrorCode::kDataNotFile, fmt::format("{}, not a regular .npy file; not read", irregular_kind(entry)))
+              .in_file(entry.path().string())
+              .in_variable(variable_of(entry.path())));
+    } else {
+      listing.others.push_back(entry.path());
+    }
   }
   if (ec) return Error(ErrorCode::kIo, ec.message()).in_file(directory.string());
   std::sort(listing.arrays.begin(), listing.arrays.end());
   std::sort(listing.others.begin(), listing.others.end());
+  std::sort(listing.irregular_arrays.begin(), listing.irregular_arrays.end(),
+            [](const Error& a, const Error& b) { return a.file() < b.file(); });
   return listing;
 }
 
@@ -55,7 +81,7 @@ Result<OpenedArray> open_array(const fs::path& file, std::string_view name, cons
                                std::vector<Error>* warnings = nullptr) {
   auto opened = [&]() -> Result<OpenedArray> {
     CKPT_TRY(check_variable_name(name));
-    CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(file));
+    CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(file, FollowSymlink::kNo));
     auto shared = std::make_shared<const FileSource>(std::move(source));
     CKPT_ASSIGN_OR_RETURN(NpyHeader header, read_npy_header(*shared, options, warnings));
     return OpenedArray{std::move(shared), std::move(header)};
@@ -138,6 +164,7 @@ bool looks_like_npy_directory(const fs::path& path) {
 
 Result<std::unique_ptr<CheckpointReader>> open_npy_directory(const fs::path& path, const OpenOptions& options) {
   CKPT_ASSIGN_OR_RETURN(Listing listing, list_directory(path));
+  if (!listing.irregular_arrays.empty()) return std::move(listing.irregular_arrays.front());
   if (listing.arrays.empty()) return Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(path.string());
   std::vector<TensorInfo> tensors;
   for (const fs::path& file : listing.arrays) {
@@ -170,6 +197,7 @@ ValidationReport validate_npy_directory(const fs::path& directory, const NpyRead
         Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(other.string()),
         Severity::kWarning));
   }
+  for (const Error& irregular : listing->irregular_arrays) report.issues.push_back(make_issue(irregular, Severity::kError));
   for (const fs::path& file : listing->arrays) {
     const std::string name = variable_of(file);
     std::vector<Error> warnings;

@@ -1,5 +1,7 @@
 #include "ckpt/format/meta.hpp"
 
+#include <algorithm>
+
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
@@ -59,11 +61,48 @@ std::optional<Error> dtype_problem(DType dtype) {
   return std::nullopt;
 }
 
+// VariableMetaInfo nests one message (`shape`); OneFlow never writes deeper.
+// libprotobuf skips unknown fields recursively without a bound, so nesting
+// is measured here before the text reaches it.
+constexpr std::size_t kMaxMetaNesting = 32;
+
+// The deepest `{`/`<` nesting outside strings and comments, and where it
+// first passes `limit` (nullopt while it stays within).
+std::optional<std::size_t> nesting_over(std::string_view text, std::size_t limit) {
+  std::size_t depth = 0;
+  char quote = 0;  // inside a string opened by this character
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (quote != 0) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == quote || c == '\n') {
+        quote = 0;
+      }
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '#') {
+      i = std::min(text.find('\n', i), text.size());
+    } else if (c == '{' || c == '<') {
+      if (++depth > limit) return i;
+    } else if ((c == '}' || c == '>') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 Analysis analyse(std::string_view text) {
   Analysis result;
   if (text.size() > kMaxMetaBytes) {
     result.errors.emplace_back(ErrorCode::kMetaTooLarge,
                                fmt::format("meta is {} bytes, the limit is {}", text.size(), kMaxMetaBytes));
+    return result;
+  }
+  if (auto at = nesting_over(text, kMaxMetaNesting)) {
+    result.errors.emplace_back(ErrorCode::kMetaSyntax,
+                               fmt::format("messages nested deeper than {} levels (at byte {}); OneFlow writes one",
+                                           kMaxMetaNesting, *at));
     return result;
   }
   proto::VariableMetaInfo message;
@@ -72,6 +111,7 @@ Analysis analyse(std::string_view text) {
   parser.AllowPartialMessage(true);  // a scalar may omit `shape`, as Python's parser allows
   parser.AllowUnknownField(true);    // reported as a warning below
   parser.RecordErrorsTo(&collector);
+  parser.SetRecursionLimit(static_cast<int>(kMaxMetaNesting));
   bool parsed = parser.ParseFromString(std::string(text), &message);
   for (const auto& warning : collector.warnings) {
     result.warnings.emplace_back(ErrorCode::kMetaUnknownField, warning);

@@ -43,7 +43,9 @@ Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value
 
 Result<OneflowPickle> read_oneflow_pickle(const fs::path& root) {
   std::string file = (root / kPickleFile).string();
-  CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(root / kPickleFile));
+  // Never followed: the scan refuses a link leaving the checkpoint (E208),
+  // and a caller without the scan must not read (and quote) a file elsewhere.
+  CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(root / kPickleFile, FollowSymlink::kNo));
   CKPT_ASSIGN_OR_RETURN(pickle::Document document, pickle::read(source, {pickle::Flavor::kOneflow}));
   const pickle::Value* top = document.root();
   if (top->kind != pickle::Kind::kDict) {

@@ -53,6 +53,7 @@ class Scanner {
   void scan_variable(const Entry& entry, ScanResult& result);
   std::optional<VariableMeta> read_meta(const fs::path& path, const Entry& entry, std::string_view variable);
   void check_marker(const Entry& entry);
+  bool check_pickle_file(const Entry& entry);
 
   fs::path root_;
   fs::path canonical_root_;
@@ -94,6 +95,10 @@ bool Scanner::stays_inside(const fs::path& path, const Entry& entry, std::string
   fs::path target = fs::weakly_canonical(path, ec);
   auto [root_end, unused] = std::mismatch(canonical_root_.begin(), canonical_root_.end(), target.begin(), target.end());
   if (!ec && root_end == canonical_root_.end() && target != canonical_root_) return true;
+  if (ec == std::errc::too_many_symbolic_link_levels) {
+    error(ErrorCode::kSymlinkLoop, "symbolic link loop: it resolves to itself, so it names no file", path, variable);
+    return false;
+  }
   std::error_code read_ec;
   error(ErrorCode::kEscapingSymlink,
         fmt::format("symbolic link to '{}' leaves the checkpoint '{}'; refused", fs::read_symlink(path, read_ec).string(),
@@ -112,6 +117,18 @@ void Scanner::check_marker(const Entry& entry) {
     warning(ErrorCode::kSnapshotDoneNotEmpty,
             fmt::format("expected an empty file, found {} bytes", static_cast<long long>(entry.info.st_size)), path);
   }
+}
+
+// pickled_data is parsed and quoted in messages: it must be a regular file of
+// the checkpoint (a FIFO would block the reader, a link could leak a file).
+bool Scanner::check_pickle_file(const Entry& entry) {
+  fs::path path = root_ / entry.name;
+  if (!stays_inside(path, entry, {})) return false;
+  if (!entry.resolved || !S_ISREG(entry.info.st_mode)) {
+    error(ErrorCode::kDataNotFile, "pickled_data is not a regular file; not read", path);
+    return false;
+  }
+  return true;
 }
 
 std::optional<VariableMeta> Scanner::read_meta(const fs::path& path, const Entry& entry, std::string_view variable) {
@@ -218,6 +235,7 @@ ScanResult Scanner::run() {
     return std::any_of(entries->begin(), entries->end(), [&](const Entry& e) { return e.name == name; });
   };
   bool pickle_dir = has(kPickleFile);
+  bool pickle_file_readable = false;
   bool graph = !pickle_dir && has(kGraphFile);
 
   for (const Entry& entry : *entries) {
@@ -228,10 +246,11 @@ ScanResult Scanner::run() {
       check_marker(entry);
     } else if (entry.name.find(kStagingMarker) != std::string::npos) {
       warning(ErrorCode::kUnexpectedEntry, "leftover of an interrupted ckpt write; safe to delete", path);
+    } else if (pickle_dir && entry.name == kPickleFile) {
+      pickle_file_readable = check_pickle_file(entry);
     } else if (is_directory) {
       scan_variable(entry, result);
-    } else if (!((pickle_dir && entry.name == kPickleFile) ||
-                 (graph && (entry.name == kGraphFile || entry.name == kEmbeddingOptionsFile)))) {
+    } else if (!(graph && (entry.name == kGraphFile || entry.name == kEmbeddingOptionsFile))) {
       warning(ErrorCode::kUnexpectedEntry, "not part of a OneFlow checkpoint; ignored", path);
     }
   }
@@ -239,6 +258,7 @@ ScanResult Scanner::run() {
 
   if (pickle_dir) {
     result.layout = Layout::kPickleDir;
+    if (!pickle_file_readable) return result;
     result.pickle_directories = name_pickle_variables(
         root_, result.variables, [&](Severity severity, Error problem) { return report(severity, std::move(problem)); });
     if (stopped_) return result;

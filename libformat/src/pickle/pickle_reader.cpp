@@ -90,6 +90,8 @@ class Machine {
   Result<std::string> take_line();
 
   Result<Value*> make(Kind kind);
+  Status charge(std::uint64_t bytes);
+  Status charge_items(std::size_t count) { return charge(count * sizeof(const Value*)); }
   Status push(Value* value);
   Result<Value*> pop();
   Result<Value*> top();
@@ -122,6 +124,7 @@ class Machine {
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, Value*> memo_;
   std::unordered_map<std::string, Value*> storages_;  // torch loads each storage key once
+  std::uint64_t decoded_bytes_ = 0;  // charged against limits_.max_decoded_bytes
   bool stopped_ = false;
 };
 
@@ -154,11 +157,28 @@ Result<std::string> Machine::take_line() {
   }
 }
 
+// What one node costs: the Value, its owning pointer and the allocator's header.
+constexpr std::uint64_t kNodeBytes = sizeof(Value) + sizeof(std::unique_ptr<Value>) + 16;
+constexpr std::uint64_t kMemoEntryBytes = 48;  // an unordered_map node
+
 Result<Value*> Machine::make(Kind kind) {
   if (document_.size() >= limits_.max_values) {
     return fail(ErrorCode::kPickleLimit, fmt::format("more than {} values", limits_.max_values));
   }
+  CKPT_TRY(charge(kNodeBytes));
   return document_.make(kind);
+}
+
+// Memory is capped by bytes, not only by counts: a 4 MB pickle of NONEs made
+// 4M nodes of a few hundred bytes each (1.7 GB). Every node, string and
+// container slot the decoded object holds is charged before it is made.
+Status Machine::charge(std::uint64_t bytes) {
+  decoded_bytes_ += bytes;
+  if (decoded_bytes_ > limits_.max_decoded_bytes) {
+    return fail(ErrorCode::kPickleLimit, fmt::format("the decoded object needs more than {} bytes (max_decoded_bytes)",
+                                                     limits_.max_decoded_bytes));
+  }
+  return {};
 }
 
 Status Machine::push(Value* value) {
@@ -207,12 +227,14 @@ Status Machine::memo_put(std::uint64_t index) {
   if (!memo_.contains(index) && memo_.size() >= limits_.max_memo) {
     return fail(ErrorCode::kPickleLimit, fmt::format("more than {} memo entries", limits_.max_memo));
   }
+  if (!memo_.contains(index)) CKPT_TRY(charge(kMemoEntryBytes));
   memo_[index] = value;
   return {};
 }
 
 Status Machine::push_string(std::string text, bool binary) {
   if (!binary && !is_utf8(text)) return malformed("a str that is not valid UTF-8");
+  CKPT_TRY(charge(text.size()));
   CKPT_ASSIGN_OR_RETURN(Value * value, make(binary ? Kind::kBytes : Kind::kString));
   value->text = std::move(text);
   return push(value);
@@ -240,6 +262,7 @@ Status Machine::push_integer_bytes(std::span<const std::byte> bytes) {
 Status Machine::set_items(Value& dict, const std::vector<Value*>& flat) {
   if (dict.kind != Kind::kDict) return malformed(fmt::format("SETITEM(S) on a {}, not a dict", kind_name(dict.kind)));
   if (flat.size() % 2 != 0) return malformed("SETITEMS with an odd number of items");
+  CKPT_TRY(charge_items(flat.size()));
   for (std::size_t i = 0; i < flat.size(); i += 2) {
     const Value* key = flat[i];
     if (key->kind != Kind::kString && key->kind != Kind::kInt && key->kind != Kind::kBool && key->kind != Kind::kNone &&
@@ -253,6 +276,7 @@ Status Machine::set_items(Value& dict, const std::vector<Value*>& flat) {
 
 Status Machine::add_items(Value& set, const std::vector<Value*>& items) {
   if (set.kind != Kind::kSet) return malformed(fmt::format("ADDITEMS on a {}, not a set", kind_name(set.kind)));
+  CKPT_TRY(charge_items(items.size()));
   set.items.insert(set.items.end(), items.begin(), items.end());
   return {};
 }
@@ -262,6 +286,7 @@ Status Machine::push_global(std::string module, std::string name) {
     return fail(ErrorCode::kPickleForbiddenGlobal,
                 fmt::format("global '{}.{}' is not on the allow-list; nothing was run", module, name));
   }
+  CKPT_TRY(charge(module.size() + name.size()));
   CKPT_ASSIGN_OR_RETURN(Value * value, make(Kind::kGlobal));
   value->text = std::move(module);
   value->name = std::move(name);
@@ -294,7 +319,10 @@ Status Machine::reduce() {
     case detail::Builder::kSet: {
       if (a.size() > 1 || (a.size() == 1 && a[0]->kind != Kind::kList)) return bad_arguments("set() or set(list)");
       CKPT_ASSIGN_OR_RETURN(result, make(Kind::kSet));
-      if (a.size() == 1) result->items = a[0]->items;
+      if (a.size() == 1) {
+        CKPT_TRY(charge_items(a[0]->items.size()));
+        result->items = a[0]->items;
+      }
       break;
     }
     case detail::Builder::kCodecsEncode: {
@@ -303,6 +331,7 @@ Status Machine::reduce() {
       }
       auto bytes = latin1_from_utf8(a[0]->text);
       if (!bytes) return malformed("_codecs.encode of a str that is not latin-1");
+      CKPT_TRY(charge(bytes->size()));
       CKPT_ASSIGN_OR_RETURN(result, make(Kind::kBytes));
       result->text = std::move(*bytes);
       break;
@@ -323,6 +352,7 @@ Status Machine::reduce() {
     }
     case detail::Builder::kTorchSize: {
       if (a.size() != 1 || a[0]->kind != Kind::kTuple) return bad_arguments("Size(tuple)");
+      CKPT_TRY(charge_items(a[0]->items.size()));
       CKPT_ASSIGN_OR_RETURN(result, make(Kind::kTuple));
       result->items = a[0]->items;
       break;
@@ -422,6 +452,10 @@ Status Machine::persistent_id() {
     it->second->storage = TorchStorageInfo{type->dtype, a[2]->text, a[3]->text, static_cast<std::uint64_t>(a[4]->integer)};
   } else if (it->second->storage.dtype != type->dtype) {
     return fail(ErrorCode::kPickleStructure, fmt::format("storage '{}' is named with two element types", a[2]->text));
+  } else if (it->second->storage.numel != static_cast<std::uint64_t>(a[4]->integer)) {
+    // torch keeps the first size and ignores the second: readers would disagree.
+    return fail(ErrorCode::kPickleStructure, fmt::format("storage '{}' is named with two sizes, {} and {} elements",
+                                                         a[2]->text, it->second->storage.numel, a[4]->integer));
   }
   return push(it->second);
 }
@@ -539,6 +573,7 @@ Status Machine::step(std::uint8_t opcode) {
       for (auto it = items.rbegin(); it != items.rend(); ++it) {
         CKPT_ASSIGN_OR_RETURN(*it, pop());
       }
+      CKPT_TRY(charge_items(items.size()));
       CKPT_ASSIGN_OR_RETURN(Value * value, make(Kind::kTuple));
       value->items = std::move(items);
       return push(value);
@@ -548,6 +583,7 @@ Status Machine::step(std::uint8_t opcode) {
     case op::kFrozenSet: {
       CKPT_ASSIGN_OR_RETURN(auto items, pop_mark());
       Kind kind = opcode == op::kTuple ? Kind::kTuple : opcode == op::kList ? Kind::kList : Kind::kSet;
+      CKPT_TRY(charge_items(items.size()));
       CKPT_ASSIGN_OR_RETURN(Value * value, make(kind));
       value->items.assign(items.begin(), items.end());
       return push(value);
@@ -562,6 +598,7 @@ Status Machine::step(std::uint8_t opcode) {
       CKPT_ASSIGN_OR_RETURN(Value * item, pop());
       CKPT_ASSIGN_OR_RETURN(Value * list, top());
       if (list->kind != Kind::kList) return malformed(fmt::format("APPEND to a {}, not a list", kind_name(list->kind)));
+      CKPT_TRY(charge_items(1));
       list->items.push_back(item);
       return {};
     }
@@ -569,6 +606,7 @@ Status Machine::step(std::uint8_t opcode) {
       CKPT_ASSIGN_OR_RETURN(auto items, pop_mark());
       CKPT_ASSIGN_OR_RETURN(Value * list, top());
       if (list->kind != Kind::kList) return malformed(fmt::format("APPENDS to a {}, not a list", kind_name(list->kind)));
+      CKPT_TRY(charge_items(items.size()));
       list->items.insert(list->items.end(), items.begin(), items.end());
       return {};
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <new>
 #include <span>
 
 #include <fmt/format.h>
@@ -68,16 +69,28 @@ Result<std::string> detect_format(const std::filesystem::path& path) {
       .in_file(path.string());
 }
 
+// Allocations sized by the input that fail are the input's problem: an
+// error naming the path, never std::bad_alloc escaping to an abort.
+namespace {
+Error out_of_memory(const std::filesystem::path& path) {
+  return Error(ErrorCode::kOutOfMemory, "out of memory while reading; nothing was written").in_file(path.string());
+}
+}  // namespace
+
 Result<std::unique_ptr<CheckpointReader>> open_checkpoint(const std::filesystem::path& path,
                                                           const OpenOptions& options) {
-  std::string format;
-  if (options.format) {
-    format = *options.format;
-  } else {
-    CKPT_ASSIGN_OR_RETURN(format, detect_format(path));
+  try {
+    std::string format;
+    if (options.format) {
+      format = *options.format;
+    } else {
+      CKPT_ASSIGN_OR_RETURN(format, detect_format(path));
+    }
+    CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
+    return handler->open(path, options);
+  } catch (const std::bad_alloc&) {
+    return out_of_memory(path);
   }
-  CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
-  return handler->open(path, options);
 }
 
 namespace {
@@ -185,16 +198,63 @@ void report_staging_leftovers(const std::filesystem::path& checked, ValidationRe
   }
 }
 
+// A bool byte other than 0 or 1 is undefined in numpy and torch (it may
+// print as True and compare unequal to True): the first one is an error.
+Status check_bool_bytes(const CheckpointReader& reader, const TensorInfo& tensor) {
+  constexpr std::size_t kChunkBytes = 1 << 20;
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> data, reader.open(tensor.name));
+  std::vector<std::byte> chunk(static_cast<std::size_t>(std::min<std::uint64_t>(kChunkBytes, data->size())));
+  for (std::uint64_t offset = 0; offset < data->size();) {
+    std::span<std::byte> piece(chunk.data(), static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), data->size() - offset)));
+    CKPT_TRY(data->read_at(offset, piece));
+    auto bad = std::find_if(piece.begin(), piece.end(), [](std::byte b) { return std::to_integer<unsigned>(b) > 1; });
+    if (bad != piece.end()) {
+      std::uint64_t at = offset + static_cast<std::uint64_t>(bad - piece.begin());
+      return Error(ErrorCode::kInvalidBool, fmt::format("element {} is the byte 0x{:02x}; a bool is 0 or 1", at,
+                                                        std::to_integer<unsigned>(*bad)))
+          .in_variable(tensor.name)
+          .in_file(data->name());
+    }
+    offset += piece.size();
+  }
+  return {};
+}
+
+void check_bool_tensors(const std::filesystem::path& path, std::string_view format, const OpenOptions& options,
+                        ValidationReport& report) {
+  bool has_bool = std::any_of(report.variables.begin(), report.variables.end(),
+                              [](const VariableInfo& v) { return v.meta && v.meta->dtype() == DType::kBool; });
+  if (!has_bool || report.count(Severity::kError) > 0) return;
+  OpenOptions with_format = options;
+  with_format.format = std::string(format);
+  auto reader = open_checkpoint(path, with_format);
+  if (!reader.ok()) {
+    report.issues.push_back(make_issue(reader.error(), Severity::kError));
+    return;
+  }
+  for (const TensorInfo& tensor : (*reader)->tensors()) {
+    if (tensor.meta.dtype() != DType::kBool) continue;
+    if (auto status = check_bool_bytes(**reader, tensor); !status.ok()) {
+      report.issues.push_back(make_issue(status.error(), Severity::kError));
+    }
+  }
+}
+
 }  // namespace
 
 ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
                                      const OpenOptions& options) {
-  auto handler = handler_named(format);
-  ValidationReport report = !handler.ok()                       ? detail::unreadable_report(path, handler.error())
-                            : (*handler)->validate != nullptr ? (*handler)->validate(path, options)
-                                                              : detail::validate_through_reader(path, options, (*handler)->open);
-  report_staging_leftovers(path, report);
-  return report;
+  try {
+    auto handler = handler_named(format);
+    ValidationReport report = !handler.ok()                       ? detail::unreadable_report(path, handler.error())
+                              : (*handler)->validate != nullptr ? (*handler)->validate(path, options)
+                                                                : detail::validate_through_reader(path, options, (*handler)->open);
+    check_bool_tensors(path, format, options, report);
+    report_staging_leftovers(path, report);
+    return report;
+  } catch (const std::bad_alloc&) {
+    return detail::unreadable_report(path, out_of_memory(path));
+  }
 }
 
 Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <limits>
 #include <unordered_set>
 
@@ -120,6 +121,10 @@ Result<RawEntry> parse_entry(const std::string& name, const json& value) {
   if (shape_field == value.end() || !shape_field->is_array()) return schema("\"shape\" missing or not a list");
   Shape shape;
   for (const auto& dim : *shape_field) {
+    // nlohmann reads an integer beyond 64 bits as a float: too big, not malformed.
+    if (dim.is_number_float() && dim.get<double>() >= 0x1p63 && std::trunc(dim.get<double>()) == dim.get<double>()) {
+      return Error(ErrorCode::kSafetensorsSizeOverflow, fmt::format("dim {} does not fit in 63 bits", dim.dump()));
+    }
     if (!dim.is_number_unsigned()) return schema(fmt::format("shape {} holds {}, not a non-negative integer", shape_field->dump(), dim.dump()));
     auto size = dim.get<std::uint64_t>();
     if (size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -136,33 +141,89 @@ Result<RawEntry> parse_entry(const std::string& name, const json& value) {
   return RawEntry{name, *dtype, std::move(shape), (*offsets)[0].get<std::uint64_t>(), (*offsets)[1].get<std::uint64_t>()};
 }
 
+// Builds the document from nlohmann's SAX events, finding a key given twice
+// in one object by the insertion itself (std::map::try_emplace): one pass,
+// no extra set per object. (A callback passed to json::parse rescans the
+// parent object at each inner object's end: quadratic in the entries.)
+class HeaderBuilder {
+ public:
+  explicit HeaderBuilder(json& root) : root_(root) {}
+
+  bool null() { return place(nullptr) != nullptr; }
+  bool boolean(bool value) { return place(value) != nullptr; }
+  bool number_integer(json::number_integer_t value) { return place(value) != nullptr; }
+  bool number_unsigned(json::number_unsigned_t value) { return place(value) != nullptr; }
+  bool number_float(json::number_float_t value, const json::string_t& /*text*/) { return place(value) != nullptr; }
+  bool string(json::string_t& value) { return place(std::move(value)) != nullptr; }
+  bool binary(json::binary_t& value) { return place(json::binary(std::move(value))) != nullptr; }
+  bool start_array(std::size_t /*size*/) {
+    open_.push_back(place(json::array()));
+    return true;
+  }
+  bool start_object(std::size_t /*size*/) {
+    open_.push_back(place(json::object()));
+    return true;
+  }
+  bool end_array() {
+    open_.pop_back();
+    return true;
+  }
+  bool end_object() {
+    open_.pop_back();
+    return true;
+  }
+  bool key(json::string_t& key) {
+    bool top_level = open_.size() == 1;
+    if (top_level) entry_ = key;
+    auto [slot, inserted] = open_.back()->get_ref<json::object_t&>().try_emplace(key);
+    if (!inserted) {
+      Error duplicate(ErrorCode::kSafetensorsDuplicateKey,
+                      top_level ? fmt::format("the name '{}' appears twice in the header", key)
+                                : fmt::format("the field '{}' appears twice", key));
+      duplicates_.push_back(std::move(duplicate.in_variable(entry_)));
+    }
+    slot_ = &slot->second;
+    return true;
+  }
+  template <class Exception>
+  bool parse_error(std::size_t /*position*/, const std::string& /*token*/, const Exception& error) {
+    throw error;
+  }
+
+  std::vector<Error>& duplicates() { return duplicates_; }
+
+ private:
+  // Puts `value` where the parse is: the root, the end of the open array, or
+  // the slot of the last key. Map nodes never move, and an array only grows
+  // after its last element is finished, so the pointers in open_ stay valid.
+  json* place(json value) {
+    if (open_.empty()) {
+      root_ = std::move(value);
+      return &root_;
+    }
+    if (open_.back()->is_array()) {
+      auto& array = open_.back()->get_ref<json::array_t&>();
+      array.push_back(std::move(value));
+      return &array.back();
+    }
+    *slot_ = std::move(value);
+    return slot_;
+  }
+
+  json& root_;
+  std::vector<json*> open_;  // the arrays and objects being filled, innermost last
+  json* slot_ = nullptr;     // the value of the last key read
+  std::string entry_;        // the top-level key being parsed, for messages
+  std::vector<Error> duplicates_;
+};
+
 // Parses the JSON, refusing duplicate keys at any level: serde keeps the last
 // of two equal keys, so other readers would see different tensors (TOB-SFTN-7).
 Result<json> parse_json(const std::string& text, Problems& problems, bool& stop) {
-  std::vector<std::unordered_set<std::string>> open_objects;
-  std::string entry;  // the top-level key being parsed, for messages
-  std::vector<Error> duplicates;
-  auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end && !open_objects.empty()) {
-      open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !open_objects.empty()) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      bool top_level = open_objects.size() == 1;
-      if (top_level) entry = key;
-      if (!open_objects.back().insert(key).second) {
-        Error duplicate(ErrorCode::kSafetensorsDuplicateKey,
-                        top_level ? fmt::format("the name '{}' appears twice in the header", key)
-                                  : fmt::format("the field '{}' appears twice", key));
-        duplicates.push_back(std::move(duplicate.in_variable(entry)));
-      }
-    }
-    return true;
-  };
   json document;
+  HeaderBuilder builder(document);
   try {
-    document = json::parse(text, on_event);
+    json::sax_parse(text, &builder);
   } catch (const json::exception& error) {
     stop = true;
     return Error(ErrorCode::kSafetensorsHeaderJson, fmt::format("the header is not valid JSON: {}", error.what()));
@@ -172,7 +233,7 @@ Result<json> parse_json(const std::string& text, Problems& problems, bool& stop)
     return Error(ErrorCode::kSafetensorsHeaderJson,
                  fmt::format("the header must be a JSON object, found a JSON {}", document.type_name()));
   }
-  for (auto& duplicate : duplicates) {
+  for (auto& duplicate : builder.duplicates()) {
     if (!problems.add(std::move(duplicate))) {
       stop = true;
       break;

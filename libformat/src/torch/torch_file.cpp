@@ -61,6 +61,81 @@ bool is_contiguous(const pickle::TorchTensorInfo& view) {
   return true;
 }
 
+// A strided view read in C order without materialising it: each read gathers
+// the elements it covers through a window of the storage. The window is the
+// whole span the view covers when that is small (one load serves every read,
+// transposes included), else a small sliding one, so memory stays bounded
+// by kMaxWindowBytes whatever the view's size (a stride-0 view of 128 GiB
+// over 16 bytes costs 16 bytes). Like a zip member, not for concurrent reads.
+class StridedViewSource final : public ByteSource {
+ public:
+  StridedViewSource(std::shared_ptr<const ByteSource> storage, const pickle::TorchTensorInfo& view, std::size_t element,
+                    std::uint64_t size, std::string name)
+      : storage_(std::move(storage)), view_(view), element_(element), size_(size), name_(std::move(name)) {
+    std::uint64_t covered = (*view_extent(view_) - view_.storage_offset) * element_;
+    window_limit_ = covered <= kMaxCoveredBytes ? covered : kSlidingWindowBytes;
+  }
+
+  std::uint64_t size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override {
+    CKPT_TRY(check_range(*this, offset, out.size()));
+    if (out.empty()) return {};
+    // The multi-index of the first element, then an odometer in C order.
+    std::vector<std::int64_t> index(view_.shape.size(), 0);
+    std::uint64_t first = offset / element_;
+    for (std::size_t d = index.size(); d-- > 0;) {
+      auto extent = static_cast<std::uint64_t>(view_.shape[d]);
+      index[d] = static_cast<std::int64_t>(first % extent);
+      first /= extent;
+    }
+    std::size_t skip = static_cast<std::size_t>(offset % element_);
+    for (std::size_t written = 0; written < out.size();) {
+      std::uint64_t at = view_.storage_offset;
+      for (std::size_t d = 0; d < index.size(); ++d) at += static_cast<std::uint64_t>(index[d] * view_.stride[d]);
+      CKPT_ASSIGN_OR_RETURN(const std::byte* bytes, element_at(at));
+      std::size_t piece = std::min(element_ - skip, out.size() - written);
+      std::copy_n(bytes + skip, piece, out.begin() + static_cast<std::ptrdiff_t>(written));
+      written += piece;
+      skip = 0;
+      for (std::size_t d = index.size(); d-- > 0;) {
+        if (++index[d] < view_.shape[d]) break;
+        index[d] = 0;
+      }
+    }
+    return {};
+  }
+
+ private:
+  static constexpr std::uint64_t kMaxCoveredBytes = 64ull << 20;
+  static constexpr std::uint64_t kSlidingWindowBytes = 64ull << 10;
+
+  // The bytes of storage element `at`, loading the window that starts there on a miss.
+  Result<const std::byte*> element_at(std::uint64_t at) const {
+    std::uint64_t byte = at * element_;
+    if (window_.empty() || byte < window_start_ || byte + element_ > window_start_ + window_.size()) {
+      std::uint64_t length = std::min<std::uint64_t>(window_limit_, storage_->size() - byte);
+      window_.resize(static_cast<std::size_t>(std::max<std::uint64_t>(length, element_)));
+      window_start_ = byte;
+      if (auto read = storage_->read_at(byte, window_); !read.ok()) {
+        window_.clear();
+        return std::move(read).error();
+      }
+    }
+    return window_.data() + (byte - window_start_);
+  }
+
+  std::shared_ptr<const ByteSource> storage_;
+  pickle::TorchTensorInfo view_;
+  std::size_t element_;
+  std::uint64_t size_;
+  std::string name_;
+  std::uint64_t window_limit_ = 0;
+  mutable std::vector<std::byte> window_;
+  mutable std::uint64_t window_start_ = 0;
+};
+
 }  // namespace
 
 Result<TorchFile> TorchFile::open(const fs::path& path) {
@@ -149,22 +224,16 @@ Result<std::unique_ptr<ByteSource>> TorchFile::open_tensor(std::string_view name
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
   std::string source_name = fmt::format("{}:{}", path_.string(), tensor->name);
   std::uint64_t size = tensor->meta.byte_size();
+  const ZipEntry* record = zip_->find(root_ + "data/" + view.storage->storage.key);
+  CKPT_ASSIGN_OR_RETURN(std::shared_ptr<const ByteSource> storage, zip_->open_member(*record));
   if (is_contiguous(view)) {
-    const ZipEntry* record = zip_->find(root_ + "data/" + view.storage->storage.key);
-    CKPT_ASSIGN_OR_RETURN(std::shared_ptr<const ByteSource> storage, zip_->open_member(*record));
     std::uint64_t start = view.storage_offset * dtype_size(tensor->meta.dtype());
     return std::unique_ptr<ByteSource>(std::make_unique<CallbackSource>(
         size, [storage, start](std::uint64_t offset, std::span<std::byte> out) { return storage->read_at(start + offset, out); },
         std::move(source_name)));
   }
-  auto gathered = std::make_shared<std::vector<std::byte>>(static_cast<std::size_t>(size));
-  CKPT_TRY(read(name, *gathered));
-  return std::unique_ptr<ByteSource>(std::make_unique<CallbackSource>(
-      size,
-      [gathered](std::uint64_t offset, std::span<std::byte> out) {
-        return MemorySource(*gathered).read_at(offset, out);
-      },
-      std::move(source_name)));
+  return std::unique_ptr<ByteSource>(std::make_unique<StridedViewSource>(
+      std::move(storage), view, dtype_size(tensor->meta.dtype()), size, std::move(source_name)));
 }
 
 Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
@@ -180,23 +249,8 @@ Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
   std::size_t element = dtype_size(tensor->meta.dtype());
   if (out.empty()) return {};
   if (is_contiguous(view)) return storage->read_at(view.storage_offset * element, out);
-  // A strided view: read the span it covers once, then gather in C order.
-  std::uint64_t first = view.storage_offset;
-  std::uint64_t extent = *view_extent(view);
-  std::vector<std::byte> covered(static_cast<std::size_t>((extent - first) * element));
-  CKPT_TRY(storage->read_at(first * element, covered));
-  std::vector<std::int64_t> index(view.shape.size(), 0);
-  for (std::uint64_t n = 0; n < tensor->meta.element_count(); ++n) {
-    std::uint64_t at = 0;
-    for (std::size_t d = 0; d < index.size(); ++d) at += static_cast<std::uint64_t>(index[d] * view.stride[d]);
-    std::copy_n(covered.begin() + static_cast<std::ptrdiff_t>(at * element), element,
-                out.begin() + static_cast<std::ptrdiff_t>(n * element));
-    for (std::size_t d = index.size(); d-- > 0;) {
-      if (++index[d] < view.shape[d]) break;
-      index[d] = 0;
-    }
-  }
-  return {};
+  StridedViewSource strided(std::move(storage), view, element, out.size(), path_.string());
+  return strided.read_at(0, out);
 }
 
 // ---- writer ----

@@ -31,15 +31,21 @@ class ByteSource {
   virtual std::uint64_t file_offset() const { return 0; }
 };
 
-// A read-only file, read with pread.
+// Whether opening a file follows a symlink in its last component.
+enum class FollowSymlink : std::uint8_t { kYes, kNo };
+
+// A read-only regular file, read with pread. Opening never blocks (a FIFO or
+// device is refused with E211 without waiting for a writer), and with
+// FollowSymlink::kNo a symlink is refused instead of followed.
 class FileSource final : public ByteSource {
  public:
-  static Result<FileSource> open(const std::filesystem::path& path);
+  static Result<FileSource> open(const std::filesystem::path& path, FollowSymlink follow = FollowSymlink::kYes);
   // Opens `relative` under the open directory `directory_fd`, so a reader
   // keeps reading one directory even if its path is swapped meanwhile;
   // `display_path` names the file in errors.
   static Result<FileSource> open_at(int directory_fd, const std::filesystem::path& relative,
-                                    const std::filesystem::path& display_path);
+                                    const std::filesystem::path& display_path,
+                                    FollowSymlink follow = FollowSymlink::kYes);
   FileSource(FileSource&& other) noexcept;
   FileSource& operator=(FileSource&& other) noexcept;
   FileSource(const FileSource&) = delete;

@@ -20,6 +20,7 @@ enum class ErrorCode : std::uint16_t {
   kInvalidArgument = 104,    // the caller passed something unusable
   kInjectedFault = 105,      // a test hook made an operation fail
   kBusy = 106,               // another writer holds the destination
+  kOutOfMemory = 160,        // an allocation the input asked for failed
 
   // 2xx: checkpoint layout
   kNotADirectory = 201,
@@ -36,6 +37,7 @@ enum class ErrorCode : std::uint16_t {
   kUnsupportedLayout = 212,   // recognised, but this version cannot read it
   kDuplicateName = 213,
   kUnknownVariable = 214,     // asked for a variable the checkpoint does not have
+  kSymlinkLoop = 260,         // a symlink in the checkpoint that resolves to itself
 
   // 3xx: the `meta` text
   kMetaMissing = 301,
@@ -51,6 +53,7 @@ enum class ErrorCode : std::uint16_t {
   // 4xx: variable data (`out`) against its meta
   kDataSizeMismatch = 401,
   kBufferSizeMismatch = 402,  // the caller's buffer does not fit the variable
+  kInvalidBool = 460,         // a bool tensor holds a byte other than 0 or 1
 
   // 5xx: .npy files
   kNpyMagic = 501,

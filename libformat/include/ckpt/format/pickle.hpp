@@ -154,13 +154,15 @@ Result<const Value*> nest_tensors(Document& into, const std::vector<std::pair<st
                                   std::string_view file);
 
 struct ReadLimits {
-  std::uint64_t max_input_bytes = 1ull << 30;
+  // Real data.pkl / pickled_data files are kilobytes (tensors live elsewhere).
+  std::uint64_t max_input_bytes = 64ull << 20;
   std::size_t max_stack = 1u << 20;     // stack entries, marks included
   std::size_t max_marks = 256;          // nested MARKs
   std::size_t max_memo = 1u << 22;      // highest memo index + 1
   std::size_t max_values = 1u << 22;    // nodes created
   std::size_t max_depth = 256;          // nesting of the finished tree
   std::uint64_t max_expanded = 1u << 24;  // nodes counted as a tree (shared ones each time)
+  std::uint64_t max_decoded_bytes = 256ull << 20;  // memory of the decoded object (spec/pickle.md)
 };
 
 // Which builders the allow-list enables; anything not enabled is a forbidden global.
