@@ -72,13 +72,7 @@ struct Options {
 int run(const ckpt::cli::Tool& tool, Options& options) {
   nlohmann::json out = ckpt::cli::envelope("ckpt-convert", options.source);
   out["destination"] = {{"path", options.destination}, {"format", nullptr}, {"layout", nullptr}};
-  auto failed = [&](const ckpt::Error& error) {
-    if (options.json) {
-      out["error"] = ckpt::cli::error_json(error);
-      ckpt::cli::print_json(out);
-    }
-    return tool.fail(error);
-  };
+  auto failed = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
   auto usage = [&](std::string message) {
     return failed(ckpt::Error(ckpt::ErrorCode::kInvalidArgument, std::move(message)));
   };
@@ -101,9 +95,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   if (options.compress && *target != "npz") {
     return usage(fmt::format("--compress applies to npz only, and the destination is {}", *target));
   }
-  auto open_options = options.reader.open_options();
-  if (!open_options.ok()) return failed(open_options.error());
-  auto opened = ckpt::open_checkpoint(options.source, *open_options);
+  auto opened = options.reader.open(options.source);
   if (!opened.ok()) return failed(opened.error());
   ckpt::cli::describe_checkpoint(out, **opened);
   auto source = apply_views(std::move(opened).value(), std::move(options.views));

@@ -100,19 +100,11 @@ nlohmann::json number_or_null(double value) { return std::isfinite(value) ? nloh
 int run(const ckpt::cli::Tool& tool, Options& options) {
   nlohmann::json out = ckpt::cli::envelope("ckpt-diff", options.a);
   out["b"] = {{"path", options.b}, {"format", nullptr}, {"layout", nullptr}};
-  auto failed = [&](const ckpt::Error& error) {
-    if (options.json) {
-      out["error"] = ckpt::cli::error_json(error);
-      ckpt::cli::print_json(out);
-    }
-    return tool.fail(error);
-  };
-  auto open_options = options.reader.open_options();
-  if (!open_options.ok()) return failed(open_options.error());
-  auto a = ckpt::open_checkpoint(options.a, *open_options);
+  auto failed = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
+  auto a = options.reader.open(options.a);
   if (!a.ok()) return failed(a.error());
   ckpt::cli::describe_checkpoint(out, **a);
-  auto b = ckpt::open_checkpoint(options.b, *open_options);
+  auto b = options.reader.open(options.b);
   if (!b.ok()) return failed(b.error());
   ckpt::cli::describe_checkpoint(out["b"], **b);
   nlohmann::json missing = nlohmann::json::array();

@@ -89,16 +89,8 @@ struct Options {
 
 int run(const ckpt::cli::Tool& tool, Options& options) {
   nlohmann::json out = ckpt::cli::envelope("ckpt-inspect", options.path);
-  auto failed = [&](const ckpt::Error& error) {
-    if (options.json) {
-      out["error"] = ckpt::cli::error_json(error);
-      ckpt::cli::print_json(out);
-    }
-    return tool.fail(error);
-  };
-  auto open_options = options.reader.open_options();
-  if (!open_options.ok()) return failed(open_options.error());
-  auto reader = ckpt::open_checkpoint(options.path, *open_options);
+  auto failed = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
+  auto reader = options.reader.open(options.path);
   if (!reader.ok()) return failed(reader.error());
   ckpt::cli::describe_checkpoint(out, **reader);
   const std::string format((*reader)->format_name());

@@ -125,13 +125,7 @@ int evaluate_only(const ckpt::cli::Tool& tool, const Options& options, Device de
 
 int train(const ckpt::cli::Tool& tool, Options options, Device device, const GivenOptions& given) {
   nlohmann::json out = ckpt::cli::envelope("ckpt-train", options.out.string());
-  auto fail = [&](const ckpt::Error& error) {
-    if (options.json) {
-      out["error"] = ckpt::cli::error_json(error);
-      ckpt::cli::print_json(out);
-    }
-    return tool.fail(error);
-  };
+  auto fail = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
   // With --json, stdout holds the document only; progress goes to stderr.
   std::FILE* progress = options.quiet ? nullptr : options.json ? stderr : stdout;
   auto model = Mlp::create(MlpShape{}, options.config.seed);

@@ -119,13 +119,9 @@ int main(int argc, char** argv) {
 
   auto open_options = options.reader.open_options();
   if (!open_options.ok()) {
-    if (options.json) {
-      nlohmann::json out = ckpt::cli::envelope("ckpt-validate", options.path);
-      out["valid"] = false;
-      out["error"] = ckpt::cli::error_json(open_options.error());
-      ckpt::cli::print_json(out);
-    }
-    return tool.fail(open_options.error());
+    nlohmann::json out = ckpt::cli::envelope("ckpt-validate", options.path);
+    out["valid"] = false;
+    return tool.fail(open_options.error(), options.json ? &out : nullptr);
   }
   Checked checked = validate_path(options.path, *open_options);
   if (options.json) {

@@ -99,7 +99,11 @@ std::optional<int> Tool::parse(int argc, char** argv) {
   return std::nullopt;
 }
 
-int Tool::fail(const Error& error) const {
+int Tool::fail(const Error& error, nlohmann::json* document) const {
+  if (document != nullptr) {
+    (*document)["error"] = error_json(error);
+    print_json(*document);
+  }
   fmt::print(stderr, "{}: error: {}\n", name_, error.describe());
   if (auto text = hint(error)) fmt::print(stderr, "{}: hint: {}\n", name_, *text);
   return exit_status(error);
@@ -134,10 +138,18 @@ Result<OpenOptions> ReaderOptions::open_options() {
   options.format = format;
   options.npy.void2_as_bfloat16 = v2_as_bfloat16;
   if (!shapes_file.empty()) {
-    CKPT_ASSIGN_OR_RETURN(shapes, convert::load_shapes(shapes_file));
+    if (!shapes_loaded_) {
+      CKPT_ASSIGN_OR_RETURN(shapes, convert::load_shapes(shapes_file));
+      shapes_loaded_ = true;
+    }
     options.shapes = &shapes;
   }
   return options;
+}
+
+Result<std::unique_ptr<CheckpointReader>> ReaderOptions::open(const std::string& path) {
+  CKPT_ASSIGN_OR_RETURN(OpenOptions options, open_options());
+  return open_checkpoint(path, options);
 }
 
 void add_reader_options(CLI::App& app, ReaderOptions& options, const std::string& format_flag) {

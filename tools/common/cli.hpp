@@ -44,7 +44,8 @@ class Tool {
 
   // "<tool>: error: <E-code, file, variable, message>" on stderr, then a
   // hint line where a flag of the tools would help; returns exit_status().
-  int fail(const Error& error) const;
+  // With a --json document, its "error" is set and it is printed first.
+  int fail(const Error& error, nlohmann::json* document = nullptr) const;
   // "<tool>: error: <message>" and the --help pointer; returns 2.
   int usage_error(std::string_view message) const;
 
@@ -66,8 +67,13 @@ struct ReaderOptions {
   bool v2_as_bfloat16 = false;
   ShapeTable shapes;  // loaded by open_options()
 
-  // Loads the shapes file, if any; the result points into `shapes`.
+  // Loads the shapes file, if any, once; the result points into `shapes`.
   Result<OpenOptions> open_options();
+  // open_checkpoint with these options.
+  Result<std::unique_ptr<CheckpointReader>> open(const std::string& path);
+
+ private:
+  bool shapes_loaded_ = false;
 };
 // `format_flag` is "--format" or "--from".
 void add_reader_options(CLI::App& app, ReaderOptions& options, const std::string& format_flag);
