@@ -5,9 +5,9 @@ set -euo pipefail
 
 packages=(
   build-essential meson ninja-build pkg-config
-  libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev doctest-dev zlib1g-dev
+  libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev doctest-dev zlib1g-dev libcli11-dev
   libopenblas-dev clang libclang-rt-14-dev
-  python3 python3-numpy python3-torch
+  python3 python3-numpy python3-torch python3-jsonschema
   dataset-fashion-mnist
 )
 

@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include "ckpt/format/npz.hpp"
 
 namespace ckpt::convert {
 namespace {
@@ -16,19 +15,6 @@ namespace fs = std::filesystem;
 constexpr std::uintmax_t kMaxShapesFileBytes = 64u << 20;
 
 }  // namespace
-
-std::string choose_destination_format(const fs::path& destination, const std::optional<std::string>& requested) {
-  if (requested) return *requested;
-  const std::string extension = destination.extension().string();
-  if (extension == kNpzExtension) return "npz";
-  if (extension == ".safetensors") return "safetensors";
-  if (extension == ".pt" || extension == ".pth" || extension == ".bin") return "torch";
-  std::error_code ec;
-  if (fs::exists(destination, ec)) {
-    if (auto held = detect_format(destination); held.ok()) return *held;
-  }
-  return "oneflow";
-}
 
 Result<ShapeTable> load_shapes(const fs::path& json_file) {
   // FileSource refuses a FIFO or device at once instead of blocking on it.

@@ -214,14 +214,44 @@ TEST_CASE("a failure at each read of a conversion leaves no destination") {
   }
 }
 
-TEST_CASE("the destination format: --to, else .npz, else what DST holds, else oneflow") {
+TEST_CASE("the destination format: --to, else the registry's extension, else what DST holds") {
   ckpt::testing::TempDir dir;
   make_source(dir / "npy_dir");
-  using ckpt::convert::choose_destination_format;
-  CHECK(choose_destination_format(dir / "x.npz", std::string("npy")) == "npy");
-  CHECK(choose_destination_format(dir / "x.npz", std::nullopt) == "npz");
-  CHECK(choose_destination_format(dir / "npy_dir", std::nullopt) == "npy");
-  CHECK(choose_destination_format(dir / "new", std::nullopt) == "oneflow");
+  auto chosen = [](const fs::path& path, std::optional<std::string> to = std::nullopt) {
+    auto format = ckpt::format_for_destination(path, to);
+    return format.ok() ? *format : "error " + ckpt::code_id(format.error().code());
+  };
+  CHECK(chosen(dir / "x.npz", "npy") == "npy");
+  CHECK(chosen(dir / "x.npz") == "npz");
+  CHECK(chosen(dir / "x.safetensors") == "safetensors");
+  CHECK(chosen(dir / "x.pth") == "torch");
+  CHECK(chosen(dir / "x.bin") == "torch");
+  CHECK(chosen(dir / "npy_dir") == "npy");
+  CHECK(chosen(dir / "new") == "oneflow");
   fs::create_directory(dir / "empty");
-  CHECK(choose_destination_format(dir / "empty", std::nullopt) == "oneflow");
+  CHECK(chosen(dir / "empty") == "oneflow");
+  // An extension no format claims is refused, unless the format is named.
+  CHECK(chosen(dir / "out.gguf") == "error E104");
+  CHECK(chosen(dir / "out.onnx") == "error E104");
+  CHECK(chosen(dir / "out.gguf", "oneflow") == "oneflow");
+  CHECK(chosen(dir / "x.npz", "gguf") == "error E104");
+  // "x.safetensors/" is the file x.safetensors; an existing directory of
+  // that name is no place for a file format.
+  CHECK(chosen((dir / "x.safetensors").string() + "/") == "safetensors");
+  fs::create_directory(dir / "d.safetensors");
+  CHECK(chosen(dir / "d.safetensors") == "error E104");
+  CHECK(chosen((dir / "d.safetensors").string() + "/") == "error E104");
+}
+
+TEST_CASE("the registry describes every format once: name, summary, extensions, kind") {
+  auto formats = ckpt::registered_formats();
+  REQUIRE(formats.size() == ckpt::checkpoint_formats().size());
+  for (const auto& format : formats) {
+    CHECK_MESSAGE(!format.summary.empty(), format.name);
+    CHECK_MESSAGE((format.kind == ckpt::FormatKind::kFile) == !format.extensions.empty(), format.name);
+  }
+  CHECK(ckpt::dtype_name_in_format("safetensors", ckpt::DType::kBFloat16) == "BF16");
+  CHECK(ckpt::dtype_name_in_format("npz", ckpt::DType::kFloat) == "<f4");
+  CHECK(ckpt::dtype_name_in_format("torch", ckpt::DType::kFloat16) == "HalfStorage");
+  CHECK(ckpt::dtype_name_in_format("oneflow", ckpt::DType::kFloat).empty());
 }

@@ -37,3 +37,30 @@ TEST_CASE("lookups by number, name and numpy descr") {
     CHECK(ckpt::dtype_from_name(info.name) == info.dtype);
   }
 }
+
+TEST_CASE("parse_dtype: every common spelling, case aside") {
+  using ckpt::DType;
+  using ckpt::parse_dtype;
+  for (const char* name : {"bf16", "bfloat16", "BF16", "torch.bfloat16", "kBFloat16", "BFloat16"}) {
+    CHECK_MESSAGE(parse_dtype(name) == DType::kBFloat16, name);
+  }
+  for (const char* name : {"f32", "float32", "F32", "<f4", "fp32", "torch.float", "kFloat", "float", "np.float32"}) {
+    CHECK_MESSAGE(parse_dtype(name) == DType::kFloat, name);
+  }
+  for (const char* name : {"fp16", "half", "f16", "float16", "<f2", "F16", "kFloat16"}) {
+    CHECK_MESSAGE(parse_dtype(name) == DType::kFloat16, name);
+  }
+  // Without a byte-order mark a number after i/u is bits; with one, numpy's bytes.
+  CHECK(parse_dtype("i8") == DType::kInt8);
+  CHECK(parse_dtype("<i8") == DType::kInt64);
+  CHECK(parse_dtype(">i8") == DType::kInt64);
+  CHECK(parse_dtype("u8") == DType::kUInt8);
+  CHECK(parse_dtype("|b1") == DType::kBool);
+  CHECK(parse_dtype("torch.long") == DType::kInt64);
+  CHECK(parse_dtype("f64") == DType::kDouble);
+  CHECK(parse_dtype("<f8") == DType::kDouble);
+  CHECK_FALSE(parse_dtype("float8").has_value());
+  CHECK_FALSE(parse_dtype("").has_value());
+  CHECK_FALSE(parse_dtype("kInvalidDataType").has_value());
+  CHECK_FALSE(parse_dtype("<V2").has_value());
+}

@@ -103,7 +103,7 @@ def test_npz(work):
                     check_equal(name, array, loaded[name])
     report = json.loads(subprocess.run([VALIDATE, work / "stored_back.npz", "--json"], capture_output=True,
                                        text=True, check=True).stdout)
-    assert report["format"] == "npz" and report["valid"] and len(report["variables"]) == 4
+    assert report["format"] == "npz" and report["valid"] and len(report["tensors"]) == 4
     report = json.loads(subprocess.run([VALIDATE, work / "numpy", "--json"], capture_output=True, text=True).stdout)
     assert report["format"] == "npy" and report["valid"]
     print("npz: np.savez and np.savez_compressed read; ours opened by np.load and zipfile")

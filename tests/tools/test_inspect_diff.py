@@ -15,6 +15,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import safetensors_standin  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from schema_check import checked  # noqa: E402
+
 INSPECT, DIFF, LIBCKPT = sys.argv[1:4]
 SNAPSHOT = os.path.join(os.environ["CKPT_FIXTURES"], "oneflow-real", "models_mobilenetv3_legacy_eager")
 
@@ -43,12 +46,12 @@ class Tools(unittest.TestCase):
                                  "c": ("C64", np.array([1 + 2j], dtype=np.complex64))})
         code, out, _ = run(INSPECT, path, "--stats", "--json")
         self.assertEqual(code, 0)
-        report = json.loads(out)
-        self.assertEqual(report["format"], "safetensors")
+        report = checked(out)
+        self.assertEqual((report["tool"], report["format"], report["layout"]), ("ckpt-inspect", "safetensors", None))
         by_name = {t["name"]: t for t in report["tensors"]}
         self.assertEqual([t["name"] for t in report["tensors"]], ["c", "h", "v"])
         v = by_name["v"]
-        self.assertEqual((v["dtype"], v["shape"], v["bytes"]), ("kFloat", [6], 24))
+        self.assertEqual((v["dtype"], v["format_dtype"], v["shape"], v["bytes"]), ("kFloat", "F32", [6], 24))
         finite = np.array([1.5, -2.0, 4.0])
         self.assertEqual(v["stats"]["nan"], 1)
         self.assertEqual(v["stats"]["inf"], 2)
@@ -64,12 +67,43 @@ class Tools(unittest.TestCase):
         code, out, _ = run(INSPECT, SNAPSHOT, "--stats")
         self.assertEqual(code, 0)
         lines = out.splitlines()
-        self.assertEqual(lines[0], f"{SNAPSHOT}: oneflow, 210 tensors, 10219872 bytes")
+        self.assertEqual(lines[0], f"{SNAPSHOT}: oneflow (L1/E1), 210 tensors, 10219872 bytes")
         bias = np.fromfile(os.path.join(SNAPSHOT, "classifier.3.bias", "out"), dtype=np.float32).astype(np.float64)
         line = next(l for l in lines if l.split()[0] == "classifier.3.bias")
         self.assertIn(f"min={bias.min():.6g} max={bias.max():.6g}", line)
         self.assertIn(f"std={bias.std():.6g} nan=0 inf=0", line)
         self.assertEqual(run(INSPECT, os.path.join(self.tmp, "none"))[0], 2)
+
+    def test_inspect_failure_is_an_envelope_with_an_error(self):
+        code, out, err = run(INSPECT, os.path.join(self.tmp, "none"), "--json")
+        self.assertEqual(code, 2)
+        report = checked(out)
+        self.assertEqual((report["error"]["code"], report["error"]["name"]), ("E102", "not_found"))
+        self.assertEqual(report["tensors"], [])
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertTrue(err.startswith("ckpt-inspect: error: E102 not_found"), err)
+        # An invalid input exits 1, as in every tool.
+        bad = os.path.join(self.tmp, "bad.safetensors")
+        with open(bad, "wb") as f:
+            f.write(struct.pack("<Q", 8) + b'{"a": 1}')
+        code, out, _ = run(INSPECT, bad, "--json")
+        self.assertEqual(code, 1)
+        self.assertEqual(checked(out)["error"]["code"], "E806")
+        self.assertEqual(run(DIFF, bad, bad)[0], 1)
+
+    def test_error_lines_escape_terminal_controls(self):
+        name = "w\x1b]0;pwned\x07\x1b[31m\nx"
+        a = os.path.join(self.tmp, "a.safetensors")
+        b = os.path.join(self.tmp, "b.safetensors")
+        write_safetensors(a, {name: ("F32", np.zeros(2, np.float32))})
+        write_safetensors(b, {name: ("F32", np.ones(2, np.float32))})
+        code, out, _ = run(DIFF, a, b)
+        self.assertEqual(code, 1)
+        self.assertNotIn("\x1b", out)
+        self.assertIn("differ   w\\x1b]0;pwned\\x07\\x1b[31m\\x0ax:", out)
+        code, out, _ = run(INSPECT, a)
+        self.assertNotIn("\x1b", out)
+        self.assertNotIn("\x07", out)
 
     def test_diff_across_formats_and_tolerances(self):
         converted = os.path.join(self.tmp, "m.safetensors")
@@ -89,7 +123,7 @@ class Tools(unittest.TestCase):
         shutil.rmtree(os.path.join(changed, "classifier.0.bias"))
         code, out, _ = run(DIFF, converted, changed, "--json")
         self.assertEqual(code, 1)
-        report = json.loads(out)
+        report = checked(out)
         self.assertFalse(report["equal"])
         self.assertEqual(report["missing"], ["classifier.0.bias"])
         self.assertEqual(report["extra"], [])
@@ -112,7 +146,7 @@ class Tools(unittest.TestCase):
         write_safetensors(b, {"n": ("F64", nan), "s": ("I32", np.zeros((2, 2), np.int32)), "e": ("U8", np.ones(1, np.uint8))})
         code, out, _ = run(DIFF, a, b, "--json")
         self.assertEqual(code, 1)
-        report = json.loads(out)
+        report = checked(out)
         self.assertEqual(report["extra"], ["e"])
         self.assertEqual(report["mismatched"], [{"name": "s", "a": {"dtype": "kInt32", "shape": [4]},
                                                  "b": {"dtype": "kInt32", "shape": [2, 2]}}])

@@ -8,6 +8,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from schema_check import checked  # noqa: E402
+
 CKPT_TRAIN, CKPT_VALIDATE, CKPT_CONVERT = sys.argv[1], sys.argv[2], sys.argv[3]
 SMALL = ["--device", "cpu", "--train-samples", "3000", "--lr", "0.2"]
 
@@ -70,8 +73,21 @@ def main():
         # Errors: usage 2, I/O 2, invalid input 1, nothing written on failure.
         run("--epochs", "x", expect=2)
         run("--bogus", expect=2)
-        run("--resume", first, "--lr", "0.1", expect=2)
-        run("--out", out, *SMALL, "--epochs", "1", expect=2)  # exists, no --overwrite
+        conflict = run("--resume", first, "--lr", "0.1", "--out", os.path.join(work, "never"), expect=2)
+        assert "--lr 0.1 conflicts with the training state's 0.2" in conflict.stderr, conflict.stderr
+        # Values equal to the stored state are accepted.
+        again = run("--device", "cpu", "--train-samples", "3000", "--epochs", "1", "--resume", first, "--seed", "0",
+                    "--lr", "0.2", "--out", os.path.join(work, "same"), "--json")
+        report = checked(again.stdout)
+        assert (report["format"], report["layout"], report["valid"], report["epochs"]) == ("oneflow", "L1/E1", True, []), report
+        assert len(report["tensors"]) == 6 and "epoch" not in again.stdout.split("{")[0]
+        # An existing OUT is refused before any training, with the flag that replaces it.
+        refused = run("--out", out, *SMALL, "--epochs", "1", expect=2)
+        assert "E103" in refused.stderr and "pass --force" in refused.stderr, refused.stderr
+        assert epoch_lines(refused.stdout) == [] and "device:" not in refused.stdout, refused.stdout
+        replaced = run("--out", os.path.join(work, "same"), "--device", "cpu", "--train-samples", "300", "--epochs", "1",
+                       "--overwrite")
+        assert len(epoch_lines(replaced.stdout)) == 1
         run("--eval-only", os.path.join(work, "absent"), expect=2)
         bad_data = os.path.join(work, "bad-data")
         os.mkdir(bad_data)

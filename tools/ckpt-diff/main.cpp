@@ -12,42 +12,33 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/values.hpp"
 
 namespace {
 
-constexpr std::string_view kUsage = R"(usage: ckpt-diff A B [--atol X] [--rtol Y] [--json]
+using ckpt::printable;
 
-Compares the checkpoints A and B (any supported formats, detected from the
+constexpr std::string_view kDescription = R"(Compares the checkpoints A and B (any registered formats, detected from the
 content): tensors only in A (missing from B) or only in B (extra), shape or
-dtype mismatches, and for each tensor in both the maximum absolute
-difference |a - b| and relative difference |a - b| / |b|.
+dtype mismatches, and for each tensor in both the maximum absolute difference
+|a - b| and relative difference |a - b| / |b|.
 
 Two values are equal within tolerance when |a - b| <= atol + rtol * |b|
-(numpy.isclose), or when both are NaN, or both the same infinity. The
-defaults, atol = rtol = 0, ask for exact equality. Tensors of different
-dtypes are a mismatch and their values are not compared; complex and
-128-bit tensors are compared byte for byte.
-
-Options:
-  --atol X   absolute tolerance (default 0)
-  --rtol Y   relative tolerance (default 0)
-  --json     print one JSON object:
-             {"equal", "missing": [names], "extra": [names],
-              "mismatched": [{"name", "a": {"dtype", "shape"}, "b": {...}}],
-              "tensors": [{"name", "equal", "max_abs", "max_rel", "differing"}]}
-  --help     this text
-
-Exit status: 0 equal within tolerance, 1 different, 2 usage or read error.
-)";
+(numpy.isclose), or when both are NaN, or both the same infinity. The defaults,
+atol = rtol = 0, ask for exact equality. Tensors of different dtypes are a
+mismatch and their values are not compared; complex and 128-bit tensors are
+compared byte for byte.)";
 
 struct Options {
   std::string a;
   std::string b;
+  ckpt::cli::ReaderOptions reader;
   double atol = 0;
   double rtol = 0;
   bool json = false;
+  bool quiet = false;
 };
 
 struct Comparison {
@@ -106,67 +97,67 @@ nlohmann::json describe(const ckpt::TensorInfo& tensor) {
 
 nlohmann::json number_or_null(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr); }
 
-int run(const Options& options) {
-  auto a = ckpt::open_checkpoint(options.a);
-  auto b = a.ok() ? ckpt::open_checkpoint(options.b) : std::move(a);
-  if (!b.ok()) {
-    fmt::print(stderr, "ckpt-diff: {}\n", b.error().describe());
-    return 2;
-  }
+int run(const ckpt::cli::Tool& tool, Options& options) {
+  nlohmann::json out = ckpt::cli::envelope("ckpt-diff", options.a);
+  out["b"] = {{"path", options.b}, {"format", nullptr}, {"layout", nullptr}};
+  auto failed = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
+  auto a = options.reader.open(options.a);
+  if (!a.ok()) return failed(a.error());
+  ckpt::cli::describe_checkpoint(out, **a);
+  auto b = options.reader.open(options.b);
+  if (!b.ok()) return failed(b.error());
+  ckpt::cli::describe_checkpoint(out["b"], **b);
   nlohmann::json missing = nlohmann::json::array();
   nlohmann::json extra = nlohmann::json::array();
   nlohmann::json mismatched = nlohmann::json::array();
-  nlohmann::json compared = nlohmann::json::array();
   std::vector<std::string> lines;
   for (const auto& tensor : (*a)->tensors()) {
     const ckpt::TensorInfo* other = (*b)->find(tensor.name);
     if (other == nullptr) {
       missing.push_back(tensor.name);
-      lines.push_back(fmt::format("missing  {} (only in A)", tensor.name));
+      lines.push_back(fmt::format("missing  {} (only in A)", printable(tensor.name)));
       continue;
     }
     if (!(tensor.meta == other->meta)) {
       mismatched.push_back({{"name", tensor.name}, {"a", describe(tensor)}, {"b", describe(*other)}});
-      lines.push_back(fmt::format("mismatch {}: A {} {}, B {} {}", tensor.name, ckpt::dtype_name(tensor.meta.dtype()),
-                                  ckpt::shape_to_string(tensor.meta.shape()), ckpt::dtype_name(other->meta.dtype()),
-                                  ckpt::shape_to_string(other->meta.shape())));
+      lines.push_back(fmt::format("mismatch {}: A {} {}, B {} {}", printable(tensor.name),
+                                  ckpt::dtype_name(tensor.meta.dtype()), ckpt::shape_to_string(tensor.meta.shape()),
+                                  ckpt::dtype_name(other->meta.dtype()), ckpt::shape_to_string(other->meta.shape())));
       continue;
     }
     auto a_source = (*a)->open(tensor.name);
     auto b_source = a_source.ok() ? (*b)->open(tensor.name) : std::move(a_source);
     auto result = b_source.ok() ? compare(**a_source, **b_source, tensor.meta.dtype(), options)
                                 : ckpt::Result<Comparison>(std::move(b_source).error());
-    if (!result.ok()) {
-      fmt::print(stderr, "ckpt-diff: {}\n", std::move(result).error().in_variable(tensor.name).describe());
-      return 2;
-    }
+    if (!result.ok()) return failed(std::move(result).error().in_variable(tensor.name));
     bool same = result->differing == 0;
-    compared.push_back({{"name", tensor.name}, {"equal", same}, {"max_abs", number_or_null(result->max_abs)},
-                        {"max_rel", number_or_null(result->max_rel)}, {"differing", result->differing}});
+    out["tensors"].push_back({{"name", tensor.name}, {"equal", same}, {"max_abs", number_or_null(result->max_abs)},
+                              {"max_rel", number_or_null(result->max_rel)}, {"differing", result->differing}});
     if (!same) {
       lines.push_back(fmt::format("differ   {}: {} elements outside tolerance, max abs {:.6g}, max rel {:.6g}",
-                                  tensor.name, result->differing, result->max_abs, result->max_rel));
+                                  printable(tensor.name), result->differing, result->max_abs, result->max_rel));
     }
   }
   for (const auto& tensor : (*b)->tensors()) {
     if ((*a)->find(tensor.name) == nullptr) {
       extra.push_back(tensor.name);
-      lines.push_back(fmt::format("extra    {} (only in B)", tensor.name));
+      lines.push_back(fmt::format("extra    {} (only in B)", printable(tensor.name)));
     }
   }
   bool equal = lines.empty();
   if (options.json) {
-    nlohmann::json out = {{"equal", equal},           {"missing", std::move(missing)},
-                          {"extra", std::move(extra)}, {"mismatched", std::move(mismatched)},
-                          {"tensors", std::move(compared)}};
-    fmt::print("{}\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
-  } else {
+    out["equal"] = equal;
+    out["missing"] = std::move(missing);
+    out["extra"] = std::move(extra);
+    out["mismatched"] = std::move(mismatched);
+    ckpt::cli::print_json(out);
+  } else if (!options.quiet) {
     for (const auto& line : lines) fmt::print("{}\n", line);
     fmt::print("{}: {} tensors in A ({}), {} in B ({}), atol={} rtol={}\n", equal ? "equal" : "DIFFERENT",
                (*a)->tensors().size(), (*a)->format_name(), (*b)->tensors().size(), (*b)->format_name(),
                options.atol, options.rtol);
   }
-  return equal ? 0 : 1;
+  return equal ? ckpt::cli::kExitOk : ckpt::cli::kExitInvalid;
 }
 
 std::optional<double> parse_tolerance(std::string_view text) {
@@ -180,34 +171,22 @@ std::optional<double> parse_tolerance(std::string_view text) {
 
 int main(int argc, char** argv) {
   Options options;
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  std::vector<std::string_view> paths;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      fmt::print("{}", kUsage);
-      return 0;
-    } else if (arg == "--json") {
-      options.json = true;
-    } else if ((arg == "--atol" || arg == "--rtol") && i + 1 < args.size()) {
-      auto value = parse_tolerance(args[++i]);
-      if (!value) {
-        fmt::print(stderr, "ckpt-diff: {} needs a non-negative number, got '{}'\n", arg, args[i]);
-        return 2;
-      }
-      (arg == "--atol" ? options.atol : options.rtol) = *value;
-    } else if (arg.starts_with("-")) {
-      fmt::print(stderr, "ckpt-diff: unknown option {}\n\n{}", arg, kUsage);
-      return 2;
-    } else {
-      paths.push_back(arg);
-    }
-  }
-  if (paths.size() != 2) {
-    fmt::print(stderr, "{}", kUsage);
-    return 2;
-  }
-  options.a = paths[0];
-  options.b = paths[1];
-  return run(options);
+  ckpt::cli::Tool tool("ckpt-diff", std::string(kDescription));
+  auto& app = tool.app();
+  app.add_option("A", options.a, "the first checkpoint")->required();
+  app.add_option("B", options.b, "the second checkpoint, the reference of --rtol")->required();
+  auto tolerance = [](const std::string& text) -> std::string {
+    return parse_tolerance(text) ? "" : "needs a non-negative finite number, got '" + text + "'";
+  };
+  app.add_option("--atol", options.atol, "absolute tolerance (default 0)")->check(tolerance)->type_name("X");
+  app.add_option("--rtol", options.rtol, "relative tolerance (default 0)")->check(tolerance)->type_name("Y");
+  ckpt::cli::add_reader_options(app, options.reader, "--format");
+  app.add_flag("--json", options.json,
+               "print one JSON document (spec/schema/ckpt-diff.schema.json): the envelope for A, \"b\" for B, "
+               "\"equal\", \"missing\", \"extra\", \"mismatched\" and per-tensor results in \"tensors\"");
+  app.add_flag("-q,--quiet", options.quiet, "print nothing; the exit status says equal or not");
+  app.footer(ckpt::cli::formats_help() +
+             "\nExit status: 0 equal within tolerance, 1 different or invalid input, 2 usage or I/O error.");
+  if (auto stop = tool.parse(argc, argv)) return *stop;
+  return run(tool, options);
 }

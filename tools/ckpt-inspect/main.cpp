@@ -11,31 +11,18 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/values.hpp"
 
 namespace {
 
-constexpr std::string_view kUsage = R"(usage: ckpt-inspect PATH [--stats] [--json] [--format NAME]
+using ckpt::printable;
 
-Lists the tensors of a checkpoint of any supported format (the format is
-detected from the content unless --format names it) with dtype, shape and
-bytes.
-
-Options:
-  --stats        also min, max, mean, std (population) over the finite
-                 values, and the NaN and Inf counts; read in bounded chunks.
-                 Complex and 128-bit tensors get no statistics.
-  --json         print one JSON object:
-                 {"path", "format", "tensors": [{"name", "dtype", "shape",
-                  "bytes", "stats": {"min", "max", "mean", "std", "nan",
-                  "inf", "finite"} or null}]}
-                 min/max/mean/std are null when no value is finite.
-  --format NAME  read as NAME instead of detecting the format
-  --help         this text
-
-Exit status: 0 listed, 2 usage or read error.
-)";
+constexpr std::string_view kDescription = R"text(Lists the tensors of a checkpoint of any registered format (detected from
+the content unless --format names it) with dtype, shape and bytes. The dtype is
+the canonical (OneFlow) name, followed by the file's own name where the format
+has one: "kBFloat16 (BF16)".)text";
 
 struct Stats {
   std::uint64_t finite = 0;
@@ -94,88 +81,67 @@ std::string stats_text(const std::optional<Stats>& stats) {
 
 struct Options {
   std::string path;
-  std::optional<std::string> format;
+  ckpt::cli::ReaderOptions reader;
   bool stats = false;
   bool json = false;
+  bool quiet = false;
 };
 
-int run(const Options& options) {
-  ckpt::OpenOptions open_options;
-  open_options.format = options.format;
-  auto reader = ckpt::open_checkpoint(options.path, open_options);
-  if (!reader.ok()) {
-    fmt::print(stderr, "ckpt-inspect: {}\n", reader.error().describe());
-    return 2;
-  }
+int run(const ckpt::cli::Tool& tool, Options& options) {
+  nlohmann::json out = ckpt::cli::envelope("ckpt-inspect", options.path);
+  auto failed = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
+  auto reader = options.reader.open(options.path);
+  if (!reader.ok()) return failed(reader.error());
+  ckpt::cli::describe_checkpoint(out, **reader);
+  const std::string format((*reader)->format_name());
   const auto& tensors = (*reader)->tensors();
-  nlohmann::json listed = nlohmann::json::array();
   std::uint64_t total = 0;
   std::size_t name_width = 4;
   for (const auto& tensor : tensors) {
     total += tensor.meta.byte_size();
-    name_width = std::max(name_width, tensor.name.size());
+    name_width = std::max(name_width, printable(tensor.name).size());
   }
-  if (!options.json) {
-    fmt::print("{}: {}, {} tensors, {} bytes\n", options.path, (*reader)->format_name(), tensors.size(), total);
+  if (!options.json && !options.quiet) {
+    std::string kind = format + ((*reader)->layout().empty() ? "" : fmt::format(" ({})", (*reader)->layout()));
+    fmt::print("{}: {}, {} tensors, {} bytes\n", printable(options.path), kind, tensors.size(), total);
   }
   for (const auto& tensor : tensors) {
     std::optional<Stats> stats;
     if (options.stats) {
       auto computed = compute_stats(**reader, tensor);
-      if (!computed.ok()) {
-        fmt::print(stderr, "ckpt-inspect: {}\n", std::move(computed).error().in_variable(tensor.name).describe());
-        return 2;
-      }
+      if (!computed.ok()) return failed(std::move(computed).error().in_variable(tensor.name));
       stats = *computed;
     }
-    std::string_view dtype = ckpt::dtype_name(tensor.meta.dtype());
     if (options.json) {
-      nlohmann::json entry = {{"name", tensor.name}, {"dtype", dtype}, {"shape", tensor.meta.shape()},
-                              {"bytes", tensor.meta.byte_size()}};
+      nlohmann::json entry = ckpt::cli::tensor_json(tensor.name, &tensor.meta, tensor.meta.byte_size(), format);
       if (options.stats) entry["stats"] = stats_json(stats);
-      listed.push_back(std::move(entry));
+      out["tensors"].push_back(std::move(entry));
     } else {
-      fmt::print("  {:<{}}  {:<10}  {:<20}  {:>12}{}\n", tensor.name, name_width, dtype,
-                 ckpt::shape_to_string(tensor.meta.shape()), tensor.meta.byte_size(),
-                 options.stats ? stats_text(stats) : "");
+      fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}{}\n", printable(tensor.name), name_width,
+                 ckpt::cli::dtype_text(tensor.meta.dtype(), format), ckpt::shape_to_string(tensor.meta.shape()),
+                 tensor.meta.byte_size(), options.stats ? stats_text(stats) : "");
     }
   }
-  if (options.json) {
-    nlohmann::json out = {{"path", options.path}, {"format", (*reader)->format_name()}, {"tensors", std::move(listed)}};
-    fmt::print("{}\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
-  }
-  return 0;
+  if (options.json) ckpt::cli::print_json(out);
+  return ckpt::cli::kExitOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Options options;
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      fmt::print("{}", kUsage);
-      return 0;
-    } else if (arg == "--stats") {
-      options.stats = true;
-    } else if (arg == "--json") {
-      options.json = true;
-    } else if (arg == "--format" && i + 1 < args.size()) {
-      options.format = std::string(args[++i]);
-    } else if (arg.starts_with("-")) {
-      fmt::print(stderr, "ckpt-inspect: unknown option {}\n\n{}", arg, kUsage);
-      return 2;
-    } else if (options.path.empty()) {
-      options.path = arg;
-    } else {
-      fmt::print(stderr, "ckpt-inspect: one PATH only (got '{}' and '{}')\n", options.path, arg);
-      return 2;
-    }
-  }
-  if (options.path.empty()) {
-    fmt::print(stderr, "{}", kUsage);
-    return 2;
-  }
-  return run(options);
+  ckpt::cli::Tool tool("ckpt-inspect", std::string(kDescription));
+  auto& app = tool.app();
+  app.add_option("PATH", options.path, "the checkpoint to list")->required();
+  ckpt::cli::add_reader_options(app, options.reader, "--format");
+  app.add_flag("--stats", options.stats,
+               "also min, max, mean, std (population) over the finite values, and the NaN and Inf counts; read in "
+               "bounded chunks; complex and 128-bit tensors get none");
+  app.add_flag("--json", options.json,
+               "print one JSON document (spec/schema/ckpt-inspect.schema.json); with --stats each tensor has "
+               "\"stats\": {min, max, mean, std, nan, inf, finite} or null");
+  app.add_flag("-q,--quiet", options.quiet, "print the tensor lines only, without the summary line");
+  app.footer(ckpt::cli::formats_help() + "\nExit status: 0 listed, 1 invalid input, 2 usage or I/O error.");
+  if (auto stop = tool.parse(argc, argv)) return *stop;
+  return run(tool, options);
 }

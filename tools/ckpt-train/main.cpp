@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "cli.hpp"
+#include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/validate.hpp"
 #include "ckpt/train/checkpoint.hpp"
 #include "ckpt/train/dataset.hpp"
@@ -20,145 +22,74 @@ namespace {
 namespace fs = std::filesystem;
 using namespace ckpt::train;
 
-constexpr std::string_view kUsage = R"(usage: ckpt-train [options]
-
-Trains the OneFlow tutorial's MLP (784-128-64-10, SGD, CrossEntropyLoss) on an
-MNIST-format data set, saves it like flow.save(model.state_dict(), OUT) and
-its training state to OUT.train-state (spec/training-state.md), then validates
-OUT. Each epoch prints "epoch N, train loss X, train acc Y, test acc Z".
-
-Options:
-  --epochs N          train until N epochs are done (default 10)
-  --device D          auto, cpu or cuda (default auto: cuda when a GPU is usable)
-  --data DIR          MNIST-format IDX files, gzipped or not
-                      (default /usr/share/datasets/fashion-mnist)
-  --out DIR           where to save the model (default ./mnist_model)
-  --overwrite         replace OUT (and OUT.train-state) when they exist
-  --save-every-epoch  also save OUT.epoch-N (+ .train-state) after each epoch
-  --seed N            initialisation and shuffling seed (default 0)
-  --lr X              SGD learning rate (default 0.003)
-  --momentum X        SGD momentum (default 0)
-  --weight-decay X    SGD weight decay (default 0)
-  --batch-size N      (default 128)
-  --train-samples N   train on the first N samples only (default all)
-  --resume DIR        continue from a snapshot saved by ckpt-train and its
-                      DIR.train-state; seed, lr, momentum, weight decay and
-                      batch size come from the state
-  --eval-only DIR     load the snapshot DIR, print "test acc Z" and exit
-  --help              this text
-
-Exit status: 0 success, 1 invalid input (data, snapshot, state), 2 usage or I/O error.
-)";
+constexpr std::string_view kDescription = R"(Trains the OneFlow tutorial's MLP (784-128-64-10, SGD, CrossEntropyLoss) on an
+MNIST-format data set, saves it like flow.save(model.state_dict(), OUT) and its
+training state to OUT.train-state (spec/training-state.md), then validates OUT.
+Each epoch prints "epoch N, train loss X, train acc Y, test acc Z".)";
 
 struct Options {
   std::int64_t epochs = 10;
-  Device device = Device::kAuto;
+  std::string device = "auto";
   fs::path data = std::string(kDefaultDataDir);
   fs::path out = "mnist_model";
-  bool overwrite = false;
+  bool force = false;
   bool save_every_epoch = false;
   TrainConfig config;
   std::optional<std::size_t> train_samples;
   std::optional<fs::path> resume;
   std::optional<fs::path> eval_only;
-  bool training_options_given = false;  // any of seed/lr/momentum/weight decay/batch size
+  bool json = false;
+  bool quiet = false;
 };
 
-struct UsageError {
-  std::string message;
+// Training options given on the command line, each checked against a
+// resumed state: equal is fine, different is refused naming both values.
+struct GivenOptions {
+  CLI::Option* seed;
+  CLI::Option* lr;
+  CLI::Option* momentum;
+  CLI::Option* weight_decay;
+  CLI::Option* batch_size;
 };
 
-int exit_code(const ckpt::Error& error) {
-  const auto family = static_cast<unsigned>(error.code()) / 100;
-  return family == 1 || error.code() == ckpt::ErrorCode::kDeviceError ? 2 : 1;
-}
-
-int fail(const ckpt::Error& error) {
-  std::fprintf(stderr, "ckpt-train: %s\n", error.describe().c_str());
-  return exit_code(error);
-}
-
-template <class T>
-std::optional<T> parse_number(std::string_view text) {
-  try {
-    std::size_t used = 0;
-    const std::string copy(text);
-    T value{};
-    if constexpr (std::is_floating_point_v<T>) {
-      value = static_cast<T>(std::stod(copy, &used));
-    } else {
-      if (copy.empty() || copy[0] == '-') return std::nullopt;
-      value = static_cast<T>(std::stoull(copy, &used));
-    }
-    if (used != copy.size()) return std::nullopt;
-    return value;
-  } catch (const std::exception&) {
-    return std::nullopt;
+std::optional<std::string> conflict_with_state(const GivenOptions& given, const Options& options,
+                                               const TrainingState& state) {
+  auto differs = [](CLI::Option* option, auto asked, auto stored) -> std::optional<std::string> {
+    if (option->count() == 0 || asked == stored) return std::nullopt;
+    return fmt::format("{} {} conflicts with the training state's {}; leave it out to continue with the stored value",
+                       option->get_name(), asked, stored);
+  };
+  for (auto conflict : {differs(given.seed, options.config.seed, state.seed),
+                        differs(given.batch_size, options.config.batch_size, state.batch_size)}) {
+    if (conflict) return conflict;
   }
-}
-
-// Returns an error message, or nothing when `args` parsed.
-std::optional<UsageError> parse(const std::vector<std::string_view>& args, Options& options) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view arg = args[i];
-    if (arg == "--overwrite") {
-      options.overwrite = true;
-      continue;
-    }
-    if (arg == "--save-every-epoch") {
-      options.save_every_epoch = true;
-      continue;
-    }
-    if (i + 1 >= args.size()) return UsageError{fmt::format("unknown option or missing value: {}", arg)};
-    const std::string_view value = args[++i];
-    const auto bad_value = [&] { return UsageError{fmt::format("{}: invalid value '{}'", arg, value)}; };
-    if (arg == "--epochs") {
-      const auto number = parse_number<std::uint32_t>(value);
-      if (!number) return bad_value();
-      options.epochs = *number;
-    } else if (arg == "--device") {
-      auto device = parse_device(value);
-      if (!device.ok()) return UsageError{device.error().message()};
-      options.device = *device;
-    } else if (arg == "--data") {
-      options.data = value;
-    } else if (arg == "--out") {
-      options.out = value;
-    } else if (arg == "--seed") {
-      const auto number = parse_number<std::uint64_t>(value);
-      if (!number) return bad_value();
-      options.config.seed = *number;
-      options.training_options_given = true;
-    } else if (arg == "--lr" || arg == "--momentum" || arg == "--weight-decay") {
-      const auto number = parse_number<float>(value);
-      if (!number || *number < 0.0f) return bad_value();
-      float& field = arg == "--lr" ? options.config.sgd.learning_rate
-                     : arg == "--momentum" ? options.config.sgd.momentum
-                                           : options.config.sgd.weight_decay;
-      field = *number;
-      options.training_options_given = true;
-    } else if (arg == "--batch-size") {
-      const auto number = parse_number<std::uint32_t>(value);
-      if (!number || *number == 0) return bad_value();
-      options.config.batch_size = *number;
-      options.training_options_given = true;
-    } else if (arg == "--train-samples") {
-      const auto number = parse_number<std::size_t>(value);
-      if (!number || *number == 0) return bad_value();
-      options.train_samples = *number;
-    } else if (arg == "--resume") {
-      options.resume = value;
-    } else if (arg == "--eval-only") {
-      options.eval_only = value;
-    } else {
-      return UsageError{fmt::format("unknown option: {}", arg)};
-    }
-  }
-  if (options.resume && options.eval_only) return UsageError{"--resume and --eval-only exclude each other"};
-  if (options.resume && options.training_options_given) {
-    return UsageError{"--resume takes seed, lr, momentum, weight decay and batch size from the training state"};
+  for (auto conflict : {differs(given.lr, options.config.sgd.learning_rate, state.sgd.learning_rate),
+                        differs(given.momentum, options.config.sgd.momentum, state.sgd.momentum),
+                        differs(given.weight_decay, options.config.sgd.weight_decay, state.sgd.weight_decay)}) {
+    if (conflict) return conflict;
   }
   return std::nullopt;
+}
+
+// Refuses, before any training, outputs that exist when --force is absent.
+ckpt::Status check_outputs(const Options& options, std::int64_t first_epoch) {
+  if (options.force) return {};
+  std::vector<fs::path> outputs = {options.out};
+  if (options.save_every_epoch) {
+    for (std::int64_t epoch = first_epoch; epoch <= options.epochs; ++epoch) {
+      outputs.emplace_back(fmt::format("{}.epoch-{}", options.out.string(), epoch));
+    }
+  }
+  for (const fs::path& dir : outputs) {
+    for (const fs::path& path : {dir, training_state_path(dir)}) {
+      std::error_code ec;
+      if (fs::symlink_status(path, ec).type() != fs::file_type::not_found) {
+        return ckpt::Error(ckpt::ErrorCode::kDestinationExists, "already exists; not replaced unless asked to overwrite")
+            .in_file(path.string());
+      }
+    }
+  }
+  return {};
 }
 
 ckpt::Status save_run(Trainer& trainer, const fs::path& dir, bool overwrite) {
@@ -168,29 +99,35 @@ ckpt::Status save_run(Trainer& trainer, const fs::path& dir, bool overwrite) {
   return save_training_state(state, model, training_state_path(dir), overwrite);
 }
 
-int evaluate_only(const Options& options) {
+int evaluate_only(const ckpt::cli::Tool& tool, const Options& options, Device device) {
+  auto fail = [&](const ckpt::Error& error) { return tool.fail(error); };
   auto test = load_mnist(options.data, Split::kTest);
   if (!test.ok()) return fail(test.error());
   auto model = Mlp::create(MlpShape{}, options.config.seed);
   if (!model.ok()) return fail(model.error());
   if (auto loaded = load_state_dict(*options.eval_only, *model); !loaded.ok()) return fail(loaded.error());
-  auto backend = make_backend(options.device);
+  auto backend = make_backend(device);
   if (!backend.ok()) return fail(backend.error());
   auto trainer = Trainer::create(std::move(*backend), *model, options.config);
   if (!trainer.ok()) return fail(trainer.error());
   auto accuracy = trainer->evaluate(*test);
   if (!accuracy.ok()) return fail(accuracy.error());
-  std::printf("test acc %.4f\n", *accuracy);
-  return 0;
+  if (options.json) {
+    nlohmann::json out = ckpt::cli::envelope("ckpt-train", options.eval_only->string());
+    out["format"] = "oneflow";
+    out["test_accuracy"] = *accuracy;
+    ckpt::cli::print_json(out);
+  } else {
+    fmt::print("test acc {:.4f}\n", *accuracy);
+  }
+  return ckpt::cli::kExitOk;
 }
 
-int train(Options options) {
-  auto train_set = load_mnist(options.data, Split::kTrain);
-  if (!train_set.ok()) return fail(train_set.error());
-  if (options.train_samples) *train_set = train_set->head(*options.train_samples);
-  auto test_set = load_mnist(options.data, Split::kTest);
-  if (!test_set.ok()) return fail(test_set.error());
-
+int train(const ckpt::cli::Tool& tool, Options options, Device device, const GivenOptions& given) {
+  nlohmann::json out = ckpt::cli::envelope("ckpt-train", options.out.string());
+  auto fail = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
+  // With --json, stdout holds the document only; progress goes to stderr.
+  std::FILE* progress = options.quiet ? nullptr : options.json ? stderr : stdout;
   auto model = Mlp::create(MlpShape{}, options.config.seed);
   if (!model.ok()) return fail(model.error());
   std::optional<TrainingState> resumed;
@@ -198,64 +135,132 @@ int train(Options options) {
     if (auto loaded = load_state_dict(*options.resume, *model); !loaded.ok()) return fail(loaded.error());
     auto state = load_training_state(training_state_path(*options.resume), *model);
     if (!state.ok()) return fail(state.error());
+    if (auto conflict = conflict_with_state(given, options, *state)) return tool.usage_error(*conflict);
     options.config.batch_size = state->batch_size;
     resumed = std::move(*state);
   }
+  if (auto free = check_outputs(options, resumed ? resumed->epochs_done + 1 : 1); !free.ok()) {
+    return fail(free.error());
+  }
+  auto train_set = load_mnist(options.data, Split::kTrain);
+  if (!train_set.ok()) return fail(train_set.error());
+  if (options.train_samples) *train_set = train_set->head(*options.train_samples);
+  auto test_set = load_mnist(options.data, Split::kTest);
+  if (!test_set.ok()) return fail(test_set.error());
 
-  auto backend = make_backend(options.device);
+  auto backend = make_backend(device);
   if (!backend.ok()) return fail(backend.error());
-  std::printf("device: %s\n", (*backend)->description().c_str());
+  if (progress) fmt::print(progress, "device: {}\n", (*backend)->description());
   auto trainer = Trainer::create(std::move(*backend), *model, options.config);
   if (!trainer.ok()) return fail(trainer.error());
   if (resumed) {
     if (auto restored = trainer->restore(*resumed); !restored.ok()) return fail(restored.error());
-    std::printf("resumed after epoch %lld\n", static_cast<long long>(trainer->epochs_done()));
+    if (progress) fmt::print(progress, "resumed after epoch {}\n", trainer->epochs_done());
   }
 
+  nlohmann::json epochs = nlohmann::json::array();
   while (trainer->epochs_done() < options.epochs) {
     const auto start = std::chrono::steady_clock::now();
     auto report = trainer->train_epoch(*train_set, *test_set);
     if (!report.ok()) return fail(report.error());
     const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
-    std::printf("epoch %lld, train loss %.4f, train acc %.3f, test acc %.3f\n", static_cast<long long>(report->epoch),
-                report->train_loss, report->train_accuracy, report->test_accuracy);
-    std::fflush(stdout);
-    std::fprintf(stderr, "epoch %lld took %.3f s\n", static_cast<long long>(report->epoch), seconds.count());
+    epochs.push_back({{"epoch", report->epoch},
+                      {"train_loss", report->train_loss},
+                      {"train_accuracy", report->train_accuracy},
+                      {"test_accuracy", report->test_accuracy}});
+    if (progress) {
+      fmt::print(progress, "epoch {}, train loss {:.4f}, train acc {:.3f}, test acc {:.3f}\n", report->epoch,
+                 report->train_loss, report->train_accuracy, report->test_accuracy);
+      std::fflush(progress);
+      fmt::print(stderr, "epoch {} took {:.3f} s\n", report->epoch, seconds.count());
+    }
     if (options.save_every_epoch) {
       const fs::path dir = fmt::format("{}.epoch-{}", options.out.string(), report->epoch);
-      if (auto saved = save_run(*trainer, dir, options.overwrite); !saved.ok()) return fail(saved.error());
+      if (auto saved = save_run(*trainer, dir, options.force); !saved.ok()) return fail(saved.error());
     }
   }
 
-  if (auto saved = save_run(*trainer, options.out, options.overwrite); !saved.ok()) return fail(saved.error());
+  if (auto saved = save_run(*trainer, options.out, options.force); !saved.ok()) return fail(saved.error());
   const ckpt::ValidationReport report = ckpt::validate_snapshot(options.out);
+  out["format"] = "oneflow";
+  if (report.layout) out["layout"] = ckpt::layout_id(*report.layout);
+  out["valid"] = report.valid();
+  out["epochs"] = std::move(epochs);
+  out["training_state"] = training_state_path(options.out).string();
+  for (const auto& variable : report.variables) {
+    out["tensors"].push_back(ckpt::cli::tensor_json(variable.name, variable.meta ? &*variable.meta : nullptr,
+                                                    variable.byte_size, "oneflow"));
+  }
   for (const ckpt::Issue& issue : report.issues) {
-    std::fprintf(stderr, "ckpt-train: %s %s: %s\n", ckpt::code_id(issue.code).c_str(), issue.variable.c_str(),
-                 issue.message.c_str());
+    out["issues"].push_back(ckpt::cli::issue_json(issue));
+    fmt::print(stderr, "{}: {} {}: {}\n", tool.name(), ckpt::code_id(issue.code), ckpt::printable(issue.variable),
+               ckpt::printable(issue.message));
   }
+  if (options.json) ckpt::cli::print_json(out);
   if (!report.valid()) {
-    std::fprintf(stderr, "ckpt-train: the saved snapshot %s does not validate\n", options.out.c_str());
-    return 1;
+    fmt::print(stderr, "{}: the saved snapshot {} does not validate\n", tool.name(), ckpt::printable(options.out.string()));
+    return ckpt::cli::kExitInvalid;
   }
-  std::printf("saved %s (%zu variables, valid) and %s\n", options.out.c_str(), report.variables.size(),
-              training_state_path(options.out).c_str());
-  return 0;
+  if (!options.json) {
+    fmt::print("saved {} ({} variables, valid) and {}\n", ckpt::printable(options.out.string()),
+               report.variables.size(), ckpt::printable(training_state_path(options.out).string()));
+  }
+  return ckpt::cli::kExitOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  for (const std::string_view arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage.data(), stdout);
-      return 0;
-    }
-  }
   Options options;
-  if (const auto error = parse(args, options)) {
-    std::fprintf(stderr, "ckpt-train: %s\n\n%s", error->message.c_str(), kUsage.data());
-    return 2;
-  }
-  return options.eval_only ? evaluate_only(options) : train(std::move(options));
+  ckpt::cli::Tool tool("ckpt-train", std::string(kDescription));
+  auto& app = tool.app();
+  auto positive = CLI::PositiveNumber;
+  app.add_option("--epochs", options.epochs, "train until N epochs are done (default 10)")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--device", options.device, "auto, cpu or cuda (default auto: cuda when a GPU is usable)")
+      ->type_name("D")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--data", options.data,
+                 "MNIST-format IDX files, gzipped or not (default /usr/share/datasets/fashion-mnist)")
+      ->type_name("DIR");
+  app.add_option("--out", options.out, "where to save the model (default ./mnist_model)")->type_name("DIR");
+  app.add_flag("--force,--overwrite", options.force, "replace OUT (and OUT.train-state) when they exist");
+  app.add_flag("--save-every-epoch", options.save_every_epoch,
+               "also save OUT.epoch-N (+ .train-state) after each epoch");
+  GivenOptions given{};
+  given.seed = app.add_option("--seed", options.config.seed, "initialisation and shuffling seed (default 0)")
+                   ->type_name("N");
+  given.lr = app.add_option("--lr", options.config.sgd.learning_rate, "SGD learning rate (default 0.003)")
+                 ->type_name("X")
+                 ->check(CLI::NonNegativeNumber);
+  given.momentum = app.add_option("--momentum", options.config.sgd.momentum, "SGD momentum (default 0)")
+                       ->type_name("X")
+                       ->check(CLI::NonNegativeNumber);
+  given.weight_decay =
+      app.add_option("--weight-decay", options.config.sgd.weight_decay, "SGD weight decay (default 0)")
+          ->type_name("X")
+          ->check(CLI::NonNegativeNumber);
+  given.batch_size =
+      app.add_option("--batch-size", options.config.batch_size, "(default 128)")->type_name("N")->check(positive);
+  app.add_option("--train-samples", options.train_samples, "train on the first N samples only (default all)")
+      ->type_name("N")
+      ->check(positive);
+  auto* resume = app.add_option("--resume", options.resume,
+                                "continue from a snapshot saved by ckpt-train and its DIR.train-state; seed, lr, "
+                                "momentum, weight decay and batch size come from the state (giving one is allowed "
+                                "when it equals the stored value)")
+                     ->type_name("DIR");
+  app.add_option("--eval-only", options.eval_only, "load the snapshot DIR, print \"test acc Z\" and exit")
+      ->type_name("DIR")
+      ->excludes(resume);
+  app.add_flag("--json", options.json,
+               "print one JSON document at the end (spec/schema/ckpt-train.schema.json): the envelope for OUT "
+               "with \"valid\", \"epochs\" and \"training_state\"; progress lines go to stderr");
+  app.add_flag("-q,--quiet", options.quiet, "no progress lines");
+  app.footer("Exit status: 0 success, 1 invalid input (data, snapshot, state), 2 usage, I/O or device error.");
+  if (auto stop = tool.parse(argc, argv)) return *stop;
+  auto device = parse_device(options.device);
+  if (!device.ok()) return tool.usage_error(device.error().message());
+  return options.eval_only ? evaluate_only(tool, options, *device) : train(tool, std::move(options), *device, given);
 }

@@ -1,47 +1,25 @@
 // ckpt-validate: checks a checkpoint and lists its variables and problems.
-#include <cstdio>
 #include <optional>
 #include <string>
-#include <string_view>
-#include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/snapshot.hpp"
 
 namespace {
 
-constexpr std::string_view kUsage = R"(usage: ckpt-validate PATH [--json] [--quiet]
+using ckpt::printable;
 
-Checks a OneFlow checkpoint directory against every rule of the format
-(spec/validation.md) and reports all problems found, not only the first.
-
-Layouts recognised (the "format" field):
-  oneflow-snapshot  meta + out per variable, snapshot_done (OneFlow 0.3.2-0.5, E1/L1)
-  oneflow-lazy      out only, snapshot_done (OneFlow <= 0.3.1, L0): bytes only
-  oneflow-graph     model.mlir + variable directories (nn.Graph export, G1)
-  oneflow-pickle    pickled_data + tensor_N/ (OneFlow 0.6+, P1): variables
-                    are the pickled tensors, named by their dotted keys
-  npy               a directory of <variable>.npy files: every header and size
-  npz               a NumPy .npz archive: every member's header, size and CRC
-
-Options:
-  --json    print one JSON object:
-            {"path", "format", "valid",
-             "variables": [{"name", "dtype", "shape", "bytes"}],
-             "issues": [{"code", "name", "severity", "variable", "message"}]}
-            dtype is OneFlow's enum name ("kFloat"); dtype and shape are null
-            when unknown (no meta, or a broken one); format is null when
-            nothing was recognised.
-  --quiet   print only the problems (nothing when there is none)
-  --help    this text
-
-Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or I/O error.
-)";
+constexpr std::string_view kDescription = R"(Checks a checkpoint of any registered format against every rule of its
+format (spec/validation.md) and reports all problems found, not only the first.
+The format is detected from the content unless --format names it; a directory
+nothing recognises is checked by OneFlow's rules, which say what is missing.)";
 
 struct Options {
   std::string path;
+  ckpt::cli::ReaderOptions reader;
   bool json = false;
   bool quiet = false;
 };
@@ -49,85 +27,74 @@ struct Options {
 int exit_status(const ckpt::ValidationReport& report) {
   for (const auto& issue : report.issues) {
     auto family = static_cast<unsigned>(issue.code) / 100;
-    if (issue.severity == ckpt::Severity::kError && family == 1) return 2;
+    if (issue.severity == ckpt::Severity::kError && family == 1) return ckpt::cli::kExitUsageOrIo;
   }
-  return report.valid() ? 0 : 1;
+  return report.valid() ? ckpt::cli::kExitOk : ckpt::cli::kExitInvalid;
 }
 
 std::string_view severity_word(ckpt::Severity severity) {
   return severity == ckpt::Severity::kError ? "error" : "warning";
 }
 
-// A report and the name of the format it found ("npy", "oneflow-snapshot"),
-// absent when nothing was recognised.
+// The report, the registry name of the format checked (absent when nothing
+// was recognised) and the OneFlow layout found.
 struct Checked {
   ckpt::ValidationReport report;
   std::optional<std::string> format;
+  std::optional<std::string> layout;
 };
 
-Checked validate_path(const std::string& path) {
-  auto detected = ckpt::detect_format(path);
+Checked validate_path(const std::string& path, const ckpt::OpenOptions& options) {
+  auto detected = options.format ? ckpt::Result<std::string>(*options.format) : ckpt::detect_format(path);
   // Nothing recognised: OneFlow's rules say what is missing or wrong.
   const std::string format = detected.ok() ? *detected : "oneflow";
-  Checked checked{ckpt::validate_checkpoint(path, format), std::nullopt};
-  if (checked.report.layout) {
-    checked.format = std::string(ckpt::layout_format_name(*checked.report.layout));
-  } else if (detected.ok()) {
-    checked.format = format;
-  }
+  Checked checked{ckpt::validate_checkpoint(path, format, options), std::nullopt, std::nullopt};
+  if (detected.ok() || checked.report.layout) checked.format = format;
+  if (checked.report.layout) checked.layout = std::string(ckpt::layout_id(*checked.report.layout));
   return checked;
 }
 
-void print_json(const ckpt::ValidationReport& report, const std::optional<std::string>& format) {
-  nlohmann::json variables = nlohmann::json::array();
-  for (const auto& variable : report.variables) {
-    nlohmann::json entry = {{"name", variable.name}, {"bytes", variable.byte_size}};
-    entry["dtype"] = variable.meta ? nlohmann::json(std::string(ckpt::dtype_name(variable.meta->dtype()))) : nullptr;
-    entry["shape"] = variable.meta ? nlohmann::json(variable.meta->shape()) : nullptr;
-    variables.push_back(std::move(entry));
+void print_json(const Options& options, const Checked& checked) {
+  nlohmann::json out = ckpt::cli::envelope("ckpt-validate", options.path);
+  const std::string format = checked.format.value_or("");
+  if (checked.format) out["format"] = *checked.format;
+  if (checked.layout) out["layout"] = *checked.layout;
+  out["valid"] = checked.report.valid();
+  for (const auto& variable : checked.report.variables) {
+    out["tensors"].push_back(ckpt::cli::tensor_json(variable.name, variable.meta ? &*variable.meta : nullptr,
+                                                    variable.byte_size, format));
   }
-  nlohmann::json issues = nlohmann::json::array();
-  for (const auto& issue : report.issues) {
-    issues.push_back({{"code", ckpt::code_id(issue.code)},
-                      {"name", std::string(ckpt::code_name(issue.code))},
-                      {"severity", std::string(severity_word(issue.severity))},
-                      {"variable", issue.variable.empty() ? nlohmann::json(nullptr) : nlohmann::json(issue.variable)},
-                      {"message", issue.message}});
-  }
-  nlohmann::json out = {
-      {"path", report.path.string()},
-      {"format", format ? nlohmann::json(*format) : nullptr},
-      {"valid", report.valid()},
-      {"variables", std::move(variables)},
-      {"issues", std::move(issues)},
-  };
-  // Replace invalid UTF-8 in names rather than failing on a hostile file.
-  fmt::print("{}\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+  for (const auto& issue : checked.report.issues) out["issues"].push_back(ckpt::cli::issue_json(issue));
+  ckpt::cli::print_json(out);
 }
 
 void print_issues(const ckpt::ValidationReport& report) {
   for (const auto& issue : report.issues) {
-    std::string where = issue.variable.empty() ? "" : fmt::format(" [{}]", issue.variable);
+    std::string where = issue.variable.empty() ? "" : fmt::format(" [{}]", printable(issue.variable));
     fmt::print("{:7} {} {}{}: {}\n", severity_word(issue.severity), ckpt::code_id(issue.code),
-               ckpt::code_name(issue.code), where, issue.message);
+               ckpt::code_name(issue.code), where, printable(issue.message));
   }
 }
 
-void print_table(const ckpt::ValidationReport& report, const std::optional<std::string>& format) {
+void print_table(const Options& options, const Checked& checked) {
+  const auto& report = checked.report;
+  const std::string format = checked.format.value_or("");
   std::uint64_t total = 0;
   std::size_t name_width = 4;
   for (const auto& variable : report.variables) {
     total += variable.byte_size;
-    name_width = std::max(name_width, variable.name.size());
+    name_width = std::max(name_width, printable(variable.name).size());
   }
-  fmt::print("{}: {}, {} variables, {} bytes\n", report.path.string(), format.value_or("unrecognised"),
-             report.variables.size(), total);
+  std::string kind = checked.format.value_or("unrecognised");
+  if (checked.layout) kind += fmt::format(" ({})", *checked.layout);
+  fmt::print("{}: {}, {} variables, {} bytes\n", printable(options.path), kind, report.variables.size(), total);
   if (!report.variables.empty()) {
-    fmt::print("  {:<{}}  {:<10}  {:<20}  {:>12}\n", "name", name_width, "dtype", "shape", "bytes");
+    fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}\n", "name", name_width, "dtype", "shape", "bytes");
     for (const auto& variable : report.variables) {
-      std::string dtype = variable.meta ? std::string(ckpt::dtype_name(variable.meta->dtype())) : "?";
+      std::string dtype = variable.meta ? ckpt::cli::dtype_text(variable.meta->dtype(), format) : "?";
       std::string shape = variable.meta ? ckpt::shape_to_string(variable.meta->shape()) : "?";
-      fmt::print("  {:<{}}  {:<10}  {:<20}  {:>12}\n", variable.name, name_width, dtype, shape, variable.byte_size);
+      fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}\n", printable(variable.name), name_width, dtype, shape,
+                 variable.byte_size);
     }
   }
   print_issues(report);
@@ -139,36 +106,30 @@ void print_table(const ckpt::ValidationReport& report, const std::optional<std::
 
 int main(int argc, char** argv) {
   Options options;
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  for (std::string_view arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      fmt::print("{}", kUsage);
-      return 0;
-    } else if (arg == "--json") {
-      options.json = true;
-    } else if (arg == "--quiet" || arg == "-q") {
-      options.quiet = true;
-    } else if (arg.starts_with("-") && arg != "-") {
-      fmt::print(stderr, "ckpt-validate: unknown option {}\n\n{}", arg, kUsage);
-      return 2;
-    } else if (options.path.empty()) {
-      options.path = arg;
-    } else {
-      fmt::print(stderr, "ckpt-validate: one PATH only (got '{}' and '{}')\n", options.path, arg);
-      return 2;
-    }
+  ckpt::cli::Tool tool("ckpt-validate", std::string(kDescription));
+  auto& app = tool.app();
+  app.add_option("PATH", options.path, "the checkpoint to check")->required();
+  ckpt::cli::add_reader_options(app, options.reader, "--format");
+  app.add_flag("--json", options.json,
+               "print one JSON document (spec/schema/ckpt-validate.schema.json): the envelope with "
+               "\"valid\", every tensor and every issue");
+  app.add_flag("-q,--quiet", options.quiet, "print only the problems (nothing when there is none)");
+  app.footer(ckpt::cli::formats_help() + "\nExit status: 0 valid (warnings allowed), 1 invalid, 2 usage or I/O error.");
+  if (auto stop = tool.parse(argc, argv)) return *stop;
+
+  auto open_options = options.reader.open_options();
+  if (!open_options.ok()) {
+    nlohmann::json out = ckpt::cli::envelope("ckpt-validate", options.path);
+    out["valid"] = false;
+    return tool.fail(open_options.error(), options.json ? &out : nullptr);
   }
-  if (options.path.empty()) {
-    fmt::print(stderr, "{}", kUsage);
-    return 2;
-  }
-  auto [report, format] = validate_path(options.path);
+  Checked checked = validate_path(options.path, *open_options);
   if (options.json) {
-    print_json(report, format);
+    print_json(options, checked);
   } else if (options.quiet) {
-    print_issues(report);
+    print_issues(checked.report);
   } else {
-    print_table(report, format);
+    print_table(options, checked);
   }
-  return exit_status(report);
+  return exit_status(checked.report);
 }

@@ -1,10 +1,16 @@
 #include "ckpt/format/atomic_output.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <climits>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <mutex>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +31,98 @@ Status injected_fault(const FaultHook& hook, IoStep step, const fs::path& path) 
         .in_file(path.string());
   }
   return {};
+}
+
+// ---- Staging outputs removed on SIGINT, SIGTERM, SIGHUP ----
+
+// A slot is free, being filled or emptied by the owning thread, or live (the
+// handler may read it). Plain arrays and atomics: the handler can use them.
+enum SlotState : int { kFree, kBusy, kLive };
+struct StagingSlot {
+  std::atomic<int> state{kFree};
+  char path[PATH_MAX] = {};
+};
+std::array<StagingSlot, kMaxTrackedStagingOutputs> staging_slots;
+constexpr std::array kCleanupSignals = {SIGINT, SIGTERM, SIGHUP};
+
+// Removes `name` under `dir_fd`, a file or a directory tree at most `depth`
+// levels deep, with async-signal-safe calls only (no allocation).
+void remove_entry_at(int dir_fd, const char* name, int depth) {
+  if (::unlinkat(dir_fd, name, 0) == 0 || (errno != EISDIR && errno != EPERM) || depth == 0) return;
+  int fd = ::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  alignas(struct dirent64) char buffer[2048];
+  // Removing entries while listing may hide some from the listing: list
+  // again from the start until a pass finds nothing to remove.
+  for (bool removed = true; removed;) {
+    removed = false;
+    ::lseek(fd, 0, SEEK_SET);
+    for (ssize_t n; (n = ::getdents64(fd, buffer, sizeof buffer)) > 0;) {
+      for (ssize_t at = 0; at < n;) {
+        const auto* entry = reinterpret_cast<const struct dirent64*>(buffer + at);
+        at += entry->d_reclen;
+        if (std::strcmp(entry->d_name, ".") == 0 || std::strcmp(entry->d_name, "..") == 0) continue;
+        remove_entry_at(fd, entry->d_name, depth - 1);
+        removed = true;
+      }
+    }
+  }
+  ::close(fd);
+  ::unlinkat(dir_fd, name, AT_REMOVEDIR);
+}
+
+extern "C" void remove_staging_and_reraise(int signal_number) {
+  const int saved_errno = errno;
+  for (StagingSlot& slot : staging_slots) {
+    if (slot.state.load(std::memory_order_acquire) == kLive) remove_entry_at(AT_FDCWD, slot.path, 16);
+  }
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  ::sigemptyset(&default_action.sa_mask);
+  ::sigaction(signal_number, &default_action, nullptr);
+  errno = saved_errno;
+  // Delivered with the default action once this handler returns.
+  ::raise(signal_number);
+}
+
+// Only where the action is the default: a program's own handlers stay, and
+// an ignored SIGHUP (nohup) stays ignored.
+void install_cleanup_handlers() {
+  for (int signal_number : kCleanupSignals) {
+    struct sigaction current {};
+    if (::sigaction(signal_number, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+    struct sigaction action {};
+    action.sa_handler = remove_staging_and_reraise;
+    ::sigemptyset(&action.sa_mask);
+    for (int other : kCleanupSignals) ::sigaddset(&action.sa_mask, other);
+    ::sigaction(signal_number, &action, nullptr);
+  }
+}
+
+void track_staging(const fs::path& staging) {
+  static std::once_flag installed;
+  std::call_once(installed, install_cleanup_handlers);
+  std::error_code ec;
+  const std::string absolute = fs::absolute(staging, ec).string();
+  if (ec || absolute.size() >= PATH_MAX) return;
+  for (StagingSlot& slot : staging_slots) {
+    int expected = kFree;
+    if (!slot.state.compare_exchange_strong(expected, kBusy)) continue;
+    std::memcpy(slot.path, absolute.c_str(), absolute.size() + 1);
+    slot.state.store(kLive, std::memory_order_release);
+    return;
+  }
+}
+
+void untrack_staging(const fs::path& staging) {
+  std::error_code ec;
+  const std::string absolute = fs::absolute(staging, ec).string();
+  for (StagingSlot& slot : staging_slots) {
+    int expected = kLive;
+    if (slot.state.load() != kLive || absolute != slot.path) continue;
+    if (slot.state.compare_exchange_strong(expected, kBusy)) slot.state.store(kFree, std::memory_order_release);
+    return;
+  }
 }
 
 fs::path parent_of(const fs::path& path) {
@@ -96,7 +194,7 @@ Status publish(const fs::path& staging, const fs::path& destination, const Write
 
 Status refuse_existing(const fs::path& destination, const WriteOptions& options) {
   if (!options.overwrite && path_exists(destination)) {
-    return Error(ErrorCode::kDestinationExists, "already exists; pass overwrite (--force) to replace it")
+    return Error(ErrorCode::kDestinationExists, "already exists; not replaced unless asked to overwrite")
         .in_file(destination.string());
   }
   return {};
@@ -139,11 +237,12 @@ std::string_view io_step_name(IoStep step) {
 
 // ---- FileSink ----
 
-Result<FileSink> FileSink::create(const fs::path& path, const FaultHook& hook, SyncMode mode) {
-  CKPT_TRY(injected_fault(hook, IoStep::kCreate, path));
+Result<FileSink> FileSink::create(const fs::path& path, const FaultHook& hook, SyncMode mode, const fs::path& shown_as) {
+  const std::string name = shown_as.empty() ? path.string() : shown_as.string();
+  CKPT_TRY(injected_fault(hook, IoStep::kCreate, name));
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return detail::io_error("create", path.string());
-  return FileSink(fd, path.string(), hook, mode);
+  if (fd < 0) return detail::io_error("create", name);
+  return FileSink(fd, name, hook, mode);
 }
 
 FileSink::FileSink(FileSink&& other) noexcept
@@ -236,8 +335,9 @@ fs::path without_trailing_separator(const fs::path& path) {
 Result<AtomicDirectory> AtomicDirectory::create(const fs::path& requested, WriteOptions options) {
   const fs::path destination = without_trailing_separator(requested);
   CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
-  CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, staging));
-  if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create staging directory", staging.string());
+  CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, destination));
+  if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create a staging directory beside", destination.string());
+  track_staging(staging);
   return AtomicDirectory(destination, std::move(staging), std::move(options));
 }
 
@@ -249,27 +349,32 @@ AtomicDirectory::~AtomicDirectory() {
   if (!committed_ && !staging_.empty()) {
     std::error_code ignored;
     fs::remove_all(staging_, ignored);
+    untrack_staging(staging_);
   }
 }
 
 Status AtomicDirectory::make_directory(const fs::path& relative) {
   CKPT_TRY(check_relative(relative));
-  fs::path path = staging_ / relative;
-  CKPT_TRY(injected_fault(options_.fault_hook, IoStep::kMkdir, path));
-  if (::mkdir(path.c_str(), 0755) != 0) return detail::io_error("mkdir", path.string());
+  const fs::path shown = destination_ / relative;
+  CKPT_TRY(injected_fault(options_.fault_hook, IoStep::kMkdir, shown));
+  if (::mkdir((staging_ / relative).c_str(), 0755) != 0) return detail::io_error("mkdir", shown.string());
   return {};
 }
 
 Result<FileSink> AtomicDirectory::create_file(const fs::path& relative) {
   CKPT_TRY(check_relative(relative));
-  return FileSink::create(staging_ / relative, options_.fault_hook, SyncMode::kDeferred);
+  return FileSink::create(staging_ / relative, options_.fault_hook, SyncMode::kDeferred, destination_ / relative);
 }
 
 Status AtomicDirectory::commit() {
   if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(destination_.string());
-  CKPT_TRY(sync_file_system(staging_, options_.fault_hook));
+  Status synced = sync_file_system(staging_, options_.fault_hook);
+  if (!synced.ok()) {
+    return Error(synced.error().code(), synced.error().message()).in_file(destination_.string());
+  }
   CKPT_TRY(publish(staging_, destination_, options_));
   committed_ = true;
+  untrack_staging(staging_);
   return {};
 }
 
@@ -278,7 +383,8 @@ Status AtomicDirectory::commit() {
 Result<AtomicFile> AtomicFile::create(const fs::path& requested, WriteOptions options) {
   const fs::path destination = without_trailing_separator(requested);
   CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
-  CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook));
+  CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook, SyncMode::kFsync, destination));
+  track_staging(staging);
   return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options));
 }
 
@@ -288,7 +394,10 @@ AtomicFile::AtomicFile(AtomicFile&& other) noexcept
       committed_(std::exchange(other.committed_, true)) {}
 
 AtomicFile::~AtomicFile() {
-  if (!committed_ && !staging_.empty()) ::unlink(staging_.c_str());
+  if (!committed_ && !staging_.empty()) {
+    ::unlink(staging_.c_str());
+    untrack_staging(staging_);
+  }
 }
 
 Status AtomicFile::commit() {
@@ -296,6 +405,7 @@ Status AtomicFile::commit() {
   CKPT_TRY(sink_.finish());
   CKPT_TRY(publish(staging_, destination_, options_));
   committed_ = true;
+  untrack_staging(staging_);
   return {};
 }
 

@@ -1,6 +1,10 @@
 #include "ckpt/format/dtype.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
+#include <string>
+#include <utility>
 
 namespace ckpt {
 namespace {
@@ -68,6 +72,60 @@ std::optional<DType> dtype_from_numpy(std::string_view descr) {
   for (const auto& info : kTable) {
     if (info.dtype == DType::kChar || info.numpy_descr.empty()) continue;
     if (info.numpy_descr.substr(1) == descr) return info.dtype;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Lower-case spellings beyond OneFlow's names and numpy's descrs.
+constexpr std::array<std::pair<std::string_view, DType>, 54> kAliases = {{
+    {"float32", DType::kFloat},      {"float", DType::kFloat},        {"f32", DType::kFloat},
+    {"fp32", DType::kFloat},         {"f4", DType::kFloat},           {"single", DType::kFloat},
+    {"float64", DType::kDouble},     {"double", DType::kDouble},      {"f64", DType::kDouble},
+    {"fp64", DType::kDouble},        {"f8", DType::kDouble},          {"float16", DType::kFloat16},
+    {"half", DType::kFloat16},       {"f16", DType::kFloat16},        {"fp16", DType::kFloat16},
+    {"f2", DType::kFloat16},         {"bfloat16", DType::kBFloat16},  {"bf16", DType::kBFloat16},
+    {"int8", DType::kInt8},          {"i8", DType::kInt8},            {"i1", DType::kInt8},
+    {"uint8", DType::kUInt8},        {"u8", DType::kUInt8},           {"u1", DType::kUInt8},
+    {"byte", DType::kUInt8},         {"int16", DType::kInt16},        {"i16", DType::kInt16},
+    {"i2", DType::kInt16},           {"short", DType::kInt16},        {"int32", DType::kInt32},
+    {"i32", DType::kInt32},          {"i4", DType::kInt32},           {"int", DType::kInt32},
+    {"int64", DType::kInt64},        {"i64", DType::kInt64},          {"long", DType::kInt64},
+    {"uint16", DType::kUInt16},      {"u16", DType::kUInt16},         {"u2", DType::kUInt16},
+    {"uint32", DType::kUInt32},      {"u32", DType::kUInt32},         {"u4", DType::kUInt32},
+    {"uint64", DType::kUInt64},      {"u64", DType::kUInt64},         {"bool", DType::kBool},
+    {"b1", DType::kBool},            {"complex32", DType::kComplex32}, {"chalf", DType::kComplex32},
+    {"complex64", DType::kComplex64}, {"cfloat", DType::kComplex64},  {"c64", DType::kComplex64},
+    {"complex128", DType::kComplex128}, {"cdouble", DType::kComplex128}, {"c128", DType::kComplex128},
+}};
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+}  // namespace
+
+std::optional<DType> parse_dtype(std::string_view spelling) {
+  std::string text = lower(spelling);
+  std::string_view name = text;
+  for (std::string_view prefix : {"torch.", "numpy.", "np.", "oneflow.", "flow."}) {
+    if (name.starts_with(prefix)) {
+      name.remove_prefix(prefix.size());
+      break;
+    }
+  }
+  if (name.size() >= 2 && (name[0] == '<' || name[0] == '>' || name[0] == '|' || name[0] == '=')) {
+    // The byte order says nothing about the type.
+    return dtype_from_numpy(std::string("<") + std::string(name.substr(1)));
+  }
+  for (const auto& info : kTable) {
+    if (info.dtype != DType::kInvalidDataType && lower(info.name) == name) return info.dtype;
+  }
+  for (const auto& [alias, dtype] : kAliases) {
+    if (alias == name) return dtype;
   }
   return std::nullopt;
 }

@@ -93,11 +93,56 @@ Error& Error::in_variable(std::string_view name) {
   return *this;
 }
 
+namespace {
+
+// Length of the UTF-8 sequence starting at text[i] (a code point other than
+// a C1 control), or 0 when the bytes there are not one.
+std::size_t printable_sequence_length(std::string_view text, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = byte(i);
+  std::size_t length = lead >= 0xF0 && lead <= 0xF4 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 && lead < 0xE0 ? 2 : 0;
+  if (lead >= 0xF5 || length == 0 || i + length > text.size()) return 0;
+  for (std::size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  }
+  const unsigned char second = byte(i + 1);
+  if (lead == 0xC2 && second < 0xA0) return 0;                 // U+0080..U+009F: C1 controls
+  if (lead == 0xE0 && second < 0xA0) return 0;                 // overlong
+  if (lead == 0xED && second >= 0xA0) return 0;                // surrogates
+  if (lead == 0xF0 && second < 0x90) return 0;                 // overlong
+  if (lead == 0xF4 && second >= 0x90) return 0;                // beyond U+10FFFF
+  return length;
+}
+
+}  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte == '\\') {
+      out += "\\\\";
+      ++i;
+    } else if (byte >= 0x20 && byte < 0x7F) {
+      out += static_cast<char>(byte);
+      ++i;
+    } else if (std::size_t length = byte >= 0x80 ? printable_sequence_length(text, i) : 0; length > 0) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out += fmt::format("\\x{:02x}", byte);
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string Error::describe() const {
   std::string text = fmt::format("{} {}: ", code_id(code_), code_name(code_));
-  if (!variable_.empty()) text += fmt::format("variable '{}': ", variable_);
-  if (!file_.empty()) text += fmt::format("file '{}': ", file_);
-  text += message_;
+  if (!variable_.empty()) text += fmt::format("variable '{}': ", printable(variable_));
+  if (!file_.empty()) text += fmt::format("file '{}': ", printable(file_));
+  text += printable(message_);
   return text;
 }
 

@@ -168,7 +168,7 @@ class DictParser {
     } else if (body == "V2") {
       return Error(ErrorCode::kNpyUnsupportedDtype,
                    fmt::format("descr '{}' is raw 2-byte data; numpy writes ml_dtypes.bfloat16 this way: "
-                               "read it as bfloat16 with the void2_as_bfloat16 option (--v2-as-bfloat16)",
+                               "read it as bfloat16 with the void2_as_bfloat16 option",
                                descr));
     } else {
       dtype = dtype_from_numpy(body);
@@ -278,8 +278,10 @@ Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions
   return header;
 }
 
+std::string_view npy_descr(DType dtype) { return dtype == DType::kBFloat16 ? "<V2" : dtype_info(dtype).numpy_descr; }
+
 Result<std::string> make_npy_header(const VariableMeta& meta) {
-  std::string_view descr = meta.dtype() == DType::kBFloat16 ? "<V2" : dtype_info(meta.dtype()).numpy_descr;
+  std::string_view descr = npy_descr(meta.dtype());
   if (descr.empty()) {
     return Error(ErrorCode::kNpyUnsupportedDtype, fmt::format("numpy has no dtype for {}", dtype_name(meta.dtype())));
   }

@@ -216,8 +216,15 @@ ValidationReport validate_npy_directory(const fs::path& directory, const NpyRead
 namespace detail {
 
 const FormatHandler& npy_format() {
-  static const FormatHandler handler{"npy", looks_like_npy_directory, open_npy_directory, create_npy_directory,
-                                     validate_with_options};
+  static const FormatHandler handler{.name = "npy",
+                                     .summary = "a directory of <variable>.npy files",
+                                     .extensions = {},
+                                     .kind = FormatKind::kDirectory,
+                                     .detect = looks_like_npy_directory,
+                                     .open = open_npy_directory,
+                                     .create = create_npy_directory,
+                                     .validate = validate_with_options,
+                                     .dtype_label = npy_descr};
   return handler;
 }
 

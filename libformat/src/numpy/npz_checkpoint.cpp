@@ -233,7 +233,16 @@ ValidationReport validate_npz(const fs::path& path, const NpyReadOptions& option
 namespace detail {
 
 const FormatHandler& npz_format() {
-  static const FormatHandler handler{"npz", looks_like_npz, open_npz, create_npz, validate_with_options};
+  static constexpr std::string_view kExtensions[] = {kNpzExtension};
+  static const FormatHandler handler{.name = "npz",
+                                     .summary = "a NumPy .npz archive of <variable>.npy members",
+                                     .extensions = kExtensions,
+                                     .kind = FormatKind::kFile,
+                                     .detect = looks_like_npz,
+                                     .open = open_npz,
+                                     .create = create_npz,
+                                     .validate = validate_with_options,
+                                     .dtype_label = npy_descr};
   return handler;
 }
 

@@ -26,6 +26,7 @@ class OneFlowReader final : public CheckpointReader {
       : format_(format), snapshot_(std::move(snapshot)), tensors_(std::move(tensors)), pickle_(std::move(pickle)) {}
 
   std::string_view format_name() const override { return format_; }
+  std::string_view layout() const override { return layout_id(snapshot_.layout()); }
   const fs::path& path() const override { return snapshot_.root(); }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
@@ -63,7 +64,7 @@ Result<VariableMeta> meta_of(const VariableInfo& variable, const Snapshot& snaps
   auto entry = shapes != nullptr ? shapes->find(variable.name) : ShapeTable::const_iterator{};
   if (shapes == nullptr || entry == shapes->end()) {
     return Error(ErrorCode::kMetaMissing,
-                 "no meta (OneFlow lazy L0 layout): give its dtype and shape in a shape table (--shapes FILE.json)")
+                 "no meta (OneFlow lazy L0 layout): give its dtype and shape in a shape table")
         .in_variable(variable.name)
         .in_file(data.string());
   }
@@ -156,14 +157,27 @@ Result<std::unique_ptr<CheckpointWriter>> create_pickle_dir(const fs::path& path
 }  // namespace
 
 const FormatHandler& oneflow_format() {
-  static const FormatHandler handler{"oneflow", looks_like_snapshot, open_snapshot, create_snapshot,
-                                     validate_oneflow};
+  static const FormatHandler handler{.name = "oneflow",
+                                     .summary = "a OneFlow snapshot directory (<variable>/out, <variable>/meta, "
+                                                "snapshot_done; layouts L0, L1/E1, G1)",
+                                     .extensions = {},
+                                     .kind = FormatKind::kDirectory,
+                                     .detect = looks_like_snapshot,
+                                     .open = open_snapshot,
+                                     .create = create_snapshot,
+                                     .validate = validate_oneflow};
   return handler;
 }
 
 const FormatHandler& oneflow_pickle_format() {
-  static const FormatHandler handler{"oneflow-pickle", looks_like_pickle_dir, open_pickle_dir, create_pickle_dir,
-                                     validate_oneflow};
+  static const FormatHandler handler{.name = "oneflow-pickle",
+                                     .summary = "a OneFlow 0.6+ pickle directory (pickled_data + tensor_N/; layout P1)",
+                                     .extensions = {},
+                                     .kind = FormatKind::kDirectory,
+                                     .detect = looks_like_pickle_dir,
+                                     .open = open_pickle_dir,
+                                     .create = create_pickle_dir,
+                                     .validate = validate_oneflow};
   return handler;
 }
 

@@ -39,6 +39,16 @@ std::string_view layout_format_name(Layout layout) {
   return "unknown";
 }
 
+std::string_view layout_id(Layout layout) {
+  switch (layout) {
+    case Layout::kSnapshot: return "L1/E1";
+    case Layout::kLazy: return "L0";
+    case Layout::kGraph: return "G1";
+    case Layout::kPickleDir: return "P1";
+  }
+  return "unknown";
+}
+
 // ---- MappedBytes ----
 
 MappedBytes::MappedBytes(MappedBytes&& other) noexcept

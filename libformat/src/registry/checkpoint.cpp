@@ -56,6 +56,64 @@ std::vector<std::string_view> checkpoint_formats() {
   return names;
 }
 
+std::string_view format_kind_name(FormatKind kind) { return kind == FormatKind::kFile ? "file" : "directory"; }
+
+std::vector<FormatDescription> registered_formats() {
+  std::vector<FormatDescription> formats;
+  for (const auto* handler : handlers()) {
+    formats.push_back({handler->name, handler->summary, handler->extensions, handler->kind});
+  }
+  return formats;
+}
+
+std::string_view dtype_name_in_format(std::string_view format, DType dtype) {
+  auto handler = handler_named(format);
+  if (!handler.ok() || (*handler)->dtype_label == nullptr) return {};
+  return (*handler)->dtype_label(dtype);
+}
+
+Result<std::string> format_for_destination(const std::filesystem::path& requested,
+                                           const std::optional<std::string>& explicit_to) {
+  namespace fs = std::filesystem;
+  const fs::path destination = without_trailing_separator(requested);
+  const detail::FormatHandler* chosen = nullptr;
+  if (explicit_to) {
+    CKPT_ASSIGN_OR_RETURN(chosen, handler_named(*explicit_to));
+  }
+  const std::string extension = destination.extension().string();
+  for (const auto* handler : handlers()) {
+    if (chosen != nullptr) break;
+    for (std::string_view known : handler->extensions) {
+      if (known == extension) chosen = handler;
+    }
+  }
+  std::error_code ec;
+  const bool exists = fs::symlink_status(destination, ec).type() != fs::file_type::not_found && !ec;
+  if (chosen == nullptr && exists) {
+    if (auto held = detect_format(destination); held.ok()) return *held;
+  }
+  if (chosen == nullptr && !extension.empty()) {
+    std::vector<std::string_view> claimed;
+    for (const auto* handler : handlers()) claimed.insert(claimed.end(), handler->extensions.begin(), handler->extensions.end());
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("no format has the extension '{}' (known: {}); name the destination format", extension,
+                             fmt::join(claimed, " ")))
+        .in_file(requested.string());
+  }
+  if (chosen == nullptr) {
+    // A bare name is a new directory of the first directory format.
+    for (const auto* handler : handlers()) {
+      if (chosen == nullptr && handler->kind == FormatKind::kDirectory) chosen = handler;
+    }
+  }
+  if (chosen->kind == FormatKind::kFile && fs::is_directory(destination, ec)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("is a directory, and a {} checkpoint is a single file", chosen->name))
+        .in_file(requested.string());
+  }
+  return std::string(chosen->name);
+}
+
 Result<std::string> detect_format(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
@@ -271,8 +329,8 @@ Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_vie
       return bad("expected {\"dtype\": \"kFloat\", \"shape\": [...]}");
     }
     const auto& dtype_value = entry["dtype"];
-    if (!dtype_value.is_string()) return bad("dtype must be a OneFlow name such as \"kFloat\"");
-    auto dtype = dtype_from_name(dtype_value.get<std::string>());
+    if (!dtype_value.is_string()) return bad("dtype must be a name such as \"float32\", \"bf16\" or \"kFloat\"");
+    auto dtype = parse_dtype(dtype_value.get<std::string>());
     if (!dtype) return bad(fmt::format("unknown dtype '{}'", dtype_value.get<std::string>()));
     const auto& shape_value = entry["shape"];
     if (!shape_value.is_array()) return bad("shape must be a list of integers");

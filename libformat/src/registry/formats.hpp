@@ -4,14 +4,19 @@
 
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/registry.hpp"
 
 namespace ckpt::detail {
 
 struct FormatHandler {
   std::string_view name;
+  std::string_view summary;  // one line, for --help
+  std::span<const std::string_view> extensions;
+  FormatKind kind;
   // Cheap look at names and magic bytes: could `path` be this format?
   bool (*detect)(const std::filesystem::path& path);
   using OpenFn = Result<std::unique_ptr<CheckpointReader>> (*)(const std::filesystem::path& path,
@@ -21,6 +26,8 @@ struct FormatHandler {
   // Every problem collected (spec/validation.md); without one,
   // validate_checkpoint reports what open() says.
   ValidationReport (*validate)(const std::filesystem::path& path, const OpenOptions& options) = nullptr;
+  // The dtype as the format's files name it; nullptr where they use OneFlow's names.
+  std::string_view (*dtype_label)(DType dtype) = nullptr;
 };
 
 // For formats without a collecting validator: the tensors `open` lists, or

@@ -89,6 +89,7 @@ class ViewReader : public CheckpointReader {
   ViewReader(std::unique_ptr<CheckpointReader> inner, std::vector<TensorInfo> tensors)
       : inner_(std::move(inner)), tensors_(std::move(tensors)) {}
   std::string_view format_name() const override { return inner_->format_name(); }
+  std::string_view layout() const override { return inner_->layout(); }
   const std::filesystem::path& path() const override { return inner_->path(); }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 

@@ -458,12 +458,13 @@ Result<std::unique_ptr<CheckpointReader>> open_safetensors(const fs::path& path,
 // unlinked at once, so nothing is left behind even after a crash.
 class ScratchFile final : public ByteSink, public ByteSource {
  public:
-  static Result<std::unique_ptr<ScratchFile>> create(const fs::path& destination) {
+  static Result<std::unique_ptr<ScratchFile>> create(const fs::path& requested) {
+    const fs::path destination = without_trailing_separator(requested);
     fs::path directory = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
     std::string pattern =
         (directory / fmt::format(".{}{}data-XXXXXX", destination.filename().string(), kStagingMarker)).string();
     int fd = ::mkstemp(pattern.data());
-    if (fd < 0) return detail::io_error("create scratch file", pattern);
+    if (fd < 0) return detail::io_error("create a scratch file beside", destination.string());
     ::unlink(pattern.c_str());
     return std::unique_ptr<ScratchFile>(new ScratchFile(fd, destination.string() + " (staged tensor data)"));
   }
@@ -629,8 +630,16 @@ std::vector<Error> check_safetensors(const ByteSource& file) {
 namespace detail {
 
 const FormatHandler& safetensors_format() {
-  static const FormatHandler handler{"safetensors", looks_like_safetensors, open_safetensors, create_safetensors,
-                                     validate_safetensors};
+  static constexpr std::string_view kExtensions[] = {".safetensors"};
+  static const FormatHandler handler{.name = "safetensors",
+                                     .summary = "a safetensors file (Hugging Face)",
+                                     .extensions = kExtensions,
+                                     .kind = FormatKind::kFile,
+                                     .detect = looks_like_safetensors,
+                                     .open = open_safetensors,
+                                     .create = create_safetensors,
+                                     .validate = validate_safetensors,
+                                     .dtype_label = [](DType dtype) { return dtype_info(dtype).safetensors; }};
   return handler;
 }
 

@@ -4,6 +4,7 @@
 
 #include "ckpt/format/torch_file.hpp"
 #include "registry/formats.hpp"
+#include "pickle/pickle_allowlist.hpp"
 #include "pickle/pickle_checkpoint.hpp"
 
 namespace ckpt::detail {
@@ -59,7 +60,16 @@ Result<std::unique_ptr<CheckpointWriter>> create_torch(const fs::path& path, Wri
 }  // namespace
 
 const FormatHandler& torch_format() {
-  static const FormatHandler handler{"torch", looks_like_torch, open_torch, create_torch};
+  static constexpr std::string_view kExtensions[] = {".pt", ".pth", ".bin"};
+  static const FormatHandler handler{.name = "torch",
+                                     .summary = "a torch.save zip file (torch >= 1.6)",
+                                     .extensions = kExtensions,
+                                     .kind = FormatKind::kFile,
+                                     .detect = looks_like_torch,
+                                     .open = open_torch,
+                                     .create = create_torch,
+                                     .validate = nullptr,
+                                     .dtype_label = pickle::detail::torch_storage_class};
   return handler;
 }
 

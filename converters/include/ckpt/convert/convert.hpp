@@ -18,17 +18,12 @@
 
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
+#include "ckpt/format/registry.hpp"
 
 namespace ckpt::convert {
 
-// The destination format: `requested` (--to) when given, else by extension
-// (.npz, .safetensors, .pt/.pth/.bin), else what an existing destination
-// holds, else "oneflow".
-std::string choose_destination_format(const std::filesystem::path& destination,
-                                      const std::optional<std::string>& requested);
-
 // Shapes of an L0 snapshot (no meta) from a JSON file:
-// {"name": {"dtype": "kFloat", "shape": [2, 3]}}.
+// {"name": {"dtype": "kFloat", "shape": [2, 3]}}, dtype in any common spelling.
 Result<ShapeTable> load_shapes(const std::filesystem::path& json_file);
 
 struct Progress {

@@ -37,11 +37,13 @@ enum class SyncMode {
   kDeferred,  // finish() only starts write-back; the owner syncs the file system once at the end
 };
 
-// A new file opened for writing (never an existing one).
+// A new file opened for writing (never an existing one). Its errors and
+// name() say `shown_as` when given: the path the caller asked for, not the
+// staging name the bytes go to until commit.
 class FileSink final : public ByteSink {
  public:
   static Result<FileSink> create(const std::filesystem::path& path, const FaultHook& hook = {},
-                                 SyncMode mode = SyncMode::kFsync);
+                                 SyncMode mode = SyncMode::kFsync, const std::filesystem::path& shown_as = {});
   FileSink(FileSink&& other) noexcept;
   FileSink& operator=(FileSink&& other) noexcept;
   FileSink(const FileSink&) = delete;
@@ -66,7 +68,9 @@ class FileSink final : public ByteSink {
 };
 
 // A directory built under a temporary sibling name and moved into place by
-// commit(). Destroying an uncommitted one removes the staging directory.
+// commit(). Destroying an uncommitted one removes the staging directory, and
+// so does SIGINT, SIGTERM or SIGHUP while it exists (see below).
+// Errors name the destination (and paths inside it), never the staging name.
 // Its files are not fsynced one by one (thousands of small variables would
 // cost one disk flush each): commit() syncs the file system once, then
 // renames.
@@ -131,6 +135,17 @@ class AtomicFile final : public ByteSink {
 
 // `path` without trailing separators, so "out/" names the entry "out".
 std::filesystem::path without_trailing_separator(const std::filesystem::path& path);
+
+// While an AtomicDirectory or AtomicFile is uncommitted its staging path is
+// in a process-wide table. On the first one, handlers for SIGINT, SIGTERM and
+// SIGHUP are installed where the signal's action is the default: they remove
+// every staging output in the table (async-signal-safe calls only), restore
+// the default action and raise the signal again, so the process ends as the
+// signal asked and leaves no staging files. A program with its own handlers
+// keeps them. SIGKILL cannot be caught: ckpt-validate reports its leftovers.
+// How many staging outputs the table holds at once; more are still removed
+// by their destructors, only not on a signal.
+inline constexpr std::size_t kMaxTrackedStagingOutputs = 64;
 
 // Prefix of every staging name, so readers and validators can recognise
 // leftovers of an interrupted write: ".<name>.ckpt-tmp-<pid>-<n>".

@@ -34,8 +34,11 @@ struct TensorInfo {
 class CheckpointReader {
  public:
   virtual ~CheckpointReader() = default;
-  // The format's name as the tools print it: "oneflow", "npy", "npz", ...
+  // The format's registry name: "oneflow", "npy", "npz", ...
   virtual std::string_view format_name() const = 0;
+  // The generation within the format where it has several (OneFlow: "L0",
+  // "L1/E1", "G1", "P1"); empty otherwise.
+  virtual std::string_view layout() const { return {}; }
   virtual const std::filesystem::path& path() const = 0;
   // Sorted by name.
   virtual const std::vector<TensorInfo>& tensors() const = 0;
@@ -99,7 +102,8 @@ ValidationReport validate_checkpoint(const std::filesystem::path& path, std::str
 // Every format this build can read and write, for --help texts.
 std::vector<std::string_view> checkpoint_formats();
 
-// Parses {"name": {"dtype": "kFloat", "shape": [..]}, ...}.
+// Parses {"name": {"dtype": "kFloat", "shape": [..]}, ...}; dtype in any
+// spelling parse_dtype accepts.
 Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name = "<shapes>");
 
 }  // namespace ckpt

@@ -56,6 +56,15 @@ std::optional<DType> dtype_from_number(std::int64_t number);
 std::optional<DType> dtype_from_name(std::string_view name);  // "kFloat"
 std::optional<DType> dtype_from_numpy(std::string_view descr);  // "<f4", "|b1"
 
+// Any common spelling of a type, for command lines and shape tables, case
+// aside: OneFlow's ("kBFloat16"), torch's ("torch.bfloat16", "half", "long"),
+// numpy's ("float32", "<f4", "|b1"), safetensors' ("BF16", "F32") and the
+// short ones ("bf16", "fp16", "f32", "i64", "u8"). Without a byte-order mark
+// a number after i/u/f is a width in bits ("i8" is int8, as in safetensors),
+// except the numpy byte counts that cannot be bits ("f4", "i2", "u1");
+// with one ("<i8") it is numpy's byte count (int64).
+std::optional<DType> parse_dtype(std::string_view spelling);
+
 inline std::string_view format_as(DType dtype) { return dtype_name(dtype); }
 
 }  // namespace ckpt

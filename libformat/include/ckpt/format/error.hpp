@@ -110,6 +110,13 @@ std::string code_id(ErrorCode code);
 // A short stable name, "meta_syntax".
 std::string_view code_name(ErrorCode code);
 
+// `text` safe to print on a terminal: control characters (C0, DEL, C1),
+// ESC and BEL included, and bytes that are not UTF-8 become "\xNN"; a
+// backslash becomes "\\", so the escaped form reads back unambiguously.
+// Names and other text taken from a file pass through it before reaching
+// a terminal; JSON output escapes through its encoder instead.
+std::string printable(std::string_view text);
+
 class Error {
  public:
   Error(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -126,6 +133,7 @@ class Error {
   Error& in_variable(std::string_view name);
 
   // "E401 data_size_mismatch: variable 'l1.bias': file '/x/l1.bias/out': expected ..., found ..."
+  // Safe for a terminal: variable, file and message pass through printable().
   std::string describe() const;
 
  private:

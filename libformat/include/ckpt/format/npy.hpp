@@ -136,6 +136,10 @@ Result<std::unique_ptr<ByteSource>> open_npy_data(std::shared_ptr<const ByteSour
 // header, data aligned to 64 bytes. Fails for a dtype numpy cannot name.
 Result<std::string> make_npy_header(const VariableMeta& meta);
 
+// The descr written for `dtype` ("<f4"; "<V2" for kBFloat16), empty when
+// numpy has none.
+std::string_view npy_descr(DType dtype);
+
 // Whether `data` can be written as an .npy of `meta`: numpy must name the
 // dtype (kNpyUnsupportedDtype) and `data` must be exactly meta.byte_size()
 // long (kBufferSizeMismatch). Writers check it before writing anything.

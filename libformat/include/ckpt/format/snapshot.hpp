@@ -36,6 +36,9 @@ enum class Layout {
 
 // "oneflow-snapshot", "oneflow-lazy", "oneflow-graph", "oneflow-pickle".
 std::string_view layout_format_name(Layout layout);
+// The generation's short name, as reports print it beside the format:
+// "L0", "L1/E1", "G1", "P1".
+std::string_view layout_id(Layout layout);
 
 inline constexpr std::string_view kDataFile = "out";
 inline constexpr std::string_view kMetaFile = "meta";

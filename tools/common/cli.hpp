@@ -1,0 +1,103 @@
+// The command-line layer every ckpt tool shares: CLI11 parsing with one
+// error-line format and --version, the registry-driven format options, the
+// reader options (--format/--from, --shapes, --v2-as-bfloat16), one exit-code
+// policy, hints that name the tools' flags, and the --json envelope
+// (spec/schema/).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/error.hpp"
+
+namespace ckpt::cli {
+
+// One policy for every tool.
+enum ExitStatus : int {
+  kExitOk = 0,         // valid, listed, equal, converted, trained
+  kExitInvalid = 1,    // the input is invalid, or the checkpoints differ
+  kExitUsageOrIo = 2,  // a usage error, an I/O error or a device error
+};
+// kExitUsageOrIo for 1xx (I/O, usage) and device errors, else kExitInvalid.
+int exit_status(const Error& error);
+
+// The version of the ckpt project, "0.1.0".
+std::string_view version();
+
+class Tool {
+ public:
+  // `name` is the program name ("ckpt-inspect"), `description` its --help text.
+  Tool(std::string name, std::string description);
+
+  CLI::App& app() { return app_; }
+  const std::string& name() const { return name_; }
+
+  // Parses the command line. Returns the exit status when the tool should
+  // stop now: 0 after --help or --version, 2 after a usage error (one line,
+  // a suggestion for a misspelt option, "Run '<tool> --help'").
+  std::optional<int> parse(int argc, char** argv);
+
+  // "<tool>: error: <E-code, file, variable, message>" on stderr, then a
+  // hint line where a flag of the tools would help; returns exit_status().
+  // With a --json document, its "error" is set and it is printed first.
+  int fail(const Error& error, nlohmann::json* document = nullptr) const;
+  // "<tool>: error: <message>" and the --help pointer; returns 2.
+  int usage_error(std::string_view message) const;
+
+ private:
+  std::string name_;
+  CLI::App app_;
+};
+
+// --format/--from/--to NAME restricted to the registry's names.
+CLI::Option* add_format_option(CLI::App& app, const std::string& flag, std::optional<std::string>& format,
+                               const std::string& description);
+// The registry's formats as --help lines: "  name  kind, summary (.ext ...)".
+std::string formats_help();
+
+// The options of every tool that opens a checkpoint.
+struct ReaderOptions {
+  std::optional<std::string> format;
+  std::string shapes_file;
+  bool v2_as_bfloat16 = false;
+  ShapeTable shapes;  // loaded by open_options()
+
+  // Loads the shapes file, if any, once; the result points into `shapes`.
+  Result<OpenOptions> open_options();
+  // open_checkpoint with these options.
+  Result<std::unique_ptr<CheckpointReader>> open(const std::string& path);
+
+ private:
+  bool shapes_loaded_ = false;
+};
+// `format_flag` is "--format" or "--from".
+void add_reader_options(CLI::App& app, ReaderOptions& options, const std::string& format_flag);
+
+// ---- --json ----
+
+inline constexpr int kJsonSchemaVersion = 1;
+
+// {"schema", "tool", "path", "format", "layout", "tensors": [], "issues": [], "error": null}
+nlohmann::json envelope(std::string_view tool, std::string_view path);
+// Fills "format" and "layout" of `document` (or of a sub-object) from a reader.
+void describe_checkpoint(nlohmann::json& document, const CheckpointReader& reader);
+// {"name", "dtype", "format_dtype", "shape", "bytes"}; dtype and shape null when unknown.
+nlohmann::json tensor_json(std::string_view name, const VariableMeta* meta, std::uint64_t bytes,
+                           std::string_view format);
+nlohmann::json issue_json(const Issue& issue);
+// {"code", "name", "message", "file", "variable"}
+nlohmann::json error_json(const Error& error);
+// Prints the document on stdout; names that are not UTF-8 get U+FFFD.
+void print_json(const nlohmann::json& document);
+
+// ---- text ----
+
+// "kBFloat16 (BF16)": the canonical name and the file's own where the format has one.
+std::string dtype_text(DType dtype, std::string_view format);
+
+}  // namespace ckpt::cli
