@@ -70,8 +70,8 @@ Checked validate_path(const std::string& path) {
   // Nothing recognised: OneFlow's rules say what is missing or wrong.
   const std::string format = detected.ok() ? *detected : "oneflow";
   Checked checked{ckpt::validate_checkpoint(path, format), std::nullopt};
-  if (checked.report.layout) {
-    checked.format = std::string(ckpt::layout_format_name(*checked.report.layout));
+  if (!checked.report.layout.empty()) {
+    checked.format = checked.report.layout;
   } else if (detected.ok()) {
     checked.format = format;
   }

@@ -96,7 +96,7 @@ Status publish(const fs::path& staging, const fs::path& destination, const Write
 
 Status refuse_existing(const fs::path& destination, const WriteOptions& options) {
   if (!options.overwrite && path_exists(destination)) {
-    return Error(ErrorCode::kDestinationExists, "already exists; pass overwrite (--force) to replace it")
+    return Error(ErrorCode::kDestinationExists, "already exists; replacing it must be asked for (the overwrite write option)")
         .in_file(destination.string());
   }
   return {};
