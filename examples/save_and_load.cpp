@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto report = ckpt::validate_snapshot(dir);
-  fmt::print("{}: {} with {} variables, {}\n", dir.string(), ckpt::layout_format_name(*report.layout),
+  fmt::print("{}: {} with {} variables, {}\n", dir.string(), report.layout,
              report.variables.size(), report.valid() ? "valid" : "INVALID");
   if (auto status = load(dir); !status.ok()) {
     fmt::print(stderr, "load failed: {}\n", status.error().describe());

@@ -1,5 +1,5 @@
 // meta text: parsing never crashes, a parsed meta prints and re-parses to
-// itself, and check() agrees with parse() on validity.
+// itself, and the fail-fast and collecting sinks agree on validity.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -8,13 +8,12 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  auto meta = ckpt::VariableMeta::parse(text);
-  auto problems = ckpt::VariableMeta::check(text);
-  bool has_error = false;
-  for (const auto& problem : problems) has_error |= problem.code() != ckpt::ErrorCode::kMetaUnknownField;
-  if (meta.ok() == has_error) std::abort();  // parse() and check() disagree
+  auto meta = ckpt::parse_meta(text);
+  ckpt::CollectAll problems;
+  auto collected = ckpt::parse_meta(text, problems);
+  if (meta.ok() == problems.has_errors() || meta.ok() != collected.has_value()) std::abort();  // the sinks disagree
   if (meta.ok()) {
-    auto again = ckpt::VariableMeta::parse(meta->to_text());
+    auto again = ckpt::parse_meta(ckpt::meta_to_text(*meta));
     if (!again.ok() || !(*again == *meta)) std::abort();
     if (again->byte_size() != meta->byte_size()) std::abort();
   }

@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define CKPT_API_VERSION 1
+#define CKPT_API_VERSION 2 /* 2: ckpt_validate_format */
 
 typedef int ckpt_status;
 #define CKPT_OK 0
@@ -130,12 +130,18 @@ CKPT_API void ckpt_view_free(ckpt_view* view);
 
 /* ---- validation ---- */
 
-/* Checks `path` against every rule of its format and collects all problems.
- * A broken checkpoint still gives CKPT_OK and a report; the status is an
- * error only when no report could be made (out of memory, bad arguments). */
+/* Checks `path` against every rule of its format and collects all problems,
+ * as ckpt-validate does: the format's validator, then leftovers of an
+ * interrupted write beside `path`. `format` names the format ("oneflow",
+ * "torch", ...) or is NULL to detect it from the content. A broken
+ * checkpoint still gives CKPT_OK and a report; the status is an error only
+ * when no report could be made (out of memory, bad arguments). */
+CKPT_API ckpt_status ckpt_validate_format(const char* path, const char* format, ckpt_report** report);
+/* ckpt_validate_format(path, NULL, report). */
 CKPT_API ckpt_status ckpt_validate(const char* path, ckpt_report** report);
 CKPT_API int ckpt_report_valid(const ckpt_report* report); /* 1: no issue of severity error */
-/* "oneflow-snapshot", "safetensors", ...; "" when nothing was recognised. */
+/* The registry's name of the format checked: "oneflow", "safetensors", ...;
+ * "" when nothing was recognised. */
 CKPT_API const char* ckpt_report_format(const ckpt_report* report);
 CKPT_API size_t ckpt_report_issue_count(const ckpt_report* report);
 CKPT_API ckpt_status ckpt_report_issue(const ckpt_report* report, size_t index, ckpt_issue* issue);

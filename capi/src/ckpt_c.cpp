@@ -15,8 +15,7 @@
 
 #include "ckpt/convert/convert.hpp"
 #include "ckpt/format/checkpoint.hpp"
-#include "ckpt/format/safetensors.hpp"
-#include "ckpt/format/validate.hpp"
+#include "ckpt/format/validation.hpp"
 
 struct ckpt_reader {
   std::unique_ptr<ckpt::CheckpointReader> reader;
@@ -116,36 +115,6 @@ ckpt::Status map_file_range(const ckpt::ByteSource& source, ckpt_view& view) {
   }
   view.mapping = mapping;
   view.data = static_cast<const std::byte*>(mapping) + (start - aligned);
-  return {};
-}
-
-ckpt::Issue issue_of(const ckpt::Error& error) {
-  std::string message = error.file().empty() ? error.message()
-                                             : fmt::format("file '{}': {}", error.file(), error.message());
-  return {error.code(), ckpt::Severity::kError, error.variable(), std::move(message)};
-}
-
-// Every problem of `path`, by the validator of its format; formats without a
-// collecting validator report the first problem their reader finds.
-ckpt::Status fill_report(const char* path, ckpt_report& report) {
-  auto format = ckpt::detect_format(path);
-  if (!format.ok()) {
-    report.issues.push_back(issue_of(format.error()));
-    return {};
-  }
-  if (*format == "oneflow") {
-    ckpt::ValidationReport snapshot = ckpt::validate_snapshot(path);
-    if (snapshot.layout) report.format = ckpt::layout_format_name(*snapshot.layout);
-    report.issues = std::move(snapshot.issues);
-    return {};
-  }
-  report.format = *format;
-  if (*format == "safetensors") {
-    CKPT_ASSIGN_OR_RETURN(auto file, ckpt::FileSource::open(path));
-    for (const auto& problem : ckpt::check_safetensors(file)) report.issues.push_back(issue_of(problem));
-    return {};
-  }
-  if (auto opened = ckpt::open_checkpoint(path); !opened.ok()) report.issues.push_back(issue_of(opened.error()));
   return {};
 }
 
@@ -276,17 +245,25 @@ uint64_t ckpt_view_size(const ckpt_view* view) { return view != nullptr ? view->
 int ckpt_view_is_mapped(const ckpt_view* view) { return view != nullptr && view->mapping != nullptr ? 1 : 0; }
 void ckpt_view_free(ckpt_view* view) { delete view; }
 
-ckpt_status ckpt_validate(const char* path, ckpt_report** report) {
+ckpt_status ckpt_validate_format(const char* path, const char* format, ckpt_report** report) {
   return boundary(nullptr, [&]() -> ckpt::Status {
     CKPT_TRY(require(report, "report"));
     *report = nullptr;
     CKPT_TRY(require(path, "path"));
+    ckpt::OpenOptions options;
+    if (format != nullptr) options.format = format;
+    // The registry's validation, as ckpt-validate runs it: the format's own
+    // validator, then staging leftovers beside the path.
+    ckpt::ValidationReport validated = ckpt::validate_checkpoint(path, options);
     auto result = std::make_unique<ckpt_report>();
-    CKPT_TRY(fill_report(path, *result));
+    result->format = std::move(validated.format);
+    result->issues = std::move(validated.issues);
     *report = result.release();
     return {};
   });
 }
+
+ckpt_status ckpt_validate(const char* path, ckpt_report** report) { return ckpt_validate_format(path, nullptr, report); }
 
 int ckpt_report_valid(const ckpt_report* report) {
   if (report == nullptr) return 0;

@@ -86,8 +86,8 @@ Result<Snapshot> open_snapshot(const fs::path& dir) {
   if (!snapshot.ok()) return std::move(std::move(snapshot).error().in_file(dir.string()));
   if (snapshot->layout() != Layout::kSnapshot) {
     return Error(ErrorCode::kUnsupportedLayout,
-                 fmt::format("expected a {} (meta + out per variable), found {}",
-                             layout_format_name(Layout::kSnapshot), layout_format_name(snapshot->layout())))
+                 fmt::format("expected OneFlow layout {} (meta + out per variable), found {}",
+                             layout_id(Layout::kSnapshot), layout_id(snapshot->layout())))
         .in_file(dir.string());
   }
   return snapshot;

@@ -17,7 +17,7 @@ VariableMeta make(DType dtype, ckpt::Shape shape) {
 }
 
 ErrorCode parse_error(std::string_view text) {
-  auto meta = VariableMeta::parse(text);
+  auto meta = ckpt::parse_meta(text);
   REQUIRE_FALSE(meta.ok());
   return meta.error().code();
 }
@@ -43,8 +43,8 @@ TEST_CASE("meta text is byte-identical to OneFlow's") {
   for (const auto& c : cases) {
     CAPTURE(c.text);
     VariableMeta meta = make(c.dtype, c.shape);
-    CHECK(meta.to_text() == c.text);
-    auto back = VariableMeta::parse(meta.to_text());
+    CHECK(ckpt::meta_to_text(meta) == c.text);
+    auto back = ckpt::parse_meta(ckpt::meta_to_text(meta));
     REQUIRE(back.ok());
     CHECK(*back == meta);
   }
@@ -55,37 +55,38 @@ TEST_CASE("every fixed-size dtype prints its enum name and round-trips") {
     if (info.size == 0) continue;
     VariableMeta meta = make(info.dtype, {2, 3});
     CHECK(meta.byte_size() == 6 * info.size);
-    CHECK(meta.to_text() == "shape {\n  dim: 2\n  dim: 3\n}\ndata_type: " + std::string(info.name) + "\n");
+    CHECK(ckpt::meta_to_text(meta) == "shape {\n  dim: 2\n  dim: 3\n}\ndata_type: " + std::string(info.name) + "\n");
   }
 }
 
 TEST_CASE("parsing is as tolerant as OneFlow's Python reader") {
-  auto one_line = VariableMeta::parse("shape { dim: 3 dim: 4 } data_type: kDouble");
+  auto one_line = ckpt::parse_meta("shape { dim: 3 dim: 4 } data_type: kDouble");
   REQUIRE(one_line.ok());
   CHECK(one_line->shape() == ckpt::Shape{3, 4});
   CHECK(one_line->dtype() == DType::kDouble);
 
-  auto by_number = VariableMeta::parse("data_type: 2\nshape: { dim: 5 }\n");  // field order free, enum by number
+  auto by_number = ckpt::parse_meta("data_type: 2\nshape: { dim: 5 }\n");  // field order free, enum by number
   REQUIRE(by_number.ok());
   CHECK(by_number->dtype() == DType::kFloat);
   CHECK(by_number->element_count() == 5);
 
-  auto angle = VariableMeta::parse("# written by hand\nshape < dim: 1 >  # trailing comment\n data_type:kInt8");
+  auto angle = ckpt::parse_meta("# written by hand\nshape < dim: 1 >  # trailing comment\n data_type:kInt8");
   REQUIRE(angle.ok());
   CHECK(angle->byte_size() == 1);
 
-  auto no_shape = VariableMeta::parse("data_type: kInt64\n");  // a scalar
+  auto no_shape = ckpt::parse_meta("data_type: kInt64\n");  // a scalar
   REQUIRE(no_shape.ok());
   CHECK(no_shape->shape().empty());
   CHECK(no_shape->byte_size() == 8);
 
-  std::vector<ckpt::Error> warnings;
-  auto unknown_field = VariableMeta::parse("shape { dim: 2 }\nquant_info: 4\ndata_type: kFloat\n", &warnings);
-  REQUIRE(unknown_field.ok());
+  ckpt::FailFast problems;
+  auto unknown_field = ckpt::parse_meta("shape { dim: 2 }\nquant_info: 4\ndata_type: kFloat\n", problems);
+  REQUIRE(unknown_field.has_value());
   CHECK(unknown_field->byte_size() == 8);
-  REQUIRE(warnings.size() == 1);
-  CHECK(warnings[0].code() == ErrorCode::kMetaUnknownField);
-  CHECK(warnings[0].message().find("quant_info") != std::string::npos);
+  CHECK_FALSE(problems.failed());
+  REQUIRE(problems.warnings().size() == 1);
+  CHECK(problems.warnings()[0].code() == ErrorCode::kMetaUnknownField);
+  CHECK(problems.warnings()[0].message().find("quant_info") != std::string::npos);
 }
 
 // Unknown fields nested `x{x{...}}`: libprotobuf skips them recursively, so
@@ -103,18 +104,21 @@ TEST_CASE("deeply nested unknown fields are a syntax error, not a stack overflow
     // Within the 64 KiB cap: the nesting limit refuses it.
     std::string within_cap = nested_unknown_fields(21'000, open, close);
     REQUIRE(within_cap.size() <= ckpt::kMaxMetaBytes);
-    auto meta = VariableMeta::parse(within_cap);
+    auto meta = ckpt::parse_meta(within_cap);
     REQUIRE_FALSE(meta.ok());
     CHECK(meta.error().code() == ErrorCode::kMetaSyntax);
     CHECK(meta.error().message().find("nested deeper than") != std::string::npos);
-    CHECK(VariableMeta::check(within_cap).front().code() == ErrorCode::kMetaSyntax);
+    ckpt::CollectAll collected;
+    CHECK_FALSE(ckpt::parse_meta(within_cap, collected).has_value());
+    REQUIRE_FALSE(collected.issues().empty());
+    CHECK(collected.issues().front().code == ErrorCode::kMetaSyntax);
     // 100k deep is over the size cap: refused before parsing.
     CHECK(parse_error(nested_unknown_fields(100'000, open, close)) == ErrorCode::kMetaTooLarge);
   }
   // Braces inside strings and comments do not count; shallow unknown messages still parse.
-  std::vector<ckpt::Error> warnings;
-  auto shallow = VariableMeta::parse("shape { dim: 2 }\nx { y { z: \"{{{{\" } } # {{{{\ndata_type: kFloat\n", &warnings);
-  REQUIRE(shallow.ok());
+  ckpt::CollectAll warnings;
+  auto shallow = ckpt::parse_meta("shape { dim: 2 }\nx { y { z: \"{{{{\" } } # {{{{\ndata_type: kFloat\n", warnings);
+  REQUIRE(shallow.has_value());
   CHECK(shallow->byte_size() == 8);
 }
 
@@ -135,15 +139,30 @@ TEST_CASE("each kind of bad meta has its own code") {
   CHECK(parse_error(std::string(ckpt::kMaxMetaBytes + 1, ' ')) == ErrorCode::kMetaTooLarge);
 }
 
-TEST_CASE("check() reports every problem, not only the first") {
-  auto problems = VariableMeta::check("shape { dim: -3 dim: 4 dim: -1 }\nextra: 1\n");
+TEST_CASE("a collecting sink gets every problem, not only the first") {
+  ckpt::CollectAll problems;
+  CHECK_FALSE(ckpt::parse_meta("shape { dim: -3 dim: 4 dim: -1 }\nextra: 1\n", problems).has_value());
   std::vector<ErrorCode> codes;
-  for (const auto& p : problems) codes.push_back(p.code());
+  std::vector<ckpt::Severity> severities;
+  for (const auto& issue : problems.issues()) {
+    codes.push_back(issue.code);
+    severities.push_back(issue.severity);
+  }
   CHECK(codes == std::vector<ErrorCode>{ErrorCode::kMetaNegativeDim, ErrorCode::kMetaNegativeDim,
                                         ErrorCode::kMetaNoDataType, ErrorCode::kMetaUnknownField});
-  CHECK(problems[0].message().find("dim 0") != std::string::npos);
-  CHECK(problems[1].message().find("dim 2") != std::string::npos);
-  CHECK(VariableMeta::check("shape {\n  dim: 1\n}\ndata_type: kFloat\n").empty());
+  CHECK(severities.back() == ckpt::Severity::kWarning);
+  CHECK(problems.issues()[0].message.find("dim 0") != std::string::npos);
+  CHECK(problems.issues()[1].message.find("dim 2") != std::string::npos);
+
+  ckpt::CollectAll clean;
+  CHECK(ckpt::parse_meta("shape {\n  dim: 1\n}\ndata_type: kFloat\n", clean).has_value());
+  CHECK(clean.issues().empty());
+
+  // Fail-fast: the same text stops at its first error.
+  ckpt::FailFast first;
+  CHECK_FALSE(ckpt::parse_meta("shape { dim: -3 dim: 4 dim: -1 }\nextra: 1\n", first).has_value());
+  CHECK(first.status().error().message().find("dim 0") != std::string::npos);
+  CHECK(first.warnings().empty());
 }
 
 TEST_CASE("make() refuses what parse() refuses") {

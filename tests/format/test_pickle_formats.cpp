@@ -3,6 +3,7 @@
 #include "ckpt/format/checkpoint.hpp"
 
 #include <algorithm>
+#include <span>
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -253,4 +254,47 @@ TEST_CASE("pickle writers refuse objects and names that do not match, and never 
   ckpt::testing::write_file(dir / "exists.pt", "old");
   CHECK(ckpt::create_checkpoint(dir / "exists.pt", "torch").error().code() == ErrorCode::kDestinationExists);
   CHECK(ckpt::testing::read_file(dir / "exists.pt") == "old");
+}
+
+TEST_CASE("torch has a collecting validator: every broken tensor reported, the sound ones listed") {
+  ckpt::testing::TempDir dir;
+  const fs::path path = dir / "three.pt";
+  {
+    auto writer = ckpt::create_checkpoint(path, "torch");
+    REQUIRE(writer.ok());
+    for (const auto& [name, values] : kTutorialTensors) {
+      ckpt::MemorySource data(std::as_bytes(std::span(values)));
+      REQUIRE((*writer)->add(name, floats({static_cast<std::int64_t>(values.size())}), data).ok());
+    }
+    REQUIRE((*writer)->commit().ok());
+  }
+  auto clean = ckpt::validate_checkpoint(path);
+  CHECK(clean.format == "torch");
+  CHECK(clean.issues.empty());
+  CHECK(clean.variables.size() == 3);
+
+  // Renames the storage records of two tensors (same length, in the local
+  // and the central headers), so their data.pkl references dangle.
+  std::string bytes = ckpt::testing::read_file(path);
+  for (auto [from, to] : {std::pair{"/data/1", "/data/x"}, std::pair{"/data/2", "/data/y"}}) {
+    std::size_t replaced = 0;
+    for (auto at = bytes.find(from); at != std::string::npos; at = bytes.find(from, at + 1), ++replaced) {
+      bytes.replace(at, std::string_view(to).size(), to);
+    }
+    REQUIRE(replaced == 2);
+  }
+  ckpt::testing::write_file(path, bytes);
+
+  auto report = ckpt::validate_checkpoint(path);
+  REQUIRE(report.issues.size() == 2);
+  for (const auto& issue : report.issues) {
+    CHECK(issue.code == ErrorCode::kMissingData);
+    CHECK(issue.severity == ckpt::Severity::kError);
+  }
+  CHECK(report.issues[0].variable != report.issues[1].variable);
+  REQUIRE(report.variables.size() == 1);
+  CHECK(report.variables[0].name == "model.l1.weight");  // its record, data/0, is untouched
+  CHECK(report.variables[0].byte_size == 4 * 6);
+  // Opening stops at the first of them.
+  CHECK(ckpt::open_checkpoint(path).error().code() == ErrorCode::kMissingData);
 }

@@ -29,11 +29,17 @@ ckpt::Result<ckpt::SafetensorsHeader> read(const std::string& file) {
   return ckpt::read_safetensors_header(ckpt::MemorySource(ckpt::as_bytes(file), "defect.safetensors"));
 }
 
+// Every problem of `file`, collected.
+std::vector<ckpt::Issue> all_issues(const std::string& file) {
+  ckpt::CollectAll problems;
+  auto header = ckpt::read_safetensors_header(ckpt::MemorySource(ckpt::as_bytes(file)), problems);
+  CHECK(header.has_value() == !problems.has_errors());
+  return std::move(problems.issues());
+}
+
 std::set<ErrorCode> all_codes(const std::string& file) {
   std::set<ErrorCode> codes;
-  for (const auto& problem : ckpt::check_safetensors(ckpt::MemorySource(ckpt::as_bytes(file)))) {
-    codes.insert(problem.code());
-  }
+  for (const auto& issue : all_issues(file)) codes.insert(issue.code);
   return codes;
 }
 
@@ -161,7 +167,7 @@ TEST_CASE("the checker collects every problem, the reader stops at the first") {
   CHECK(all_codes(file) == std::set<ErrorCode>{ErrorCode::kSafetensorsUnknownDtype, ErrorCode::kSafetensorsOffsets,
                                                ErrorCode::kSafetensorsTensorSize, ErrorCode::kSafetensorsMetadata,
                                                ErrorCode::kSafetensorsBufferEnd});
-  CHECK(ckpt::check_safetensors(ckpt::MemorySource(ckpt::as_bytes(file))).size() == 5);
+  CHECK(all_issues(file).size() == 5);
   CHECK(read(file).error().code() == ErrorCode::kSafetensorsMetadata);  // keys are visited in sorted order
 }
 
@@ -174,7 +180,7 @@ TEST_CASE("valid corner cases the reference accepts") {
                                std::string("\x01\x02\x01\x00", 4));
   auto header = read(file);
   REQUIRE_MESSAGE(header.ok(), header.error().describe());
-  CHECK(ckpt::check_safetensors(ckpt::MemorySource(ckpt::as_bytes(file))).empty());
+  CHECK(all_issues(file).empty());
   CHECK(header->metadata == std::map<std::string, std::string>{{"format", "pt"}});
   REQUIRE(header->entries.size() == 3);
   CHECK(header->entries[0].name == "empty");
@@ -272,7 +278,7 @@ TEST_CASE("a real OneFlow snapshot converts to safetensors and back byte for byt
     REQUIRE((*writer)->commit().ok());
   };
   copy(snapshot, dir / "m.safetensors", "safetensors");
-  CHECK(ckpt::check_safetensors(ckpt::FileSource::open(dir / "m.safetensors").value()).empty());
+  CHECK(ckpt::validate_checkpoint(dir / "m.safetensors").issues.empty());
   copy(dir / "m.safetensors", dir / "back", "oneflow");
   auto original = ckpt::open_checkpoint(snapshot).value();
   auto back = ckpt::open_checkpoint(dir / "back").value();
@@ -310,7 +316,8 @@ double seconds_to_read(const std::string& file, std::size_t expected_entries) {
 }  // namespace
 
 // The header parser used to be quadratic in the entries (5k: 0.3 s, 40k: 63 s,
-// 1M did not finish in 300 s). Linear: 100x the entries, well under 200x the time.
+// 1M did not finish in 300 s). 100x the entries: linear is about 100-160x the
+// time (caches), quadratic 10,000x; 1,000x leaves room for a loaded machine.
 TEST_CASE("the header parse is linear in the number of tensors") {
   std::string small = tiny_tensors(10'000);
   std::string large = tiny_tensors(1'000'000);
@@ -320,7 +327,7 @@ TEST_CASE("the header parse is linear in the number of tensors") {
   double large_seconds = seconds_to_read(large, 1'000'000);
   CAPTURE(small_seconds);
   CAPTURE(large_seconds);
-  CHECK(large_seconds < 200 * small_seconds);
+  CHECK(large_seconds < 1000 * small_seconds);
   // One entry with 40,000 extra empty-object fields (25 s before): ignored fields, linear too.
   std::string fields;
   for (int i = 0; i < 40'000; ++i) fields += fmt::format(R"("x{}":{{}},)", i);

@@ -14,7 +14,7 @@ class Examples(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             target = os.path.join(tmp, "linear")
             out = subprocess.run([SAVE_AND_LOAD, target], capture_output=True, text=True, check=True).stdout
-            self.assertIn("oneflow-snapshot with 2 variables, valid", out)
+            self.assertIn("L1/E1 with 2 variables, valid", out)
             self.assertIn("linear.weight kFloat [2, 3]", out)
             self.assertIn("bias = [-1, 1], weight[1][2] = 0.6", out)
             with open(os.path.join(target, "linear.bias", "meta")) as f:

@@ -183,7 +183,7 @@ int train(const ckpt::cli::Tool& tool, Options options, Device device, const Giv
   if (auto saved = save_run(*trainer, options.out, options.force); !saved.ok()) return fail(saved.error());
   const ckpt::ValidationReport report = ckpt::validate_snapshot(options.out);
   out["format"] = "oneflow";
-  if (report.layout) out["layout"] = ckpt::layout_id(*report.layout);
+  if (!report.layout.empty()) out["layout"] = report.layout;
   out["valid"] = report.valid();
   out["epochs"] = std::move(epochs);
   out["training_state"] = training_state_path(options.out).string();

@@ -49,8 +49,8 @@ Checked validate_path(const std::string& path, const ckpt::OpenOptions& options)
   // Nothing recognised: OneFlow's rules say what is missing or wrong.
   const std::string format = detected.ok() ? *detected : "oneflow";
   Checked checked{ckpt::validate_checkpoint(path, format, options), std::nullopt, std::nullopt};
-  if (detected.ok() || checked.report.layout) checked.format = format;
-  if (checked.report.layout) checked.layout = std::string(ckpt::layout_id(*checked.report.layout));
+  if (detected.ok() || !checked.report.layout.empty()) checked.format = format;
+  if (!checked.report.layout.empty()) checked.layout = checked.report.layout;
   return checked;
 }
 

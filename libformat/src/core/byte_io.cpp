@@ -75,20 +75,7 @@ FileSource::~FileSource() {
 
 Status FileSource::read_at(std::uint64_t offset, std::span<std::byte> out) const {
   CKPT_TRY(check_range(*this, offset, out.size()));
-  std::size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return detail::io_error("read", path_);
-    if (n == 0) {
-      return Error(ErrorCode::kDataSizeMismatch,
-                   fmt::format("file ended at {} bytes while reading up to {} (changed while open?)", offset + done,
-                               offset + out.size()))
-          .in_file(path_);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return {};
+  return detail::pread_full(fd_, offset, out, path_);
 }
 
 Result<SliceSource> SliceSource::make(const ByteSource& inner, std::uint64_t offset, std::uint64_t length) {

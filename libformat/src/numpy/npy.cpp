@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "core/little_endian.hpp"
+
 namespace ckpt {
 namespace {
 
@@ -227,8 +229,10 @@ Result<NpyDict> parse_npy_dict(std::string_view text, const NpyReadOptions& opti
   return DictParser(text, /*allow_long_suffix=*/true).parse(options);
 }
 
-Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options,
-                                  std::vector<Error>* warnings) {
+namespace {
+
+// The header's errors stop it at once; the trailing-bytes warning goes to `problems`.
+Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOptions& options, ProblemSink& problems) {
   auto fail = [&](ErrorCode code, std::string message) { return Error(code, std::move(message)).in_file(source.name()); };
   std::array<std::byte, 12> prefix{};
   const std::uint64_t size = source.size();
@@ -245,8 +249,7 @@ Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions
   const std::size_t length_bytes = major == 1 ? 2 : 4;
   if (size < 8 + length_bytes) return fail(ErrorCode::kNpyTruncated, "the file ends inside the header length");
   CKPT_TRY(source.read_at(8, std::span(prefix.data() + 8, length_bytes)));
-  std::uint64_t header_length = 0;
-  for (std::size_t i = 0; i < length_bytes; ++i) header_length |= static_cast<std::uint64_t>(prefix[8 + i]) << (8 * i);
+  const std::uint64_t header_length = detail::load_le(std::span(prefix).subspan(8, length_bytes));
   if (header_length > kNpyMaxHeaderBytes) {
     return fail(ErrorCode::kNpyHeader,
                 fmt::format("header of {} bytes is over the cap of {}", header_length, kNpyMaxHeaderBytes));
@@ -270,15 +273,32 @@ Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions
                             shape_to_string(header.meta.shape()), dtype_name(header.meta.dtype()),
                             header.meta.byte_size(), available));
   }
-  if (available > header.meta.byte_size() && warnings != nullptr) {
-    warnings->push_back(fail(ErrorCode::kNpyTrailingBytes,
-                             fmt::format("{} bytes after the {} data bytes are ignored",
-                                         available - header.meta.byte_size(), header.meta.byte_size())));
+  if (available > header.meta.byte_size()) {  // the last check: nothing is left to stop
+    problems.warning(fail(ErrorCode::kNpyTrailingBytes, fmt::format("{} bytes after the {} data bytes are ignored",
+                                                                   available - header.meta.byte_size(),
+                                                                   header.meta.byte_size())));
   }
   return header;
 }
 
+}  // namespace
+
 std::string_view npy_descr(DType dtype) { return dtype == DType::kBFloat16 ? "<V2" : dtype_info(dtype).numpy_descr; }
+
+std::optional<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options,
+                                         ProblemSink& problems) {
+  auto header = parse_npy_header(source, options, problems);
+  if (header.ok()) return std::move(header).value();
+  problems.error(std::move(header).error());
+  return std::nullopt;
+}
+
+Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options) {
+  FailFast problems;
+  auto header = read_npy_header(source, options, problems);
+  CKPT_TRY(problems.status());
+  return std::move(*header);
+}
 
 Result<std::string> make_npy_header(const VariableMeta& meta) {
   std::string_view descr = npy_descr(meta.dtype());
@@ -297,7 +317,7 @@ Result<std::string> make_npy_header(const VariableMeta& meta) {
     std::string out(kNpyMagicBytes);
     out.push_back(length_bytes == 2 ? '\x01' : '\x02');
     out.push_back('\0');
-    for (std::uint64_t i = 0; i < length_bytes; ++i) out.push_back(static_cast<char>((header_length >> (8 * i)) & 0xff));
+    detail::append_le(out, header_length, length_bytes);
     out += dict;
     out.append(static_cast<std::size_t>(padding), ' ');
     out.push_back('\n');

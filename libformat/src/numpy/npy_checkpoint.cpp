@@ -6,7 +6,8 @@
 #include <fmt/format.h>
 
 #include "ckpt/format/npy.hpp"
-#include "ckpt/format/writer.hpp"
+#include "ckpt/format/names.hpp"
+#include "ckpt/format/problems.hpp"
 #include "registry/formats.hpp"
 
 namespace ckpt {
@@ -77,17 +78,29 @@ struct OpenedArray {
   NpyHeader header;
 };
 
-Result<OpenedArray> open_array(const fs::path& file, std::string_view name, const NpyReadOptions& options,
-                               std::vector<Error>* warnings = nullptr) {
-  auto opened = [&]() -> Result<OpenedArray> {
-    CKPT_TRY(check_variable_name(name));
-    CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(file, FollowSymlink::kNo));
-    auto shared = std::make_shared<const FileSource>(std::move(source));
-    CKPT_ASSIGN_OR_RETURN(NpyHeader header, read_npy_header(*shared, options, warnings));
-    return OpenedArray{std::move(shared), std::move(header)};
-  }();
-  if (!opened.ok()) return std::move(std::move(opened).error().in_file(file.string()).in_variable(name));
-  return opened;
+std::optional<OpenedArray> open_array(const fs::path& file, std::string_view name, const NpyReadOptions& options,
+                                      ProblemSink& problems) {
+  InContext in_array(problems, file.string(), std::string(name));
+  if (auto valid = check_entry_name(name); !valid.ok()) {
+    in_array.error(std::move(valid).error());
+    return std::nullopt;
+  }
+  auto source = FileSource::open(file, FollowSymlink::kNo);
+  if (!source.ok()) {
+    in_array.error(std::move(source).error());
+    return std::nullopt;
+  }
+  auto shared = std::make_shared<const FileSource>(std::move(source).value());
+  auto header = read_npy_header(*shared, options, in_array);
+  if (!header) return std::nullopt;
+  return OpenedArray{std::move(shared), std::move(*header)};
+}
+
+Result<OpenedArray> open_array(const fs::path& file, std::string_view name, const NpyReadOptions& options) {
+  FailFast problems;
+  auto array = open_array(file, name, options, problems);
+  CKPT_TRY(problems.status());
+  return std::move(*array);
 }
 
 class NpyDirectoryReader final : public CheckpointReader {
@@ -133,7 +146,7 @@ class NpyDirectoryWriter final : public CheckpointWriter {
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
     const fs::path file_name = std::string(name) + std::string(kNpyExtension);
     auto status = [&]() -> Status {
-      CKPT_TRY(check_variable_name(name));
+      CKPT_TRY(check_entry_name(name));
       CKPT_TRY(check_npy_data(meta, data));
       if (!names_.emplace(name).second) return Error(ErrorCode::kDuplicateName, "added twice to the same directory");
       CKPT_ASSIGN_OR_RETURN(FileSink file, directory_.create_file(file_name));
@@ -192,23 +205,17 @@ ValidationReport validate_npy_directory(const fs::path& directory, const NpyRead
   if (!listing.ok()) return detail::unreadable_report(directory, listing.error());
   ValidationReport report;
   report.path = directory;
+  CollectAll problems;
   for (const fs::path& other : listing->others) {
-    report.issues.push_back(make_issue(
-        Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(other.string()),
-        Severity::kWarning));
+    problems.warning(Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(other.string()));
   }
-  for (const Error& irregular : listing->irregular_arrays) report.issues.push_back(make_issue(irregular, Severity::kError));
+  for (const Error& irregular : listing->irregular_arrays) problems.error(irregular);
   for (const fs::path& file : listing->arrays) {
     const std::string name = variable_of(file);
-    std::vector<Error> warnings;
-    auto array = open_array(file, name, options, &warnings);
-    for (Error& warning : warnings) report.issues.push_back(make_issue(warning.in_variable(name), Severity::kWarning));
-    if (!array.ok()) {
-      report.issues.push_back(make_issue(array.error(), Severity::kError));
-      continue;
-    }
-    report.variables.push_back(VariableInfo{name, array->header.meta, array->header.meta.byte_size()});
+    auto array = open_array(file, name, options, problems);
+    if (array) report.variables.push_back(VariableInfo{name, array->header.meta, array->header.meta.byte_size()});
   }
+  report.issues = std::move(problems.issues());
   detail::require_some_variable(report, ".npy file");
   return report;
 }

@@ -8,8 +8,10 @@
 
 #include <fmt/format.h>
 
-#include "ckpt/format/writer.hpp"
+#include "ckpt/format/names.hpp"
+#include "ckpt/format/problems.hpp"
 #include "ckpt/format/zip.hpp"
+#include "core/little_endian.hpp"
 #include "registry/formats.hpp"
 
 namespace ckpt {
@@ -17,8 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view kZipLocalMagic = "PK\x03\x04";
-constexpr std::string_view kZipEmptyMagic = "PK\x05\x06";
 // Offsets in a zip local header (zip.hpp).
 constexpr std::size_t kLocalNameLengthAt = 26;
 constexpr std::size_t kLocalNameAt = 30;
@@ -98,7 +98,7 @@ class NpzWriter final : public CheckpointWriter {
 
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
     auto status = [&]() -> Status {
-      CKPT_TRY(check_variable_name(name));
+      CKPT_TRY(check_entry_name(name));
       CKPT_TRY(check_npy_data(meta, data));
       if (!names_.emplace(name).second) return Error(ErrorCode::kDuplicateName, "added twice to the same archive");
       return zip_->add(std::string(name) + std::string(kNpyExtension), method_,
@@ -127,15 +127,12 @@ bool looks_like_npz(const fs::path& path) {
   if (!fs::is_regular_file(path, ec)) return false;
   auto file = FileSource::open(path);
   if (!file.ok()) return false;
-  std::array<char, kLocalNameAt> header{};
-  if (file->size() < kZipEmptyMagic.size()) return false;
-  const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(file->size(), header.size()));
-  if (!file->read_at(0, std::as_writable_bytes(std::span(header.data(), head))).ok()) return false;
-  const std::string_view magic(header.data(), kZipLocalMagic.size());
-  if (magic == kZipEmptyMagic) return path.extension() == kNpzExtension;
-  if (magic != kZipLocalMagic || head < kLocalNameAt) return false;
-  const std::size_t name_length = static_cast<unsigned char>(header[kLocalNameLengthAt]) |
-                                  static_cast<std::size_t>(static_cast<unsigned char>(header[kLocalNameLengthAt + 1])) << 8;
+  const ZipStart start = sniff_zip(*file);
+  if (start == ZipStart::kEmpty) return path.extension() == kNpzExtension;
+  std::array<std::byte, kLocalNameAt> header{};
+  if (start != ZipStart::kMember || file->size() < header.size() || !file->read_at(0, header).ok()) return false;
+  const auto name_length =
+      static_cast<std::size_t>(detail::load_le(std::span(header).subspan(kLocalNameLengthAt, 2)));
   if (name_length < kNpyExtension.size() || file->size() - kLocalNameAt < name_length) return false;
   std::string name(name_length, '\0');
   if (!file->read_at(kLocalNameAt, std::as_writable_bytes(std::span(name))).ok()) return false;
@@ -190,7 +187,7 @@ Result<std::string> npz_variable_name(std::string_view member) {
                  fmt::format("member {:?} is a path (backslash or leading '/'), not a plain name", member));
   }
   std::string_view name = member.substr(0, member.size() - kNpyExtension.size());
-  if (Status valid = check_variable_name(name); !valid.ok()) {
+  if (Status valid = check_entry_name(name); !valid.ok()) {
     return Error(ErrorCode::kZipUnsafeName, fmt::format("member {:?}: {}", member, valid.error().message()));
   }
   return std::string(name);
@@ -203,29 +200,30 @@ ValidationReport validate_npz(const fs::path& path, const NpyReadOptions& option
   if (!zip.ok()) return detail::unreadable_report(path, zip.error());
   ValidationReport report;
   report.path = path;
+  CollectAll problems;
   for (const ZipEntry& entry : zip->entries()) {
     auto name = npz_variable_name(entry.name);
     if (!name.ok()) {
       Severity severity = name.error().code() == ErrorCode::kUnexpectedEntry ? Severity::kWarning : Severity::kError;
-      report.issues.push_back(make_issue(Error(name.error()).in_file(path.string()), severity));
+      problems.report(severity, std::move(std::move(name).error().in_file(path.string())));
       continue;
     }
-    auto checked = [&]() -> Result<NpyHeader> {
-      CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> member, zip->open_member(entry));
-      std::vector<Error> warnings;
-      CKPT_ASSIGN_OR_RETURN(NpyHeader header, read_npy_header(*member, options, &warnings));
-      for (Error& warning : warnings) report.issues.push_back(make_issue(warning.in_variable(*name), Severity::kWarning));
-      DiscardSink discard;
-      CKPT_TRY(discard.write_from(*member, 0, member->size()));
-      return header;
-    }();
-    if (!checked.ok()) {
-      Error error = std::move(checked).error();
-      report.issues.push_back(make_issue(error.in_file(path.string()).in_variable(*name), Severity::kError));
+    InContext in_member(problems, path.string(), *name);
+    auto member = zip->open_member(entry);
+    if (!member.ok()) {
+      in_member.error(std::move(member).error());
       continue;
     }
-    report.variables.push_back(VariableInfo{*name, checked->meta, checked->meta.byte_size()});
+    auto header = read_npy_header(**member, options, in_member);
+    if (!header) continue;
+    DiscardSink discard;  // reading every byte checks the CRC
+    if (auto read = discard.write_from(**member, 0, (*member)->size()); !read.ok()) {
+      in_member.error(std::move(read).error());
+      continue;
+    }
+    report.variables.push_back(VariableInfo{*name, header->meta, header->meta.byte_size()});
   }
+  report.issues = std::move(problems.issues());
   detail::require_some_variable(report, ".npy member");
   return report;
 }

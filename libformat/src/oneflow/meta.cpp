@@ -28,12 +28,6 @@ class CollectingErrors final : public pb::io::ErrorCollector {
   std::vector<std::string> warnings;
 };
 
-struct Analysis {
-  std::vector<Error> errors;
-  std::vector<Error> warnings;
-  std::optional<VariableMeta> meta;
-};
-
 Error count_overflow(const Shape& shape) {
   return Error(ErrorCode::kMetaCountOverflow,
                fmt::format("element count of shape {} does not fit in 64 bits", shape_to_string(shape)));
@@ -50,15 +44,6 @@ std::vector<Error> shape_problems(const Shape& shape) {
   }
   if (problems.empty() && !element_count(shape).ok()) problems.push_back(count_overflow(shape));
   return problems;
-}
-
-std::optional<Error> dtype_problem(DType dtype) {
-  if (dtype_size(dtype) == 0) {
-    return Error(ErrorCode::kMetaUnsupportedDataType,
-                 fmt::format("data_type {} ({}) has no fixed element size and cannot be stored in `out`",
-                             dtype_name(dtype), static_cast<int>(dtype)));
-  }
-  return std::nullopt;
 }
 
 // VariableMetaInfo nests one message (`shape`); OneFlow never writes deeper.
@@ -92,18 +77,18 @@ std::optional<std::size_t> nesting_over(std::string_view text, std::size_t limit
   return std::nullopt;
 }
 
-Analysis analyse(std::string_view text) {
-  Analysis result;
+}  // namespace
+
+std::optional<VariableMeta> parse_meta(std::string_view text, ProblemSink& problems) {
   if (text.size() > kMaxMetaBytes) {
-    result.errors.emplace_back(ErrorCode::kMetaTooLarge,
-                               fmt::format("meta is {} bytes, the limit is {}", text.size(), kMaxMetaBytes));
-    return result;
+    problems.error(Error(ErrorCode::kMetaTooLarge, fmt::format("meta is {} bytes, the limit is {}", text.size(), kMaxMetaBytes)));
+    return std::nullopt;
   }
   if (auto at = nesting_over(text, kMaxMetaNesting)) {
-    result.errors.emplace_back(ErrorCode::kMetaSyntax,
-                               fmt::format("messages nested deeper than {} levels (at byte {}); OneFlow writes one",
-                                           kMaxMetaNesting, *at));
-    return result;
+    problems.error(Error(ErrorCode::kMetaSyntax,
+                         fmt::format("messages nested deeper than {} levels (at byte {}); OneFlow writes one",
+                                     kMaxMetaNesting, *at)));
+    return std::nullopt;
   }
   proto::VariableMetaInfo message;
   CollectingErrors collector;
@@ -113,90 +98,53 @@ Analysis analyse(std::string_view text) {
   parser.RecordErrorsTo(&collector);
   parser.SetRecursionLimit(static_cast<int>(kMaxMetaNesting));
   bool parsed = parser.ParseFromString(std::string(text), &message);
-  for (const auto& warning : collector.warnings) {
-    result.warnings.emplace_back(ErrorCode::kMetaUnknownField, warning);
-  }
+  std::vector<Error> errors;
+  std::optional<VariableMeta> meta;
   if (!parsed) {
     std::string detail = collector.errors.empty() ? "unparseable text" : collector.errors.front();
     // A closed proto2 enum rejects unknown numbers and names during parsing.
     bool bad_enum = detail.find("nknown enumeration value") != std::string::npos;
-    result.errors.emplace_back(bad_enum ? ErrorCode::kMetaUnknownDataType : ErrorCode::kMetaSyntax,
-                               bad_enum ? fmt::format("data_type is not a OneFlow DataType: {}", detail) : detail);
-    return result;
-  }
-  Shape shape(message.shape().dim().begin(), message.shape().dim().end());
-  for (auto& problem : shape_problems(shape)) result.errors.push_back(std::move(problem));
-  if (!message.has_data_type()) {
-    result.errors.emplace_back(ErrorCode::kMetaNoDataType, "no data_type field");
-  } else if (auto problem = dtype_problem(static_cast<DType>(message.data_type()))) {
-    result.errors.push_back(std::move(*problem));
-  }
-  if (result.errors.empty()) {
-    auto meta = VariableMeta::make(static_cast<DType>(message.data_type()), std::move(shape));
-    if (meta.ok()) {
-      result.meta = std::move(meta).value();
-    } else {
-      result.errors.push_back(std::move(meta).error());
+    errors.emplace_back(bad_enum ? ErrorCode::kMetaUnknownDataType : ErrorCode::kMetaSyntax,
+                        bad_enum ? fmt::format("data_type is not a OneFlow DataType: {}", detail) : detail);
+  } else {
+    Shape shape(message.shape().dim().begin(), message.shape().dim().end());
+    errors = shape_problems(shape);
+    auto dtype = static_cast<DType>(message.data_type());
+    if (!message.has_data_type()) {
+      errors.emplace_back(ErrorCode::kMetaNoDataType, "no data_type field");
+    } else if (auto storable = check_fixed_size(dtype); !storable.ok()) {
+      errors.push_back(std::move(storable).error());
+    } else if (errors.empty()) {
+      auto made = VariableMeta::make(dtype, std::move(shape));
+      if (made.ok()) {
+        meta = std::move(made).value();
+      } else {
+        errors.push_back(std::move(made).error());
+      }
     }
   }
-  return result;
+  // Errors first, then the unknown fields, as the validator lists them.
+  for (Error& error : errors) {
+    if (!problems.error(std::move(error))) return std::nullopt;
+  }
+  for (const auto& warning : collector.warnings) {
+    if (!problems.warning(Error(ErrorCode::kMetaUnknownField, warning))) return std::nullopt;
+  }
+  return meta;
 }
 
-}  // namespace
-
-std::string shape_to_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-
-Result<std::uint64_t> element_count(const Shape& shape) {
-  std::uint64_t count = 1;
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] < 0) {
-      return Error(ErrorCode::kMetaNegativeDim,
-                   fmt::format("dim {} of shape {} is {}, expected >= 0", i, shape_to_string(shape), shape[i]));
-    }
-  }
-  for (std::int64_t dim : shape) {
-    if (__builtin_mul_overflow(count, static_cast<std::uint64_t>(dim), &count)) return count_overflow(shape);
-  }
-  return count;
+Result<VariableMeta> parse_meta(std::string_view text) {
+  FailFast problems;
+  auto meta = parse_meta(text, problems);
+  CKPT_TRY(problems.status());
+  return std::move(*meta);
 }
 
-Result<VariableMeta> VariableMeta::make(DType dtype, Shape shape) {
-  if (!dtype_from_number(static_cast<std::int64_t>(dtype))) {
-    return Error(ErrorCode::kMetaUnknownDataType,
-                 fmt::format("data_type {} is not a OneFlow DataType", static_cast<int>(dtype)));
-  }
-  if (auto problem = dtype_problem(dtype)) return std::move(*problem);
-  CKPT_ASSIGN_OR_RETURN(std::uint64_t count, ckpt::element_count(shape));
-  std::uint64_t bytes = 0;
-  if (__builtin_mul_overflow(count, dtype_size(dtype), &bytes)) {
-    return Error(ErrorCode::kMetaCountOverflow,
-                 fmt::format("byte size of shape {} x {} bytes ({}) does not fit in 64 bits", shape_to_string(shape),
-                             dtype_size(dtype), dtype_name(dtype)));
-  }
-  return VariableMeta(dtype, std::move(shape), count, bytes);
-}
-
-Result<VariableMeta> VariableMeta::parse(std::string_view text, std::vector<Error>* warnings) {
-  Analysis analysis = analyse(text);
-  if (!analysis.errors.empty()) return std::move(analysis.errors.front());
-  if (warnings != nullptr) {
-    for (auto& warning : analysis.warnings) warnings->push_back(std::move(warning));
-  }
-  return std::move(*analysis.meta);
-}
-
-std::vector<Error> VariableMeta::check(std::string_view text) {
-  Analysis analysis = analyse(text);
-  std::vector<Error> problems = std::move(analysis.errors);
-  for (auto& warning : analysis.warnings) problems.push_back(std::move(warning));
-  return problems;
-}
-
-std::string VariableMeta::to_text() const {
+std::string meta_to_text(const VariableMeta& meta) {
   proto::VariableMetaInfo message;
   auto* shape = message.mutable_shape();  // present even for a scalar: "shape {\n}\n"
-  for (std::int64_t dim : shape_) shape->add_dim(dim);
-  message.set_data_type(static_cast<proto::DataType>(dtype_));
+  for (std::int64_t dim : meta.shape()) shape->add_dim(dim);
+  message.set_data_type(static_cast<proto::DataType>(meta.dtype()));
   std::string text;
   pb::TextFormat::PrintToString(message, &text);
   return text;

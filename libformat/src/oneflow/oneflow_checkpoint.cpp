@@ -1,7 +1,6 @@
 // OneFlow directories as CheckpointReader/CheckpointWriter: "oneflow" for
 // the snapshot layouts, "oneflow-pickle" for the P1 pickle directory.
 #include <algorithm>
-#include <optional>
 
 #include <sys/stat.h>
 
@@ -21,9 +20,8 @@ namespace fs = std::filesystem;
 // Every layout Snapshot reads; a P1 directory also keeps its object.
 class OneFlowReader final : public CheckpointReader {
  public:
-  OneFlowReader(std::string_view format, Snapshot snapshot, std::vector<TensorInfo> tensors,
-                std::optional<OneflowPickle> pickle)
-      : format_(format), snapshot_(std::move(snapshot)), tensors_(std::move(tensors)), pickle_(std::move(pickle)) {}
+  OneFlowReader(std::string_view format, Snapshot snapshot, std::vector<TensorInfo> tensors)
+      : format_(format), snapshot_(std::move(snapshot)), tensors_(std::move(tensors)) {}
 
   std::string_view format_name() const override { return format_; }
   std::string_view layout() const override { return layout_id(snapshot_.layout()); }
@@ -35,13 +33,12 @@ class OneFlowReader final : public CheckpointReader {
     return std::unique_ptr<ByteSource>(std::make_unique<FileSource>(std::move(source)));
   }
 
-  const pickle::Value* object() const override { return pickle_ ? pickle_->data : nullptr; }
+  const pickle::Value* object() const override { return snapshot_.pickle() ? snapshot_.pickle()->data : nullptr; }
 
  private:
   std::string_view format_;
   Snapshot snapshot_;
   std::vector<TensorInfo> tensors_;
-  std::optional<OneflowPickle> pickle_;
 };
 
 class OneFlowWriter final : public CheckpointWriter {
@@ -102,20 +99,6 @@ bool looks_like_pickle_dir(const fs::path& path) {
   return fs::is_directory(path, ec) && is_pickle_dir(path);
 }
 
-// Snapshot::open names P1 variables by dotted keys; the object is read
-// beside it for its non-tensor leaves and must name the same tensors.
-Result<std::optional<OneflowPickle>> object_of(const Snapshot& snapshot) {
-  if (snapshot.layout() != Layout::kPickleDir) return std::optional<OneflowPickle>();
-  CKPT_ASSIGN_OR_RETURN(OneflowPickle pickle, read_oneflow_pickle(snapshot.root()));
-  bool same = std::equal(pickle.tensors.begin(), pickle.tensors.end(), snapshot.variables().begin(),
-                         snapshot.variables().end(), [](const auto& t, const auto& v) { return t.name == v.name; });
-  if (!same) {
-    return Error(ErrorCode::kInvalidArgument, "pickled_data changed while it was being opened")
-        .in_file((snapshot.root() / kPickleFile).string());
-  }
-  return std::optional<OneflowPickle>(std::move(pickle));
-}
-
 Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const fs::path& path,
                                                   const OpenOptions& options) {
   CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
@@ -124,9 +107,8 @@ Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const
     CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
     tensors.push_back({variable.name, std::move(meta)});
   }
-  CKPT_ASSIGN_OR_RETURN(auto pickle, object_of(snapshot));
   return std::unique_ptr<CheckpointReader>(
-      std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors), std::move(pickle)));
+      std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors)));
 }
 
 Result<std::unique_ptr<CheckpointReader>> open_snapshot(const fs::path& path, const OpenOptions& options) {

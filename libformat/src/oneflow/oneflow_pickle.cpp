@@ -107,44 +107,43 @@ Status OneflowPickleWriter::commit(const pickle::Value& data) {
 
 namespace detail {
 
-PickleDirectories name_pickle_variables(const fs::path& root, std::vector<VariableInfo>& variables,
-                                        const std::function<bool(Severity, Error)>& report) {
-  PickleDirectories directories;
+PickleVariables name_pickle_variables(const fs::path& root, std::vector<VariableInfo>& variables,
+                                      ProblemSink& problems) {
+  PickleVariables result;
   auto pickle = read_oneflow_pickle(root);
   if (!pickle.ok()) {
-    report(Severity::kError, std::move(pickle).error());
-    return directories;
+    problems.error(std::move(pickle).error());
+    return result;
   }
+  result.pickle = std::make_shared<const OneflowPickle>(std::move(pickle).value());
   std::vector<VariableInfo> named;
   std::vector<bool> referenced(variables.size(), false);
-  for (const PickleTensorRef& ref : pickle->tensors) {
+  for (const PickleTensorRef& ref : result.pickle->tensors) {
     auto it = std::find_if(variables.begin(), variables.end(), [&](const auto& v) { return v.name == ref.directory; });
     if (it == variables.end()) {
-      bool go_on = report(Severity::kError,
-                          std::move(Error(ErrorCode::kMissingData,
-                                          fmt::format("pickled_data refers to tensor directory '{}', which is missing "
-                                                      "or has no readable `out`",
-                                                      ref.directory))
-                                        .in_file((root / ref.directory).string())
-                                        .in_variable(ref.name)));
-      if (!go_on) return directories;
+      bool go_on = problems.error(std::move(Error(ErrorCode::kMissingData,
+                                                  fmt::format("pickled_data refers to tensor directory '{}', which is "
+                                                              "missing or has no readable `out`",
+                                                              ref.directory))
+                                                .in_file((root / ref.directory).string())
+                                                .in_variable(ref.name)));
+      if (!go_on) return result;
       continue;
     }
     referenced[static_cast<std::size_t>(it - variables.begin())] = true;
     named.push_back(VariableInfo{ref.name, it->meta, it->byte_size});
-    directories.emplace(ref.name, ref.directory);
+    result.directories.emplace(ref.name, ref.directory);
   }
   for (std::size_t i = 0; i < variables.size(); ++i) {
     if (referenced[i]) continue;
-    bool go_on = report(Severity::kWarning,
-                        std::move(Error(ErrorCode::kUnexpectedEntry,
-                                        "tensor directory not referenced by pickled_data; OneFlow never reads it")
-                                      .in_file((root / variables[i].name).string())));
-    if (!go_on) return directories;
+    bool go_on = problems.warning(
+        std::move(Error(ErrorCode::kUnexpectedEntry, "tensor directory not referenced by pickled_data; OneFlow never reads it")
+                      .in_file((root / variables[i].name).string())));
+    if (!go_on) return result;
   }
   std::sort(named.begin(), named.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   variables = std::move(named);
-  return directories;
+  return result;
 }
 
 }  // namespace detail

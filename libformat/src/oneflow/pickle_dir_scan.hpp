@@ -1,25 +1,31 @@
-// The checkpoint scan's hook for P1: pickled_data names the tensor directories.
+// The checkpoint scan's step for P1: pickled_data names the tensor directories.
 #pragma once
 
 #include <filesystem>
-#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "ckpt/format/error.hpp"
-#include "ckpt/format/snapshot.hpp"
+#include "ckpt/format/oneflow_pickle.hpp"
+#include "ckpt/format/problems.hpp"
+#include "ckpt/format/tensor.hpp"
 
 namespace ckpt::detail {
 
 // Dotted variable name -> tensor directory.
 using PickleDirectories = std::map<std::string, std::string, std::less<>>;
 
-// Replaces the scanned tensor directories in `variables` by the tensors
-// pickled_data names (a tied tensor under each of its names). Reports a
-// reference to a missing directory as an error, an unreferenced directory as
-// a warning; `report` returns false to stop.
-PickleDirectories name_pickle_variables(const std::filesystem::path& root, std::vector<VariableInfo>& variables,
-                                        const std::function<bool(Severity, Error)>& report);
+struct PickleVariables {
+  PickleDirectories directories;
+  std::shared_ptr<const OneflowPickle> pickle;  // null when pickled_data could not be read
+};
+
+// Reads pickled_data once and replaces the scanned tensor directories in
+// `variables` by the tensors it names (a tied tensor under each of its
+// names). A reference to a missing directory is an error, an unreferenced
+// directory a warning.
+PickleVariables name_pickle_variables(const std::filesystem::path& root, std::vector<VariableInfo>& variables,
+                                      ProblemSink& problems);
 
 }  // namespace ckpt::detail

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt/format/oneflow_pickle.hpp"
 #include "core/posix_util.hpp"
 #include "oneflow/snapshot_scan.hpp"
 
@@ -16,28 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Keeps the first error and stops the scan there.
-class FirstError final : public detail::ScanSink {
- public:
-  bool report(Severity severity, Error problem) override {
-    if (severity != Severity::kError) return true;
-    error.emplace(std::move(problem));
-    return false;
-  }
-  std::optional<Error> error;
-};
-
 }  // namespace
-
-std::string_view layout_format_name(Layout layout) {
-  switch (layout) {
-    case Layout::kSnapshot: return "oneflow-snapshot";
-    case Layout::kLazy: return "oneflow-lazy";
-    case Layout::kGraph: return "oneflow-graph";
-    case Layout::kPickleDir: return "oneflow-pickle";
-  }
-  return "unknown";
-}
 
 std::string_view layout_id(Layout layout) {
   switch (layout) {
@@ -111,16 +91,16 @@ Result<Snapshot> Snapshot::open(const fs::path& root) {
   for (int attempt = 1;; ++attempt) {
     int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     auto directory = fd >= 0 ? std::make_shared<const Directory>(fd) : nullptr;
-    FirstError sink;
-    detail::ScanResult scan = detail::scan_checkpoint(root, sink);
-    if (sink.error) return std::move(*sink.error);
+    FailFast problems;
+    detail::ScanResult scan = detail::scan_checkpoint(root, problems);
+    CKPT_TRY(problems.status());
     if (directory == nullptr) return detail::io_error("open directory", root.string());
     if (!same_directory(directory->fd(), root)) {
       if (attempt < kAttempts) continue;
       return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(root.string());
     }
     return Snapshot(root, std::move(directory), *scan.layout, std::move(scan.variables),
-                    std::move(scan.pickle_directories));
+                    std::move(scan.pickle_directories), std::move(scan.pickle));
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/meta.hpp"
 #include "ckpt/format/writer.hpp"
 #include "core/posix_util.hpp"
 
@@ -29,16 +30,14 @@ struct Entry {
 // The scan's state: the root and where problems go.
 class Scanner {
  public:
-  Scanner(fs::path root, ScanSink& sink) : root_(std::move(root)), sink_(sink) {}
+  Scanner(fs::path root, ProblemSink& sink) : root_(std::move(root)), problems_(sink) {}
 
   ScanResult run();
 
  private:
   bool report(Severity severity, Error problem, std::string_view variable = {}) {
     if (!variable.empty()) problem.in_variable(variable);
-    if (severity == Severity::kError) failed_ = true;
-    stopped_ = !sink_.report(severity, std::move(problem)) || stopped_;
-    return !stopped_;
+    return problems_.report(severity, std::move(problem));
   }
   bool error(ErrorCode code, std::string message, const fs::path& file, std::string_view variable = {}) {
     return report(Severity::kError, Error(code, std::move(message)).in_file(file.string()), variable);
@@ -57,9 +56,7 @@ class Scanner {
 
   fs::path root_;
   fs::path canonical_root_;
-  ScanSink& sink_;
-  bool stopped_ = false;
-  bool failed_ = false;
+  TrackingSink problems_;
   bool has_marker_ = false;
   std::size_t variables_with_meta_ = 0;
   std::vector<std::string> variables_without_meta_;
@@ -152,13 +149,8 @@ std::optional<VariableMeta> Scanner::read_meta(const fs::path& path, const Entry
     report(Severity::kError, std::move(read).error(), variable);
     return std::nullopt;
   }
-  for (Error& problem : VariableMeta::check(text)) {
-    Severity severity = problem.code() == ErrorCode::kMetaUnknownField ? Severity::kWarning : Severity::kError;
-    if (!report(severity, std::move(problem.in_file(path.string())), variable)) return std::nullopt;
-  }
-  auto meta = VariableMeta::parse(text);
-  if (!meta.ok()) return std::nullopt;
-  return std::move(meta).value();
+  InContext in_meta(problems_, path.string(), std::string(variable));
+  return parse_meta(text, in_meta);
 }
 
 void Scanner::scan_variable(const Entry& entry, ScanResult& result) {
@@ -199,7 +191,7 @@ void Scanner::scan_variable(const Entry& entry, ScanResult& result) {
     ++variables_with_meta_;
     fs::path meta_path = directory / kMetaFile;
     if (stays_inside(meta_path, *meta_entry, name)) info.meta = read_meta(meta_path, *meta_entry, name);
-    if (stopped_) return;
+    if (problems_.stopped()) return;
   } else {
     variables_without_meta_.push_back(name);
   }
@@ -239,7 +231,7 @@ ScanResult Scanner::run() {
   bool graph = !pickle_dir && has(kGraphFile);
 
   for (const Entry& entry : *entries) {
-    if (stopped_) return result;
+    if (problems_.stopped()) return result;
     fs::path path = root_ / entry.name;
     bool is_directory = entry.resolved && S_ISDIR(entry.info.st_mode);
     if (entry.name == kDoneFile) {
@@ -254,14 +246,15 @@ ScanResult Scanner::run() {
       warning(ErrorCode::kUnexpectedEntry, "not part of a OneFlow checkpoint; ignored", path);
     }
   }
-  if (stopped_) return result;
+  if (problems_.stopped()) return result;
 
   if (pickle_dir) {
     result.layout = Layout::kPickleDir;
     if (!pickle_file_readable) return result;
-    result.pickle_directories = name_pickle_variables(
-        root_, result.variables, [&](Severity severity, Error problem) { return report(severity, std::move(problem)); });
-    if (stopped_) return result;
+    PickleVariables named = name_pickle_variables(root_, result.variables, problems_);
+    result.pickle_directories = std::move(named.directories);
+    result.pickle = std::move(named.pickle);
+    if (problems_.stopped()) return result;
   } else if (graph) {
     result.layout = Layout::kGraph;
   } else if (variables_with_meta_ > 0) {
@@ -289,7 +282,7 @@ ScanResult Scanner::run() {
                                   name);
     if (!keep_going) return result;
   }
-  if (result.variables.empty() && !failed_) {
+  if (result.variables.empty() && !problems_.failed()) {
     if (has_marker_) {
       warning(ErrorCode::kEmptySnapshot, "snapshot_done is present but there is no variable", root_);
     } else if (!result.layout) {
@@ -301,6 +294,6 @@ ScanResult Scanner::run() {
 
 }  // namespace
 
-ScanResult scan_checkpoint(const fs::path& root, ScanSink& sink) { return Scanner(root, sink).run(); }
+ScanResult scan_checkpoint(const fs::path& root, ProblemSink& problems) { return Scanner(root, problems).run(); }
 
 }  // namespace ckpt::detail

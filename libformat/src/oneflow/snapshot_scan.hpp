@@ -3,28 +3,23 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <vector>
 
-#include "ckpt/format/error.hpp"
+#include "ckpt/format/problems.hpp"
 #include "ckpt/format/snapshot.hpp"
 #include "oneflow/pickle_dir_scan.hpp"
 
 namespace ckpt::detail {
 
-class ScanSink {
- public:
-  virtual ~ScanSink() = default;
-  // Returns false to stop the scan.
-  virtual bool report(Severity severity, Error problem) = 0;
-};
-
 struct ScanResult {
   std::optional<Layout> layout;
   std::vector<VariableInfo> variables;  // sorted by name
   PickleDirectories pickle_directories;  // P1 only: variable -> tensor directory
+  std::shared_ptr<const OneflowPickle> pickle;  // P1 only: pickled_data, read once
 };
 
-ScanResult scan_checkpoint(const std::filesystem::path& root, ScanSink& sink);
+ScanResult scan_checkpoint(const std::filesystem::path& root, ProblemSink& problems);
 
 }  // namespace ckpt::detail

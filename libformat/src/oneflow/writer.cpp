@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "ckpt/format/meta.hpp"
 #include "ckpt/format/snapshot.hpp"
 
 namespace ckpt {
@@ -13,31 +14,14 @@ namespace {
 // that name would be misread.
 constexpr std::array<std::string_view, 3> kReservedNames = {kDoneFile, kPickleFile, kGraphFile};
 
-// Longest file name on common Linux file systems.
-constexpr std::size_t kMaxNameBytes = 255;
-
-Status invalid_name(std::string_view name, std::string_view why) {
-  return Error(ErrorCode::kUnsafeName, fmt::format("variable name {:?} {}", name, why));
-}
-
 }  // namespace
 
 Status check_variable_name(std::string_view name) {
-  if (name.empty()) return invalid_name(name, "is empty");
-  if (name == "." || name == "..") return invalid_name(name, "would name the directory itself or its parent");
-  if (name.size() > kMaxNameBytes) {
-    return invalid_name(name, fmt::format("is {} bytes; a directory name holds at most {}", name.size(), kMaxNameBytes));
-  }
-  for (char c : name) {
-    auto byte = static_cast<unsigned char>(c);
-    if (c == '/') return invalid_name(name, "contains '/', which would make nested directories");
-    if (byte < 0x20 || byte == 0x7f) return invalid_name(name, "contains a control character");
-  }
+  CKPT_TRY(check_entry_name(name));
   for (std::string_view reserved : kReservedNames) {
-    if (name == reserved) return invalid_name(name, "is a reserved file name of the layout");
-  }
-  if (name.find(kStagingMarker) != std::string_view::npos) {
-    return invalid_name(name, "looks like a leftover of an interrupted write");
+    if (name == reserved) {
+      return Error(ErrorCode::kUnsafeName, fmt::format("variable name {:?} is a reserved file name of the layout", name));
+    }
   }
   return {};
 }
@@ -85,7 +69,7 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
           .in_file(out.name());
     }
     CKPT_TRY(out.finish());
-    std::string text = meta.to_text();
+    std::string text = meta_to_text(meta);
     CKPT_TRY(write_file(directory / kMetaFile, MemorySource(as_bytes(text))));
     names_.emplace(name);
     return {};

@@ -13,42 +13,11 @@
 #include "ckpt/format/pickle.hpp"
 #include "pickle/pickle_allowlist.hpp"
 #include "pickle/pickle_opcodes.hpp"
+#include "core/little_endian.hpp"
+#include "core/utf8.hpp"
 
 namespace ckpt::pickle {
 namespace {
-
-// UTF-8 as CPython's "surrogatepass" decoder accepts it: well-formed
-// sequences, surrogate code points allowed. Returns false on anything else.
-bool is_utf8(std::string_view text) {
-  static constexpr std::uint32_t kMinimum[] = {0, 0x80, 0x800, 0x10000};
-  std::size_t i = 0;
-  while (i < text.size()) {
-    auto lead = static_cast<unsigned char>(text[i]);
-    std::size_t extra = 0;
-    std::uint32_t code = lead;
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    } else if ((lead & 0xE0) == 0xC0) {
-      extra = 1, code = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      extra = 2, code = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      extra = 3, code = lead & 0x07;
-    } else {
-      return false;
-    }
-    if (text.size() - i <= extra) return false;
-    for (std::size_t k = 1; k <= extra; ++k) {
-      auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3F);
-    }
-    if (code < kMinimum[extra] || code > 0x10FFFF) return false;
-    i += extra + 1;
-  }
-  return true;
-}
 
 // latin-1 bytes from a UTF-8 string whose code points are all below 256.
 std::optional<std::string> latin1_from_utf8(std::string_view text) {
@@ -141,9 +110,7 @@ Result<std::span<const std::byte>> Machine::take(std::uint64_t count) {
 template <class T>
 Result<T> Machine::little_endian() {
   CKPT_ASSIGN_OR_RETURN(auto bytes, take(sizeof(T)));
-  std::make_unsigned_t<T> raw = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) raw |= static_cast<std::make_unsigned_t<T>>(static_cast<unsigned>(bytes[i])) << (8 * i);
-  return static_cast<T>(raw);
+  return static_cast<T>(static_cast<std::make_unsigned_t<T>>(ckpt::detail::load_le(std::as_bytes(bytes))));
 }
 
 Result<std::string> Machine::take_line() {
@@ -233,7 +200,9 @@ Status Machine::memo_put(std::uint64_t index) {
 }
 
 Status Machine::push_string(std::string text, bool binary) {
-  if (!binary && !is_utf8(text)) return malformed("a str that is not valid UTF-8");
+  if (!binary && ckpt::detail::utf8_error_offset(text, ckpt::detail::Surrogates::kAllowed)) {
+    return malformed("a str that is not valid UTF-8");
+  }
   CKPT_TRY(charge(text.size()));
   CKPT_ASSIGN_OR_RETURN(Value * value, make(binary ? Kind::kBytes : Kind::kString));
   value->text = std::move(text);

@@ -11,6 +11,7 @@
 #include "ckpt/format/pickle.hpp"
 #include "pickle/pickle_allowlist.hpp"
 #include "pickle/pickle_opcodes.hpp"
+#include "core/little_endian.hpp"
 
 namespace ckpt::pickle {
 namespace {
@@ -42,15 +43,14 @@ class Pickler {
   void put_op(std::uint8_t opcode) { sink().push_back(std::byte{opcode}); }
   template <class T>
   void put_le(T value, std::size_t width = sizeof(T)) {
-    auto raw = static_cast<std::uint64_t>(value);
-    for (std::size_t i = 0; i < width; ++i) sink().push_back(static_cast<std::byte>((raw >> (8 * i)) & 0xFF));
+    ckpt::detail::append_le(sink(), static_cast<std::uint64_t>(value), width);
   }
 
   void commit_frame(bool force = false) {
     if (!framing_ || frame_.empty() || (frame_.size() < kFrameSizeTarget && !force)) return;
     if (frame_.size() >= kFrameSizeMin) {
       out_.push_back(std::byte{op::kFrame});
-      for (std::size_t i = 0; i < 8; ++i) out_.push_back(static_cast<std::byte>((frame_.size() >> (8 * i)) & 0xFF));
+      ckpt::detail::append_le(out_, frame_.size(), 8);
     }
     out_.insert(out_.end(), frame_.begin(), frame_.end());
     frame_.clear();
@@ -62,7 +62,7 @@ class Pickler {
     if (large) commit_frame(true);
     std::vector<std::byte>& target = large ? out_ : sink();
     target.push_back(std::byte{opcode});
-    for (std::size_t i = 0; i < width; ++i) target.push_back(static_cast<std::byte>((payload.size() >> (8 * i)) & 0xFF));
+    ckpt::detail::append_le(target, payload.size(), width);
     auto bytes = as_bytes(payload);
     target.insert(target.end(), bytes.begin(), bytes.end());
   }

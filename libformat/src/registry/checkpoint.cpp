@@ -222,18 +222,6 @@ void require_some_variable(ValidationReport& report, std::string_view what) {
       Error(ErrorCode::kNotACheckpoint, fmt::format("no {}", what)).in_file(report.path.string()), Severity::kError));
 }
 
-ValidationReport validate_through_reader(const std::filesystem::path& path, const OpenOptions& options,
-                                         const FormatHandler::OpenFn& open) {
-  auto reader = open(path, options);
-  if (!reader.ok()) return unreadable_report(path, reader.error());
-  ValidationReport report;
-  report.path = path;
-  for (const TensorInfo& tensor : (*reader)->tensors()) {
-    report.variables.push_back(VariableInfo{tensor.name, tensor.meta, tensor.meta.byte_size()});
-  }
-  return report;
-}
-
 }  // namespace detail
 
 namespace {
@@ -304,15 +292,24 @@ ValidationReport validate_checkpoint(const std::filesystem::path& path, std::str
                                      const OpenOptions& options) {
   try {
     auto handler = handler_named(format);
-    ValidationReport report = !handler.ok()                       ? detail::unreadable_report(path, handler.error())
-                              : (*handler)->validate != nullptr ? (*handler)->validate(path, options)
-                                                                : detail::validate_through_reader(path, options, (*handler)->open);
+    ValidationReport report =
+        handler.ok() ? (*handler)->validate(path, options) : detail::unreadable_report(path, handler.error());
+    if (handler.ok()) report.format = (*handler)->name;
     check_bool_tensors(path, format, options, report);
     report_staging_leftovers(path, report);
     return report;
   } catch (const std::bad_alloc&) {
     return detail::unreadable_report(path, out_of_memory(path));
   }
+}
+
+ValidationReport validate_checkpoint(const std::filesystem::path& path, const OpenOptions& options) {
+  if (options.format) return validate_checkpoint(path, *options.format, options);
+  auto detected = detect_format(path);
+  if (detected.ok()) return validate_checkpoint(path, *detected, options);
+  ValidationReport report = detail::unreadable_report(path, detected.error());
+  report_staging_leftovers(path, report);
+  return report;
 }
 
 Result<ShapeTable> parse_shape_table(std::string_view json_text, std::string_view file_name) {

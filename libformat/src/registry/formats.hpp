@@ -23,17 +23,12 @@ struct FormatHandler {
                                                                const OpenOptions& options);
   OpenFn open;
   Result<std::unique_ptr<CheckpointWriter>> (*create)(const std::filesystem::path& path, WriteOptions options);
-  // Every problem collected (spec/validation.md); without one,
-  // validate_checkpoint reports what open() says.
-  ValidationReport (*validate)(const std::filesystem::path& path, const OpenOptions& options) = nullptr;
+  // Every problem collected (spec/validation.md), with stable codes.
+  ValidationReport (*validate)(const std::filesystem::path& path, const OpenOptions& options);
   // The dtype as the format's files name it; nullptr where they use OneFlow's names.
   std::string_view (*dtype_label)(DType dtype) = nullptr;
 };
 
-// For formats without a collecting validator: the tensors `open` lists, or
-// the one problem that stopped it.
-ValidationReport validate_through_reader(const std::filesystem::path& path, const OpenOptions& options,
-                                         const FormatHandler::OpenFn& open);
 // For validators: a report whose only issue is why `path` could not be read.
 ValidationReport unreadable_report(const std::filesystem::path& path, const Error& problem);
 // Adds kNotACheckpoint ("no <what>") when no variable was found and no error says why.

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/float_codec.hpp"
+#include "core/little_endian.hpp"
 
 namespace ckpt {
 namespace {
@@ -23,16 +24,6 @@ detail::FloatLayout layout_of(DType dtype) {
     case DType::kFloat: return detail::kFloatLayout;
     default: return detail::kDoubleLayout;  // cast_source admits floating types only
   }
-}
-
-std::uint64_t load_little_endian(const std::byte* bytes, std::size_t size) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < size; ++i) value |= std::to_integer<std::uint64_t>(bytes[i]) << (8 * i);
-  return value;
-}
-
-void store_little_endian(std::uint64_t value, std::byte* bytes, std::size_t size) {
-  for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<std::byte>(value >> (8 * i));
 }
 
 class CastSource final : public ByteSource {
@@ -57,10 +48,10 @@ class CastSource final : public ByteSource {
       const auto count = static_cast<std::size_t>(std::min<std::uint64_t>(end_element - element, chunk));
       CKPT_TRY(inner_->read_at(element * from_size_, std::span(narrow.data(), count * from_size_)));
       for (std::size_t i = 0; i < count; ++i) {
-        const double value = detail::float_bits_to_double(load_little_endian(&narrow[i * from_size_], from_size_), from_);
+        const double value = detail::float_bits_to_double(detail::load_le(std::span(narrow).subspan(i * from_size_, from_size_)), from_);
         const std::uint64_t bits =
             to_double_ ? std::bit_cast<std::uint64_t>(value) : detail::double_to_float_bits(value, to_);
-        store_little_endian(bits, &wide[i * to_size_], to_size_);
+        detail::store_le(bits, std::span(wide).subspan(i * to_size_, to_size_));
       }
       // The first and last chunks may be cut by an offset inside an element.
       const std::uint64_t chunk_begin = element * to_size_;

@@ -14,8 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/problems.hpp"
 #include "registry/formats.hpp"
+#include "core/little_endian.hpp"
 #include "core/posix_util.hpp"
+#include "core/utf8.hpp"
 
 namespace ckpt {
 namespace {
@@ -27,43 +30,6 @@ constexpr std::uint64_t kLengthFieldBytes = 8;
 // The header is padded so the byte buffer starts 8-aligned.
 constexpr std::uint64_t kHeaderAlignment = 8;
 
-// Offset of the first byte that breaks UTF-8, or nullopt when there is none.
-std::optional<std::size_t> utf8_error_offset(std::string_view text) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  std::size_t i = 0;
-  while (i < text.size()) {
-    unsigned char lead = bytes[i];
-    std::size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 0;
-    if (length == 0 || i + length > text.size()) return i;
-    std::uint32_t code = length == 1 ? lead : lead & (0x7F >> length);
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((bytes[i + k] & 0xC0) != 0x80) return i;
-      code = (code << 6) | (bytes[i + k] & 0x3F);
-    }
-    constexpr std::array<std::uint32_t, 5> kSmallest = {0, 0, 0x80, 0x800, 0x10000};
-    bool overlong = code < kSmallest[length];
-    bool surrogate = code >= 0xD800 && code <= 0xDFFF;
-    if (overlong || surrogate || code > 0x10FFFF) return i;
-    i += length;
-  }
-  return std::nullopt;
-}
-
-std::uint64_t load_le64(std::span<const std::byte, 8> bytes) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 8; i-- > 0;) value = (value << 8) | std::to_integer<std::uint64_t>(bytes[i]);
-  return value;
-}
-
-std::array<std::byte, 8> store_le64(std::uint64_t value) {
-  std::array<std::byte, 8> bytes{};
-  for (auto& byte : bytes) {
-    byte = static_cast<std::byte>(value & 0xFF);
-    value >>= 8;
-  }
-  return bytes;
-}
-
 std::string supported_dtype_list() {
   std::vector<std::string_view> names;
   for (const auto& info : all_dtypes()) {
@@ -72,27 +38,13 @@ std::string supported_dtype_list() {
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
-// Problems found while parsing; in fail-fast mode the first one ends the parse.
-class Problems {
- public:
-  Problems(bool fail_fast, std::string file) : fail_fast_(fail_fast), file_(std::move(file)) {}
-  // Records `problem`; returns whether parsing goes on.
-  bool add(Error problem) {
-    list_.push_back(std::move(problem.in_file(file_)));
-    return !fail_fast_;
-  }
-  bool add(ErrorCode code, std::string message, std::string_view variable = {}) {
-    Error problem(code, std::move(message));
-    if (!variable.empty()) problem.in_variable(variable);
-    return add(std::move(problem));
-  }
-  std::vector<Error>& list() { return list_; }
-
- private:
-  bool fail_fast_;
-  std::string file_;
-  std::vector<Error> list_;
-};
+// Every problem of a header is an error; returns whether parsing goes on.
+bool add(ProblemSink& problems, Error problem) { return problems.error(std::move(problem)); }
+bool add(ProblemSink& problems, ErrorCode code, std::string message, std::string_view variable = {}) {
+  Error problem(code, std::move(message));
+  if (!variable.empty()) problem.in_variable(variable);
+  return problems.error(std::move(problem));
+}
 
 // One tensor entry as written, before the offsets are checked against the others.
 struct RawEntry {
@@ -219,7 +171,7 @@ class HeaderBuilder {
 
 // Parses the JSON, refusing duplicate keys at any level: serde keeps the last
 // of two equal keys, so other readers would see different tensors (TOB-SFTN-7).
-Result<json> parse_json(const std::string& text, Problems& problems, bool& stop) {
+Result<json> parse_json(const std::string& text, ProblemSink& problems, bool& stop) {
   json document;
   HeaderBuilder builder(document);
   try {
@@ -234,7 +186,7 @@ Result<json> parse_json(const std::string& text, Problems& problems, bool& stop)
                  fmt::format("the header must be a JSON object, found a JSON {}", document.type_name()));
   }
   for (auto& duplicate : builder.duplicates()) {
-    if (!problems.add(std::move(duplicate))) {
+    if (!add(problems, std::move(duplicate))) {
       stop = true;
       break;
     }
@@ -242,16 +194,16 @@ Result<json> parse_json(const std::string& text, Problems& problems, bool& stop)
   return document;
 }
 
-void check_metadata(const json& value, SafetensorsHeader& header, Problems& problems, bool& stop) {
+void check_metadata(const json& value, SafetensorsHeader& header, ProblemSink& problems, bool& stop) {
   if (value.is_null()) return;
   if (!value.is_object()) {
-    stop = !problems.add(ErrorCode::kSafetensorsMetadata,
+    stop = !add(problems, ErrorCode::kSafetensorsMetadata,
                          fmt::format("__metadata__ must be an object of strings, found a JSON {}", value.type_name()));
     return;
   }
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string()) {
-      stop = !problems.add(ErrorCode::kSafetensorsMetadata,
+      stop = !add(problems, ErrorCode::kSafetensorsMetadata,
                            fmt::format("__metadata__ value of '{}' must be a string, found {}", key, item.dump()));
       if (stop) return;
     } else {
@@ -263,7 +215,7 @@ void check_metadata(const json& value, SafetensorsHeader& header, Problems& prob
 // Checks the entries in offset order: contiguous from 0, each exactly its
 // size, the last ending at the end of the file. Adds the sound ones to `header`.
 void check_layout(std::vector<RawEntry> entries, std::uint64_t file_size, SafetensorsHeader& header,
-                  Problems& problems) {
+                  ProblemSink& problems) {
   std::sort(entries.begin(), entries.end(),
             [](const RawEntry& a, const RawEntry& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
   std::uint64_t expected_begin = 0;
@@ -272,11 +224,11 @@ void check_layout(std::vector<RawEntry> entries, std::uint64_t file_size, Safete
     bool sound = true;
     if (entry.end < entry.begin) {
       sound = false;
-      if (!problems.add(ErrorCode::kSafetensorsOffsets, offsets + ": the end is before the begin", entry.name)) return;
+      if (!add(problems, ErrorCode::kSafetensorsOffsets, offsets + ": the end is before the begin", entry.name)) return;
     } else if (entry.begin != expected_begin) {
       sound = false;
       std::string_view what = entry.begin > expected_begin ? "a hole" : "an overlap";
-      if (!problems.add(ErrorCode::kSafetensorsOffsets,
+      if (!add(problems, ErrorCode::kSafetensorsOffsets,
                         fmt::format("{}: {}, the data before it ends at {}", offsets, what, expected_begin),
                         entry.name)) {
         return;
@@ -285,12 +237,12 @@ void check_layout(std::vector<RawEntry> entries, std::uint64_t file_size, Safete
     expected_begin = entry.end;
     auto meta = VariableMeta::make(entry.dtype, entry.shape);
     if (!meta.ok()) {
-      if (!problems.add(ErrorCode::kSafetensorsSizeOverflow, meta.error().message(), entry.name)) return;
+      if (!add(problems, ErrorCode::kSafetensorsSizeOverflow, meta.error().message(), entry.name)) return;
       continue;
     }
     if (sound && entry.end - entry.begin != meta->byte_size()) {
       sound = false;
-      if (!problems.add(ErrorCode::kSafetensorsTensorSize,
+      if (!add(problems, ErrorCode::kSafetensorsTensorSize,
                         fmt::format("{}: expected {} bytes ({} x {}), found {}", offsets, meta->byte_size(),
                                     dtype_info(entry.dtype).safetensors, shape_to_string(entry.shape),
                                     entry.end - entry.begin),
@@ -302,33 +254,33 @@ void check_layout(std::vector<RawEntry> entries, std::uint64_t file_size, Safete
   }
   std::uint64_t available = file_size - header.data_start;
   if (expected_begin != available) {
-    problems.add(ErrorCode::kSafetensorsBufferEnd,
+    add(problems, ErrorCode::kSafetensorsBufferEnd,
                  fmt::format("the tensors end at byte {} of the data, which has {} bytes ({})", expected_begin,
                              available, expected_begin < available ? "trailing bytes" : "truncated"));
   }
 }
 
 // Every rule, in the reference's order; `problems` decides whether to go on.
-SafetensorsHeader parse_header(const ByteSource& file, Problems& problems) {
+SafetensorsHeader parse_header(const ByteSource& file, ProblemSink& problems) {
   SafetensorsHeader header;
   if (file.size() < kLengthFieldBytes) {
-    problems.add(ErrorCode::kSafetensorsTooSmall,
+    add(problems, ErrorCode::kSafetensorsTooSmall,
                  fmt::format("{} bytes, shorter than the 8-byte header length", file.size()));
     return header;
   }
   std::array<std::byte, kLengthFieldBytes> length_field{};
   if (auto read = file.read_at(0, length_field); !read.ok()) {
-    problems.add(std::move(read).error());
+    add(problems, std::move(read).error());
     return header;
   }
-  std::uint64_t header_bytes = load_le64(length_field);
+  std::uint64_t header_bytes = detail::load_le(length_field);
   if (header_bytes > kSafetensorsMaxHeaderBytes) {
-    problems.add(ErrorCode::kSafetensorsHeaderTooLarge, fmt::format("header length {} is over the cap of {} bytes",
+    add(problems, ErrorCode::kSafetensorsHeaderTooLarge, fmt::format("header length {} is over the cap of {} bytes",
                                                                     header_bytes, kSafetensorsMaxHeaderBytes));
     return header;
   }
   if (header_bytes > file.size() - kLengthFieldBytes) {
-    problems.add(ErrorCode::kSafetensorsHeaderLength,
+    add(problems, ErrorCode::kSafetensorsHeaderLength,
                  fmt::format("header length {} runs past the end of the file ({} bytes follow the length)",
                              header_bytes, file.size() - kLengthFieldBytes));
     return header;
@@ -336,24 +288,24 @@ SafetensorsHeader parse_header(const ByteSource& file, Problems& problems) {
   header.data_start = kLengthFieldBytes + header_bytes;
   std::string text(header_bytes, '\0');
   if (auto read = file.read_at(kLengthFieldBytes, std::as_writable_bytes(std::span(text))); !read.ok()) {
-    problems.add(std::move(read).error());
+    add(problems, std::move(read).error());
     return header;
   }
-  if (auto bad = utf8_error_offset(text)) {
-    problems.add(ErrorCode::kSafetensorsHeaderUtf8,
+  if (auto bad = detail::utf8_error_offset(text)) {
+    add(problems, ErrorCode::kSafetensorsHeaderUtf8,
                  fmt::format("the header is not valid UTF-8 (byte {} of the header)", *bad));
     return header;
   }
   // nlohmann stops at a NUL as if the input ended, so "{}\0\0" would pass;
   // serde refuses it (NUL padding written by some third-party writers).
   if (auto nul = text.find('\0'); nul != std::string::npos) {
-    problems.add(ErrorCode::kSafetensorsHeaderJson,
+    add(problems, ErrorCode::kSafetensorsHeaderJson,
                  fmt::format("the header has a NUL byte at byte {} (JSON allows none; padding must be spaces)", nul));
     return header;
   }
   bool stop = false;
   auto document = parse_json(text, problems, stop);
-  if (!document.ok()) problems.add(std::move(document).error());
+  if (!document.ok()) add(problems, std::move(document).error());
   if (stop) return header;
   std::vector<RawEntry> entries;
   for (const auto& [key, value] : document->items()) {
@@ -362,7 +314,7 @@ SafetensorsHeader parse_header(const ByteSource& file, Problems& problems) {
     } else if (auto entry = parse_entry(key, value); entry.ok()) {
       entries.push_back(std::move(entry).value());
     } else {
-      stop = !problems.add(std::move(std::move(entry).error().in_variable(key)));
+      stop = !add(problems, std::move(std::move(entry).error().in_variable(key)));
     }
     if (stop) return header;
   }
@@ -373,26 +325,6 @@ SafetensorsHeader parse_header(const ByteSource& file, Problems& problems) {
 }
 
 // ---- reading through the generic interface ----
-
-// One tensor: a slice of the shared file.
-class TensorBytes final : public ByteSource {
- public:
-  TensorBytes(std::shared_ptr<const FileSource> file, std::uint64_t start, std::uint64_t size)
-      : file_(std::move(file)), start_(start), size_(size) {}
-  std::uint64_t size() const override { return size_; }
-  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override {
-    CKPT_TRY(check_range(*this, offset, out.size()));
-    return file_->read_at(start_ + offset, out);
-  }
-  const std::string& name() const override { return file_->name(); }
-  int file_descriptor() const override { return file_->file_descriptor(); }
-  std::uint64_t file_offset() const override { return start_; }
-
- private:
-  std::shared_ptr<const FileSource> file_;
-  std::uint64_t start_;
-  std::uint64_t size_;
-};
 
 class SafetensorsReader final : public CheckpointReader {
  public:
@@ -411,8 +343,9 @@ class SafetensorsReader final : public CheckpointReader {
       return Error(ErrorCode::kUnknownVariable, "no tensor of that name").in_variable(name).in_file(path_.string());
     }
     const auto& entry = header_.entries[static_cast<std::size_t>(info - tensors_.data())];
-    return std::unique_ptr<ByteSource>(
-        std::make_unique<TensorBytes>(file_, header_.data_start + entry.begin, entry.end - entry.begin));
+    CKPT_ASSIGN_OR_RETURN(SliceSource slice,
+                          SliceSource::make(file_, header_.data_start + entry.begin, entry.end - entry.begin));
+    return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(slice)));
   }
 
  private:
@@ -431,7 +364,7 @@ bool looks_like_safetensors(const fs::path& path) {
   std::array<std::byte, kLengthFieldBytes + 64> start{};
   auto length = std::min<std::uint64_t>(start.size(), file->size());
   if (!file->read_at(0, std::span(start).first(length)).ok()) return false;
-  std::uint64_t header_bytes = load_le64(std::span(start).first<kLengthFieldBytes>());
+  std::uint64_t header_bytes = detail::load_le(std::span(start).first<kLengthFieldBytes>());
   if (header_bytes < 2 || header_bytes > kSafetensorsMaxHeaderBytes || header_bytes > file->size() - kLengthFieldBytes) {
     return false;
   }
@@ -488,14 +421,7 @@ class ScratchFile final : public ByteSink, public ByteSource {
   std::uint64_t size() const override { return size_; }
   Status read_at(std::uint64_t offset, std::span<std::byte> out) const override {
     CKPT_TRY(check_range(*this, offset, out.size()));
-    std::size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return detail::io_error("read", name_, n == 0 ? EIO : errno);
-      done += static_cast<std::size_t>(n);
-    }
-    return {};
+    return detail::pread_full(fd_, offset, out, name_);
   }
   const std::string& name() const override { return name_; }
   int file_descriptor() const override { return fd_; }
@@ -559,8 +485,9 @@ class SafetensorsWriter final : public CheckpointWriter {
                                kSafetensorsMaxHeaderBytes))
           .in_file(output_.name());
     }
-    auto length_field = store_le64(text.size());
-    CKPT_TRY(output_.write(length_field));
+    std::string length_field;
+    detail::append_le(length_field, text.size(), kLengthFieldBytes);
+    CKPT_TRY(output_.write(as_bytes(length_field)));
     CKPT_TRY(output_.write(as_bytes(text)));
     for (const auto& tensor : staged_) {
       CKPT_TRY(output_.write_from(*scratch_, tensor.scratch_offset, tensor.meta.byte_size()));
@@ -589,22 +516,24 @@ Result<std::unique_ptr<CheckpointWriter>> create_safetensors(const fs::path& pat
   return std::unique_ptr<CheckpointWriter>(std::make_unique<SafetensorsWriter>(std::move(output), std::move(scratch)));
 }
 
-// Every problem of the header (check_safetensors), then the tensors it
-// describes when there was none.
-ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& options) {
+// Every problem of the header, and the tensors it describes when there was none.
+ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& /*options*/) {
   auto file = FileSource::open(path);
   if (!file.ok()) return detail::unreadable_report(path, file.error());
-  std::vector<Error> problems = check_safetensors(*file);
-  if (problems.empty()) return detail::validate_through_reader(path, options, open_safetensors);
+  CollectAll problems;
+  auto header = read_safetensors_header(*file, problems);
   ValidationReport report;
   report.path = path;
-  for (const Error& problem : problems) report.issues.push_back(make_issue(problem, Severity::kError));
+  if (header) {
+    for (const auto& entry : header->entries) report.variables.push_back({entry.name, entry.meta, entry.meta.byte_size()});
+  }
+  report.issues = std::move(problems.issues());
   return report;
 }
 
 }  // namespace
 
-bool is_valid_utf8(std::string_view text) { return !utf8_error_offset(text).has_value(); }
+bool is_valid_utf8(std::string_view text) { return !detail::utf8_error_offset(text).has_value(); }
 
 std::optional<DType> dtype_from_safetensors(std::string_view name) {
   for (const auto& info : all_dtypes()) {
@@ -614,17 +543,19 @@ std::optional<DType> dtype_from_safetensors(std::string_view name) {
   return std::nullopt;
 }
 
-Result<SafetensorsHeader> read_safetensors_header(const ByteSource& file) {
-  Problems problems(/*fail_fast=*/true, file.name());
-  SafetensorsHeader header = parse_header(file, problems);
-  if (!problems.list().empty()) return std::move(problems.list().front());
+std::optional<SafetensorsHeader> read_safetensors_header(const ByteSource& file, ProblemSink& problems) {
+  InContext in_file(problems, file.name());
+  TrackingSink tracked(in_file);
+  SafetensorsHeader header = parse_header(file, tracked);
+  if (tracked.failed()) return std::nullopt;
   return header;
 }
 
-std::vector<Error> check_safetensors(const ByteSource& file) {
-  Problems problems(/*fail_fast=*/false, file.name());
-  parse_header(file, problems);
-  return std::move(problems.list());
+Result<SafetensorsHeader> read_safetensors_header(const ByteSource& file) {
+  FailFast problems;
+  auto header = read_safetensors_header(file, problems);
+  CKPT_TRY(problems.status());
+  return std::move(*header);
 }
 
 namespace detail {

@@ -1,6 +1,5 @@
 // PyTorch files (torch.save >= 1.6) as a CheckpointReader/CheckpointWriter.
 #include <algorithm>
-#include <array>
 
 #include "ckpt/format/torch_file.hpp"
 #include "registry/formats.hpp"
@@ -11,8 +10,6 @@ namespace ckpt::detail {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr std::array<std::byte, 4> kZipLocalMagic = {std::byte{'P'}, std::byte{'K'}, std::byte{3}, std::byte{4}};
 
 class TorchReader final : public CheckpointReader {
  public:
@@ -37,8 +34,7 @@ bool looks_like_torch(const fs::path& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return false;
   auto file = FileSource::open(path);
-  std::array<std::byte, kZipLocalMagic.size()> magic{};
-  if (!file.ok() || file->size() < magic.size() || !file->read_at(0, magic).ok() || magic != kZipLocalMagic) return false;
+  if (!file.ok() || sniff_zip(*file) != ZipStart::kMember) return false;
   auto zip = ZipReader::open(*file);
   return zip.ok() && std::any_of(zip->entries().begin(), zip->entries().end(), [](const ZipEntry& entry) {
            auto slash = entry.name.find('/');
@@ -57,6 +53,22 @@ Result<std::unique_ptr<CheckpointWriter>> create_torch(const fs::path& path, Wri
       std::make_unique<PickleCheckpointWriter<TorchWriter>>(std::move(writer), path.string()));
 }
 
+// Every problem of the archive's layout and pickle (the first ends it) and of
+// each tensor (all of them); the sound tensors are listed.
+ValidationReport validate_torch(const fs::path& path, const OpenOptions& /*options*/) {
+  CollectAll problems;
+  auto file = TorchFile::open(path, problems);
+  ValidationReport report;
+  report.path = path;
+  if (file) {
+    for (const TorchTensorRef& tensor : file->tensors()) {
+      report.variables.push_back({tensor.name, tensor.meta, tensor.meta.byte_size()});
+    }
+  }
+  report.issues = std::move(problems.issues());
+  return report;
+}
+
 }  // namespace
 
 const FormatHandler& torch_format() {
@@ -68,7 +80,7 @@ const FormatHandler& torch_format() {
                                      .detect = looks_like_torch,
                                      .open = open_torch,
                                      .create = create_torch,
-                                     .validate = nullptr,
+                                     .validate = validate_torch,
                                      .dtype_label = pickle::detail::torch_storage_class};
   return handler;
 }

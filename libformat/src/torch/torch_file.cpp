@@ -138,7 +138,7 @@ class StridedViewSource final : public ByteSource {
 
 }  // namespace
 
-Result<TorchFile> TorchFile::open(const fs::path& path) {
+Result<TorchFile> TorchFile::open_archive(const fs::path& path) {
   TorchFile file;
   file.path_ = path;
   CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(path));
@@ -174,36 +174,69 @@ Result<TorchFile> TorchFile::open(const fs::path& path) {
   auto document = pickle::read(as_bytes(pickled), options, path.string() + ":" + pickle_entry->name);
   if (!document.ok()) return std::move(document).error();
   file.document_ = std::move(document).value();
+  return file;
+}
 
-  std::string pickle_name = path.string() + ":" + pickle_entry->name;
-  CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(*file.document_.root(), pickle_name));
-  for (auto& named_tensor : named) {
+bool TorchFile::add_tensors(ProblemSink& problems) {
+  std::string pickle_name = path_.string() + ":" + root_ + "data.pkl";
+  auto named = pickle::named_tensors(*document_.root(), pickle_name);
+  if (!named.ok()) return problems.error(std::move(named).error());
+  for (auto& named_tensor : *named) {
     const std::string& name = named_tensor.name;
     const pickle::Value* node = named_tensor.node;
     const pickle::TorchTensorInfo& view = node->tensor;
     const pickle::TorchStorageInfo& storage = view.storage->storage;
     auto fail = [&](ErrorCode code, std::string message) {
-      return std::move(Error(code, std::move(message)).in_file(path.string()).in_variable(name));
+      return problems.error(std::move(Error(code, std::move(message)).in_file(path_.string()).in_variable(name)));
     };
-    const ZipEntry* record = file.zip_->find(file.root_ + "data/" + storage.key);
-    if (record == nullptr) return fail(ErrorCode::kMissingData, fmt::format("storage record data/{} is missing", storage.key));
+    const ZipEntry* record = zip_->find(root_ + "data/" + storage.key);
+    if (record == nullptr) {
+      if (!fail(ErrorCode::kMissingData, fmt::format("storage record data/{} is missing", storage.key))) return false;
+      continue;
+    }
     std::size_t element = dtype_size(storage.dtype);
     if (storage.numel > record->size / element || storage.numel * element != record->size) {
-      return fail(ErrorCode::kDataSizeMismatch, fmt::format("storage {} holds {} elements of {} bytes, its record has {} bytes",
-                                                            storage.key, storage.numel, element, record->size));
+      if (!fail(ErrorCode::kDataSizeMismatch, fmt::format("storage {} holds {} elements of {} bytes, its record has {} bytes",
+                                                          storage.key, storage.numel, element, record->size))) {
+        return false;
+      }
+      continue;
     }
     auto extent = view_extent(view);
     if (!extent || *extent > storage.numel) {
-      return fail(ErrorCode::kPickleStructure,
-                  fmt::format("view at offset {} with shape {} and strides {} reaches past the {} elements of storage {}",
-                              view.storage_offset, shape_to_string(view.shape), shape_to_string(view.stride),
-                              storage.numel, storage.key));
+      if (!fail(ErrorCode::kPickleStructure,
+                fmt::format("view at offset {} with shape {} and strides {} reaches past the {} elements of storage {}",
+                            view.storage_offset, shape_to_string(view.shape), shape_to_string(view.stride),
+                            storage.numel, storage.key))) {
+        return false;
+      }
+      continue;
     }
     auto meta = VariableMeta::make(storage.dtype, view.shape);
-    if (!meta.ok()) return fail(meta.error().code(), meta.error().message());
-    file.tensors_.push_back({name, std::move(meta).value(), node});
+    if (!meta.ok()) {
+      if (!fail(meta.error().code(), meta.error().message())) return false;
+      continue;
+    }
+    tensors_.push_back({name, std::move(meta).value(), node});
   }
-  return file;
+  return true;
+}
+
+std::optional<TorchFile> TorchFile::open(const fs::path& path, ProblemSink& problems) {
+  auto file = open_archive(path);
+  if (!file.ok()) {
+    problems.error(std::move(file).error());
+    return std::nullopt;
+  }
+  if (!file->add_tensors(problems)) return std::nullopt;
+  return std::move(file).value();
+}
+
+Result<TorchFile> TorchFile::open(const fs::path& path) {
+  FailFast problems;
+  auto file = open(path, problems);
+  CKPT_TRY(problems.status());
+  return std::move(*file);
 }
 
 const TorchTensorRef* TorchFile::find(std::string_view name) const {

@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <zlib.h>
 
+#include "core/little_endian.hpp"
+
 namespace ckpt {
 namespace {
 
@@ -43,8 +45,7 @@ class FieldReader {
  public:
   explicit FieldReader(std::span<const std::byte> bytes, std::size_t pos = 0) : bytes_(bytes), pos_(pos) {}
   std::uint64_t take(std::size_t width) {
-    std::uint64_t value = 0;
-    for (std::size_t i = 0; i < width; ++i) value |= static_cast<std::uint64_t>(bytes_[pos_ + i]) << (8 * i);
+    std::uint64_t value = detail::load_le(bytes_.subspan(pos_, width));
     pos_ += width;
     return value;
   }
@@ -62,7 +63,7 @@ class FieldReader {
 class FieldWriter {
  public:
   FieldWriter& put(std::uint64_t value, std::size_t width) {
-    for (std::size_t i = 0; i < width; ++i) bytes_.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+    detail::append_le(bytes_, value, width);
     return *this;
   }
   FieldWriter& u16(std::uint64_t v) { return put(v, 2); }
@@ -305,6 +306,16 @@ class MemberSink final : public ByteSink {
 };
 
 }  // namespace
+
+ZipStart sniff_zip(const ByteSource& source) {
+  std::array<std::byte, 4> signature{};
+  if (source.size() < signature.size() || !source.read_at(0, signature).ok()) return ZipStart::kNotZip;
+  switch (detail::load_le(signature)) {
+    case kLocalSignature: return ZipStart::kMember;
+    case kEndSignature: return ZipStart::kEmpty;
+    default: return ZipStart::kNotZip;
+  }
+}
 
 Result<ZipReader> ZipReader::open(const ByteSource& source) {
   const std::uint64_t size = source.size();

@@ -16,20 +16,15 @@
 #include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
-#include "ckpt/format/npy.hpp"
-#include "ckpt/format/validate.hpp"
+#include "ckpt/format/read_options.hpp"
+#include "ckpt/format/tensor.hpp"
+#include "ckpt/format/validation.hpp"
 
 namespace ckpt {
 
 namespace pickle {
 struct Value;
 }
-
-struct TensorInfo {
-  std::string name;
-  VariableMeta meta;
-};
 
 class CheckpointReader {
  public:
@@ -94,10 +89,12 @@ Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesyste
                                                             std::string_view format, WriteOptions options = {});
 
 // Every problem of the checkpoint at `path` read as `format`, all collected
-// (spec/validation.md). Formats without a validator of their own report
-// what open_checkpoint says.
+// (spec/validation.md), and leftovers of an interrupted write beside it.
 ValidationReport validate_checkpoint(const std::filesystem::path& path, std::string_view format,
                                      const OpenOptions& options = {});
+// The same in options.format, or in the format detected from the content;
+// when none is recognised, the report's one error says so.
+ValidationReport validate_checkpoint(const std::filesystem::path& path, const OpenOptions& options = {});
 
 // Every format this build can read and write, for --help texts.
 std::vector<std::string_view> checkpoint_formats();

@@ -197,7 +197,7 @@ using Status = Result<void>;
 #define CKPT_CONCAT_INNER_(a, b) a##b
 #define CKPT_CONCAT_(a, b) CKPT_CONCAT_INNER_(a, b)
 
-// `CKPT_ASSIGN_OR_RETURN(auto meta, VariableMeta::parse(text));`
+// `CKPT_ASSIGN_OR_RETURN(auto meta, VariableMeta::make(dtype, shape));`
 #define CKPT_ASSIGN_OR_RETURN(decl, expr)                                    \
   auto CKPT_CONCAT_(ckpt_result_, __LINE__) = (expr);                        \
   if (!CKPT_CONCAT_(ckpt_result_, __LINE__).ok())                            \

@@ -25,14 +25,17 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
-#include "ckpt/format/validate.hpp"
+#include "ckpt/format/tensor.hpp"
+#include "ckpt/format/problems.hpp"
+#include "ckpt/format/read_options.hpp"
+#include "ckpt/format/validation.hpp"
 
 namespace ckpt {
 
@@ -43,14 +46,6 @@ inline constexpr std::string_view kNpyExtension = ".npy";
 inline constexpr std::uint64_t kNpyMaxHeaderBytes = 1u << 20;
 // Alignment of the data written by numpy >= 1.14 and by us.
 inline constexpr std::uint64_t kNpyAlignment = 64;
-
-struct NpyReadOptions {
-  // Read '<V2' (numpy's spelling of ml_dtypes.bfloat16) as kBFloat16.
-  bool void2_as_bfloat16 = false;
-  // Fortran-order data is transposed with the whole array in memory;
-  // larger Fortran-order arrays are refused (kNpyTooLargeToReorder).
-  std::uint64_t max_reorder_bytes = std::uint64_t{1} << 30;
-};
 
 // The dict of a header, as parsed from its text.
 struct NpyDict {
@@ -80,10 +75,13 @@ struct NpyHeader {
 Result<NpyDict> parse_npy_dict(std::string_view text, const NpyReadOptions& options = {});
 
 // Reads and checks magic, version and header of an .npy held by `source`,
-// and checks the data size: missing bytes are kNpyTruncated; extra bytes are
-// appended to `warnings` as kNpyTrailingBytes (or ignored without it).
-Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options = {},
-                                  std::vector<Error>* warnings = nullptr);
+// and checks the data size: missing bytes are an error (kNpyTruncated),
+// extra bytes a warning (kNpyTrailingBytes). Problems go to `problems`;
+// nullopt after an error.
+std::optional<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options,
+                                         ProblemSink& problems);
+// The same, failing on the first error; warnings are dropped.
+Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options = {});
 
 // Presents the big-endian scalars of `inner` little-endian: each read_at
 // swaps what it returns, at any offset (a partial scalar at either end

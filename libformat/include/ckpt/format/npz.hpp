@@ -14,7 +14,7 @@
 #include <string_view>
 
 #include "ckpt/format/npy.hpp"
-#include "ckpt/format/validate.hpp"
+#include "ckpt/format/validation.hpp"
 
 namespace ckpt {
 

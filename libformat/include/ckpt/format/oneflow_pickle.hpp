@@ -8,7 +8,8 @@
 // is exposed as a pickle tree, and flat: every tensor named by its keys and
 // indices joined with "." ({"model": {"l1.weight": t}} -> "model.l1.weight").
 // Non-tensor leaves (an "epoch" int) are in the tree only. Snapshot::open and
-// validate_snapshot use this to name P1 variables.
+// validate_snapshot read it once to name P1 variables; Snapshot::pickle()
+// keeps it.
 #pragma once
 
 #include <filesystem>
@@ -18,8 +19,8 @@
 #include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
 #include "ckpt/format/pickle.hpp"
+#include "ckpt/format/tensor.hpp"
 #include "ckpt/format/writer.hpp"
 
 namespace ckpt {

@@ -25,7 +25,7 @@
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/dtype.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
+#include "ckpt/format/tensor.hpp"
 
 namespace ckpt::pickle {
 

@@ -23,7 +23,8 @@
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/dtype.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
+#include "ckpt/format/problems.hpp"
+#include "ckpt/format/tensor.hpp"
 
 namespace ckpt {
 
@@ -44,12 +45,13 @@ struct SafetensorsHeader {
   std::map<std::string, std::string> metadata;
 };
 
-// The header of `file`, checked against every rule; the first problem is the error.
+// The header of `file`, checked against every rule in the reference's
+// order. Every problem goes to `problems` (none skipped once the header
+// parses as a JSON object, unless the sink says stop); nullopt when there
+// was an error.
+std::optional<SafetensorsHeader> read_safetensors_header(const ByteSource& file, ProblemSink& problems);
+// The same, failing on the first problem.
 Result<SafetensorsHeader> read_safetensors_header(const ByteSource& file);
-
-// Every problem of `file`, none skipped once the header parses as a JSON
-// object; empty when read_safetensors_header() succeeds.
-std::vector<Error> check_safetensors(const ByteSource& file);
 
 // "F32" -> kFloat; nullopt for names OneFlow has no type for (F8_*, F4, ...).
 std::optional<DType> dtype_from_safetensors(std::string_view name);

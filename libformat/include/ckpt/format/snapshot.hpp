@@ -23,9 +23,12 @@
 
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
+#include "ckpt/format/tensor.hpp"
+#include "ckpt/format/validation.hpp"
 
 namespace ckpt {
+
+struct OneflowPickle;
 
 enum class Layout {
   kSnapshot,   // L1/E1: meta + out per variable, snapshot_done
@@ -34,8 +37,6 @@ enum class Layout {
   kPickleDir,  // P1: pickled_data + tensor_N/
 };
 
-// "oneflow-snapshot", "oneflow-lazy", "oneflow-graph", "oneflow-pickle".
-std::string_view layout_format_name(Layout layout);
 // The generation's short name, as reports print it beside the format:
 // "L0", "L1/E1", "G1", "P1".
 std::string_view layout_id(Layout layout);
@@ -45,12 +46,6 @@ inline constexpr std::string_view kMetaFile = "meta";
 inline constexpr std::string_view kDoneFile = "snapshot_done";
 inline constexpr std::string_view kPickleFile = "pickled_data";
 inline constexpr std::string_view kGraphFile = "model.mlir";
-
-struct VariableInfo {
-  std::string name;
-  std::optional<VariableMeta> meta;  // absent in L0
-  std::uint64_t byte_size = 0;       // size of `out`
-};
 
 // A read-only mapping of one variable's bytes; unmapped on destruction.
 class MappedBytes {
@@ -84,12 +79,15 @@ class Snapshot {
 
   const std::filesystem::path& root() const { return root_; }
   Layout layout() const { return layout_; }
+  // meta is absent in L0; byte_size is the size of `out`.
   const std::vector<VariableInfo>& variables() const { return variables_; }
   const VariableInfo* find(std::string_view name) const;
 
   // Fails with kUnknownVariable for a name the snapshot does not have.
   Result<const VariableInfo*> get(std::string_view name) const;
   std::filesystem::path data_path(std::string_view name) const;
+  // P1: pickled_data as read while opening; nullptr for the other layouts.
+  const OneflowPickle* pickle() const { return pickle_.get(); }
 
   // The whole variable into `out`, which must be exactly its size.
   Status read(std::string_view name, std::span<std::byte> out) const;
@@ -102,18 +100,24 @@ class Snapshot {
 
  private:
   Snapshot(std::filesystem::path root, std::shared_ptr<const Directory> directory, Layout layout,
-           std::vector<VariableInfo> variables, std::map<std::string, std::string, std::less<>> pickle_directories)
+           std::vector<VariableInfo> variables, std::map<std::string, std::string, std::less<>> pickle_directories,
+           std::shared_ptr<const OneflowPickle> pickle)
       : root_(std::move(root)), directory_(std::move(directory)), layout_(layout), variables_(std::move(variables)),
-        directories_(std::move(pickle_directories)) {}
+        directories_(std::move(pickle_directories)), pickle_(std::move(pickle)) {}
 
   std::filesystem::path root_;
   std::shared_ptr<const Directory> directory_;
   Layout layout_;
   std::vector<VariableInfo> variables_;
   std::map<std::string, std::string, std::less<>> directories_;  // P1: variable -> tensor_N
+  std::shared_ptr<const OneflowPickle> pickle_;
 
   // The directory holding a variable's files: its name, or its P1 tensor_N.
   std::string_view directory_of(std::string_view name) const;
 };
+
+// Every rule of spec/validation.md checked, every problem collected; the
+// report's layout is layout_id() of what was recognised.
+ValidationReport validate_snapshot(const std::filesystem::path& root);
 
 }  // namespace ckpt

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,8 +22,9 @@
 #include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
+#include "ckpt/format/tensor.hpp"
 #include "ckpt/format/pickle.hpp"
+#include "ckpt/format/problems.hpp"
 #include "ckpt/format/zip.hpp"
 
 namespace ckpt {
@@ -36,7 +38,11 @@ struct TorchTensorRef {
 class TorchFile {
  public:
   // Opens the zip, checks its layout, reads data.pkl and checks every
-  // tensor's view against its storage record. Fails fast.
+  // tensor's view against its storage record. A problem with the archive or
+  // the pickle ends the reading (nullopt); a tensor with a problem is left
+  // out and the others are still checked, unless `problems` says stop.
+  static std::optional<TorchFile> open(const std::filesystem::path& path, ProblemSink& problems);
+  // The same, failing on the first problem.
   static Result<TorchFile> open(const std::filesystem::path& path);
 
   const std::filesystem::path& path() const { return path_; }
@@ -53,6 +59,11 @@ class TorchFile {
 
  private:
   TorchFile() = default;
+  // The archive and its pickle: any problem here ends the reading.
+  static Result<TorchFile> open_archive(const std::filesystem::path& path);
+  // Checks each tensor of the pickle and keeps the sound ones; false when
+  // `problems` said stop.
+  bool add_tensors(ProblemSink& problems);
   Result<const TorchTensorRef*> get(std::string_view name) const;  // kUnknownVariable when absent
   std::filesystem::path path_;
   std::unique_ptr<FileSource> file_;  // heap-held: zip_ points at it

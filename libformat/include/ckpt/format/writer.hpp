@@ -18,13 +18,14 @@
 #include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
-#include "ckpt/format/meta.hpp"
+#include "ckpt/format/names.hpp"
+#include "ckpt/format/tensor.hpp"
 
 namespace ckpt {
 
 // Whether `name` can be a variable directory that OneFlow reads back under
-// the same name: not empty, not "." or "..", no '/', no NUL or control
-// character, not a reserved file name of the layout, at most 255 bytes.
+// the same name: a safe directory entry (check_entry_name) that is not a
+// reserved file name of the layout.
 Status check_variable_name(std::string_view name);
 
 class SnapshotWriter {

@@ -37,6 +37,12 @@ struct ZipEntry {
 // A central directory larger than this is refused before it is read.
 inline constexpr std::uint64_t kZipMaxDirectoryBytes = 256u << 20;
 
+// What the first 4 bytes of `source` say: a zip that starts with a member
+// (a local header, as numpy and torch write), an empty zip (the end record
+// alone), or not a zip. The one cheap look every zip-based format detects with.
+enum class ZipStart { kNotZip, kMember, kEmpty };
+ZipStart sniff_zip(const ByteSource& source);
+
 class ZipReader {
  public:
   // Reads the central directory of the archive in `source`, which must
