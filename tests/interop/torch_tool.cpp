@@ -1,6 +1,7 @@
 // The library's torch reader and writer (the "torch" format of
 // open_checkpoint/create_checkpoint) as a command for the interop test:
-//   torch_tool dump SRC DIR             each tensor of SRC (any format) to DIR/<n>.bin + DIR/manifest.tsv
+//   torch_tool dump SRC DIR [NAME]      each tensor of SRC (any format) to DIR/<n>.bin + DIR/manifest.tsv;
+//                                       NAME names the tensor of a single .npy file
 //   torch_tool write FILE.pt DIR        the tensors of DIR/manifest.tsv into FILE.pt, a flat state_dict
 // manifest.tsv lines: name \t OneFlow dtype name \t comma-separated shape
 #include <fstream>
@@ -18,8 +19,10 @@ int fail(const ckpt::Error& error) {
   return 1;
 }
 
-int dump(const fs::path& file, const fs::path& dir) {
-  auto torch = ckpt::open_checkpoint(file);
+int dump(const fs::path& file, const fs::path& dir, const char* tensor_name) {
+  ckpt::OpenOptions options;
+  if (tensor_name != nullptr) options.tensor_name = tensor_name;
+  auto torch = ckpt::open_checkpoint(file, options);
   if (!torch.ok()) return fail(torch.error());
   std::ofstream manifest(dir / "manifest.tsv");
   std::size_t index = 0;
@@ -65,11 +68,11 @@ int write(const fs::path& file, const fs::path& dir) {
 
 int main(int argc, char** argv) {
   std::string command = argc > 1 ? argv[1] : "";
-  if (argc != 4) {
-    std::cerr << "usage: torch_tool dump|write FILE.pt DIR\n";
+  if (argc != 4 && !(command == "dump" && argc == 5)) {
+    std::cerr << "usage: torch_tool dump FILE DIR [NAME] | write FILE.pt DIR\n";
     return 2;
   }
-  if (command == "dump") return dump(argv[2], argv[3]);
+  if (command == "dump") return dump(argv[2], argv[3], argc == 5 ? argv[4] : nullptr);
   if (command == "write") return write(argv[2], argv[3]);
   std::cerr << "unknown command " << command << "\n";
   return 2;

@@ -28,6 +28,8 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kUnsupportedLayout: return "unsupported_layout";
     case ErrorCode::kDuplicateName: return "duplicate_name";
     case ErrorCode::kUnknownVariable: return "unknown_variable";
+    case ErrorCode::kTorchScriptUnreadable: return "torchscript_unreadable";
+    case ErrorCode::kRecognisedNotCheckpoint: return "recognised_not_checkpoint";
     case ErrorCode::kMetaMissing: return "meta_missing";
     case ErrorCode::kMetaSyntax: return "meta_syntax";
     case ErrorCode::kMetaUnknownField: return "meta_unknown_field";
