@@ -8,7 +8,6 @@ Usage: test_formats_interop.py TORCH_TOOL CKPT_CONVERT CKPT_VALIDATE
 """
 import collections
 import io
-import json
 import os
 import pickle
 import struct
@@ -20,6 +19,8 @@ import zipfile
 
 import numpy as np
 import torch
+
+from torch_names import flat
 
 TOOL = sys.argv.pop(1)
 CONVERT = sys.argv.pop(1)
@@ -60,16 +61,6 @@ def torch_bytes(tensor):
     if tensor.dtype == torch.bfloat16:
         return tensor.detach().contiguous().view(torch.int16).numpy().view(np.uint16)
     return tensor.detach().contiguous().numpy()
-
-
-def flat(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        return {prefix or "data": obj}
-    out = {}
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else []
-    for key, value in items:
-        out.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 class SingleNpy(unittest.TestCase):

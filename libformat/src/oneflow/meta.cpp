@@ -156,9 +156,11 @@ std::string VariableMeta::to_text() const {
   proto::VariableMetaInfo message;
   auto* shape = message.mutable_shape();  // present even for a scalar: "shape {\n}\n"
   for (std::int64_t dim : shape_) shape->add_dim(dim);
-  message.set_data_type(static_cast<proto::DataType>(dtype_));
+  if (is_oneflow_dtype(dtype_)) message.set_data_type(static_cast<proto::DataType>(dtype_));
   std::string text;
   pb::TextFormat::PrintToString(message, &text);
+  // ckpt's own types have no OneFlow enum value: named all the same (OneFlow writers refuse them).
+  if (!is_oneflow_dtype(dtype_)) text += fmt::format("data_type: {}\n", dtype_name(dtype_));
   return text;
 }
 

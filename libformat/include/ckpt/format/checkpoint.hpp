@@ -80,7 +80,7 @@ struct OpenOptions {
   // npy and npz: the '<V2' bfloat16 choice and the Fortran-order reorder cap.
   NpyReadOptions npy = {};
   // A single .npy file: the name of its one tensor (default: the file's stem).
-  std::optional<std::string> tensor_name;
+  std::optional<std::string> tensor_name = std::nullopt;
 };
 
 // The format of `path` from its content ("oneflow", "npy", "npz", ...), or
