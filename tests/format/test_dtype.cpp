@@ -4,9 +4,17 @@
 
 using ckpt::DType;
 
-TEST_CASE("the table has all 22 OneFlow numbers with their element sizes") {
+TEST_CASE("the table has all 22 OneFlow numbers with their element sizes, then the 3 FP8 types") {
   auto table = ckpt::all_dtypes();
-  REQUIRE(table.size() == 22);
+  REQUIRE(table.size() == 25);
+  for (DType fp8 : {DType::kFloat8E4M3, DType::kFloat8E5M2, DType::kFloat8E8M0}) {
+    CHECK(ckpt::dtype_size(fp8) == 1);
+    CHECK_FALSE(ckpt::is_oneflow_dtype(fp8));
+  }
+  CHECK(ckpt::dtype_info(DType::kFloat8E4M3).safetensors == "F8_E4M3");
+  CHECK(ckpt::dtype_info(DType::kFloat8E5M2).safetensors == "F8_E5M2");
+  CHECK(ckpt::dtype_info(DType::kFloat8E8M0).safetensors == "F8_E8M0");
+  CHECK(ckpt::is_oneflow_dtype(DType::kComplex128));
   CHECK(ckpt::dtype_size(DType::kFloat) == 4);
   CHECK(ckpt::dtype_size(DType::kDouble) == 8);
   CHECK(ckpt::dtype_size(DType::kFloat16) == 2);
@@ -24,7 +32,8 @@ TEST_CASE("the table has all 22 OneFlow numbers with their element sizes") {
 TEST_CASE("lookups by number, name and numpy descr") {
   CHECK(ckpt::dtype_from_number(2) == DType::kFloat);
   CHECK(ckpt::dtype_from_number(21) == DType::kComplex128);
-  CHECK_FALSE(ckpt::dtype_from_number(22).has_value());
+  CHECK(ckpt::dtype_from_number(22) == DType::kFloat8E4M3);
+  CHECK_FALSE(ckpt::dtype_from_number(25).has_value());
   CHECK_FALSE(ckpt::dtype_from_number(-1).has_value());
   CHECK(ckpt::dtype_from_name("kInt64") == DType::kInt64);
   CHECK_FALSE(ckpt::dtype_from_name("kMaxDataType").has_value());

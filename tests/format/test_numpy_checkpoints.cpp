@@ -78,7 +78,9 @@ TEST_CASE("the registry detects oneflow, npy and npz, and nothing else") {
   ckpt::testing::write_file(dir / "empty.npz", empty.bytes());
   ckpt::testing::write_file(dir / "empty.zip", empty.bytes());
   CHECK(ckpt::detect_format(dir / "empty.npz").value() == "npz");
-  CHECK(ckpt::detect_format(dir / "empty.zip").error().code() == ErrorCode::kNotACheckpoint);
+  // Recognised as a zip, and said so.
+  CHECK(ckpt::detect_format(dir / "empty.zip").error().code() == ErrorCode::kRecognisedNotCheckpoint);
+  CHECK(ckpt::detect_format(dir / "empty.zip").error().message().find("a zip archive with neither") != std::string::npos);
 
   fs::create_directory(dir / "plain");
   ckpt::testing::write_file(dir / "plain" / "notes.txt", "hello");

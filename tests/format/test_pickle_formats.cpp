@@ -114,7 +114,7 @@ TEST_CASE("detection: P1 directories are oneflow-pickle, snapshots oneflow, torc
   convert(*p1, dir / "frappe.pt", "torch");
   CHECK(ckpt::detect_format(dir / "frappe.pt").value() == "torch");
   ckpt::testing::write_file(dir / "plain.zip", std::string("PK\x05\x06", 4) + std::string(18, '\0'));
-  CHECK(ckpt::detect_format(dir / "plain.zip").error().code() == ErrorCode::kNotACheckpoint);
+  CHECK(ckpt::detect_format(dir / "plain.zip").error().code() == ErrorCode::kRecognisedNotCheckpoint);
 }
 
 TEST_CASE("the real frappe P1 converts to torch and back with its object and equal bytes") {

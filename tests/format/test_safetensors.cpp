@@ -84,7 +84,7 @@ std::vector<Defect> defect_corpus() {
        ErrorCode::kSafetensorsDuplicateKey},
       {"duplicate metadata key", make_file(R"({"__metadata__": {"a": "1", "a": "2"}})"),
        ErrorCode::kSafetensorsDuplicateKey},
-      {"float8 dtype", make_file(R"({"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}})", "x"),
+      {"float8 fnuz dtype", make_file(R"({"w": {"dtype": "F8_E4M3FNUZ", "shape": [1], "data_offsets": [0, 1]}})", "x"),
        ErrorCode::kSafetensorsUnknownDtype},
       {"lower-case dtype", make_file(R"({"w": {"dtype": "f32", "shape": [2], "data_offsets": [0, 8]}})", eight),
        ErrorCode::kSafetensorsUnknownDtype},
@@ -159,7 +159,7 @@ TEST_CASE("messages name the tensor and the numbers") {
 }
 
 TEST_CASE("the checker collects every problem, the reader stops at the first") {
-  std::string file = make_file(R"({"a": {"dtype": "F8_E5M2", "shape": [1], "data_offsets": [0, 1]},
+  std::string file = make_file(R"({"a": {"dtype": "F8_E5M2FNUZ", "shape": [1], "data_offsets": [0, 1]},
                                   "b": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]},
                                   "c": {"dtype": "I64", "shape": [1], "data_offsets": [6, 10]},
                                   "__metadata__": {"n": 1}})",
@@ -194,13 +194,13 @@ TEST_CASE("valid corner cases the reference accepts") {
 
 TEST_CASE("every safetensors dtype of the issue maps both ways") {
   for (std::string_view name : {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F16", "BF16", "F32",
-                                "F64", "C64"}) {
+                                "F64", "C64", "F8_E4M3", "F8_E5M2", "F8_E8M0"}) {
     auto dtype = ckpt::dtype_from_safetensors(name);
     REQUIRE(dtype.has_value());
     CHECK(ckpt::dtype_info(*dtype).safetensors == name);
   }
   CHECK(ckpt::dtype_from_safetensors("I8") == ckpt::DType::kInt8);
-  CHECK_FALSE(ckpt::dtype_from_safetensors("F8_E4M3").has_value());
+  CHECK_FALSE(ckpt::dtype_from_safetensors("F8_E4M3FNUZ").has_value());
 }
 
 TEST_CASE("written files are padded, aligned, read back and refuse misuse") {

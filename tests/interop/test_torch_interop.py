@@ -15,6 +15,8 @@ import zipfile
 
 import torch
 
+from torch_names import flat
+
 TOOL = sys.argv.pop(1)
 CONVERT = sys.argv.pop(1)
 INSPECT = sys.argv.pop(1)
@@ -26,17 +28,6 @@ def run(command, *args):
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed: {done.stderr}")
-
-
-def flat(obj, prefix=""):
-    """The dotted names our reader gives: keys and indices joined by '.'."""
-    if isinstance(obj, torch.Tensor):
-        return {prefix or "data": obj}
-    out = {}
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else []
-    for key, value in items:
-        out.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 DTYPES = {

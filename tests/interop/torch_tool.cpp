@@ -1,6 +1,7 @@
 // The library's torch reader and writer (the "torch" format of
 // open_checkpoint/create_checkpoint) as a command for the interop test:
-//   torch_tool dump SRC DIR             each tensor of SRC (any format) to DIR/<n>.bin + DIR/manifest.tsv
+//   torch_tool dump SRC DIR [NAME]      each tensor of SRC (any format) to DIR/<n>.bin + DIR/manifest.tsv;
+//                                       NAME names the tensor of a single .npy file
 //   torch_tool write FILE.pt DIR        the tensors of DIR/manifest.tsv into FILE.pt, a flat state_dict
 //   torch_tool sample FILE NAME OFFSET LENGTH
 //                                       LENGTH bytes of tensor NAME from byte OFFSET, as hex on stdout
@@ -20,8 +21,10 @@ int fail(const ckpt::Error& error) {
   return 1;
 }
 
-int dump(const fs::path& file, const fs::path& dir) {
-  auto torch = ckpt::open_checkpoint(file);
+int dump(const fs::path& file, const fs::path& dir, const char* tensor_name) {
+  ckpt::OpenOptions options;
+  if (tensor_name != nullptr) options.tensor_name = tensor_name;
+  auto torch = ckpt::open_checkpoint(file, options);
   if (!torch.ok()) return fail(torch.error());
   std::ofstream manifest(dir / "manifest.tsv");
   std::size_t index = 0;
@@ -81,11 +84,11 @@ int sample(const fs::path& file, const std::string& name, std::uint64_t offset, 
 int main(int argc, char** argv) {
   std::string command = argc > 1 ? argv[1] : "";
   if (command == "sample" && argc == 6) return sample(argv[2], argv[3], std::stoull(argv[4]), std::stoull(argv[5]));
-  if (argc != 4) {
-    std::cerr << "usage: torch_tool dump|write FILE.pt DIR | sample FILE NAME OFFSET LENGTH\n";
+  if (argc != 4 && !(command == "dump" && argc == 5)) {
+    std::cerr << "usage: torch_tool dump FILE DIR [NAME] | write FILE.pt DIR | sample FILE NAME OFFSET LENGTH\n";
     return 2;
   }
-  if (command == "dump") return dump(argv[2], argv[3]);
+  if (command == "dump") return dump(argv[2], argv[3], argc == 5 ? argv[4] : nullptr);
   if (command == "write") return write(argv[2], argv[3]);
   std::cerr << "unknown command " << command << "\n";
   return 2;

@@ -11,7 +11,7 @@ namespace {
 
 // Indexed by the enum number. Sizes follow OneFlow's GetSizeOfDataType;
 // kOFRecord and kTensorBuffer are C++ objects, not element bytes.
-constexpr std::array<DTypeInfo, 22> kTable = {{
+constexpr std::array<DTypeInfo, 25> kTable = {{
     {DType::kInvalidDataType, "kInvalidDataType", 0, "", "", 0},
     {DType::kChar, "kChar", 1, "|i1", "I8", 1},
     {DType::kFloat, "kFloat", 4, "<f4", "F32", 4},
@@ -34,6 +34,10 @@ constexpr std::array<DTypeInfo, 22> kTable = {{
     {DType::kComplex32, "kComplex32", 4, "", "", 2},
     {DType::kComplex64, "kComplex64", 8, "<c8", "C64", 4},
     {DType::kComplex128, "kComplex128", 16, "<c16", "", 8},
+    // numpy has no FP8 descr it can load (ml_dtypes writes '<V1'/'<f1').
+    {DType::kFloat8E4M3, "kFloat8E4M3", 1, "", "F8_E4M3", 1},
+    {DType::kFloat8E5M2, "kFloat8E5M2", 1, "", "F8_E5M2", 1},
+    {DType::kFloat8E8M0, "kFloat8E8M0", 1, "", "F8_E8M0", 1},
 }};
 
 constexpr bool table_in_enum_order() {

@@ -30,6 +30,8 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kDuplicateName: return "duplicate_name";
     case ErrorCode::kUnknownVariable: return "unknown_variable";
     case ErrorCode::kSymlinkLoop: return "symlink_loop";
+    case ErrorCode::kTorchScriptUnreadable: return "torchscript_unreadable";
+    case ErrorCode::kRecognisedNotCheckpoint: return "recognised_not_checkpoint";
     case ErrorCode::kMetaMissing: return "meta_missing";
     case ErrorCode::kMetaSyntax: return "meta_syntax";
     case ErrorCode::kMetaUnknownField: return "meta_unknown_field";

@@ -1,6 +1,8 @@
 // A directory of "<variable>.npy" files as a CheckpointReader/CheckpointWriter
-// (format "npy"), and its validator.
+// (format "npy"), and its validator. A single .npy file reads as a checkpoint
+// of one tensor named by the file's stem (or OpenOptions::tensor_name).
 #include <algorithm>
+#include <array>
 #include <set>
 
 #include <fmt/format.h>
@@ -103,25 +105,26 @@ Result<OpenedArray> open_array(const fs::path& file, std::string_view name, cons
   return std::move(*array);
 }
 
-class NpyDirectoryReader final : public CheckpointReader {
+// A directory of .npy files, or one .npy file (`single_file`).
+class NpyReader final : public CheckpointReader {
  public:
-  NpyDirectoryReader(fs::path directory, std::vector<TensorInfo> tensors, NpyReadOptions options)
-      : directory_(std::move(directory)), tensors_(std::move(tensors)), options_(options) {}
+  NpyReader(fs::path path, std::vector<TensorInfo> tensors, NpyReadOptions options, bool single_file)
+      : path_(std::move(path)), tensors_(std::move(tensors)), options_(options), single_file_(single_file) {}
 
   std::string_view format_name() const override { return "npy"; }
-  const fs::path& path() const override { return directory_; }
+  const fs::path& path() const override { return path_; }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
     const TensorInfo* tensor = find(name);
-    const fs::path file = directory_ / (std::string(name) + std::string(kNpyExtension));
+    const fs::path file = single_file_ ? path_ : path_ / (std::string(name) + std::string(kNpyExtension));
     if (tensor == nullptr) {
       return std::move(Error(ErrorCode::kUnknownVariable, "no such array").in_file(file.string()).in_variable(name));
     }
     CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options_));
     if (!(array.header.meta == tensor->meta)) {
       return std::move(Error(ErrorCode::kNpyHeader,
-                             fmt::format("was {} {} when the directory was opened, now {} {}",
+                             fmt::format("was {} {} when the checkpoint was opened, now {} {}",
                                          dtype_name(tensor->meta.dtype()), shape_to_string(tensor->meta.shape()),
                                          dtype_name(array.header.meta.dtype()),
                                          shape_to_string(array.header.meta.shape())))
@@ -134,9 +137,10 @@ class NpyDirectoryReader final : public CheckpointReader {
   }
 
  private:
-  fs::path directory_;
+  fs::path path_;
   std::vector<TensorInfo> tensors_;
   NpyReadOptions options_;
+  bool single_file_;
 };
 
 class NpyDirectoryWriter final : public CheckpointWriter {
@@ -166,7 +170,22 @@ class NpyDirectoryWriter final : public CheckpointWriter {
   std::set<std::string, std::less<>> names_;
 };
 
-bool looks_like_npy_directory(const fs::path& path) {
+bool is_single_npy_file(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec) || !fs::is_regular_file(path, ec)) return false;
+  auto file = FileSource::open(path);
+  std::array<std::byte, kNpyMagicBytes.size()> magic{};
+  return file.ok() && file->size() >= magic.size() && file->read_at(0, magic).ok() &&
+         std::equal(magic.begin(), magic.end(), as_bytes(kNpyMagicBytes).begin());
+}
+
+// The tensor name of a single .npy file: the caller's choice, else the stem.
+std::string single_file_tensor_name(const fs::path& file, const OpenOptions& options) {
+  return options.tensor_name ? *options.tensor_name : file.stem().string();
+}
+
+bool looks_like_npy(const fs::path& path) {
+  if (is_single_npy_file(path)) return true;
   std::error_code ec;
   if (!fs::is_directory(path, ec)) return false;
   for (const auto& entry : fs::directory_iterator(path, ec)) {
@@ -175,7 +194,14 @@ bool looks_like_npy_directory(const fs::path& path) {
   return false;
 }
 
-Result<std::unique_ptr<CheckpointReader>> open_npy_directory(const fs::path& path, const OpenOptions& options) {
+Result<std::unique_ptr<CheckpointReader>> open_npy(const fs::path& path, const OpenOptions& options) {
+  if (is_single_npy_file(path)) {
+    std::string name = single_file_tensor_name(path, options);
+    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(path, name, options.npy));
+    std::vector<TensorInfo> tensors = {{std::move(name), std::move(array.header.meta)}};
+    return std::unique_ptr<CheckpointReader>(
+        std::make_unique<NpyReader>(path, std::move(tensors), options.npy, /*single_file=*/true));
+  }
   CKPT_ASSIGN_OR_RETURN(Listing listing, list_directory(path));
   if (!listing.irregular_arrays.empty()) return std::move(listing.irregular_arrays.front());
   if (listing.arrays.empty()) return Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(path.string());
@@ -186,7 +212,7 @@ Result<std::unique_ptr<CheckpointReader>> open_npy_directory(const fs::path& pat
     tensors.push_back({std::move(name), std::move(array.header.meta)});
   }
   return std::unique_ptr<CheckpointReader>(
-      std::make_unique<NpyDirectoryReader>(path, std::move(tensors), options.npy));
+      std::make_unique<NpyReader>(path, std::move(tensors), options.npy, /*single_file=*/false));
 }
 
 Result<std::unique_ptr<CheckpointWriter>> create_npy_directory(const fs::path& path, WriteOptions options) {
@@ -194,8 +220,25 @@ Result<std::unique_ptr<CheckpointWriter>> create_npy_directory(const fs::path& p
   return std::unique_ptr<CheckpointWriter>(std::make_unique<NpyDirectoryWriter>(std::move(directory)));
 }
 
+// One .npy file's name, header and size checked: its problems to
+// `problems`, its variable to `report` when it could be described.
+void check_array(const fs::path& file, const std::string& name, const NpyReadOptions& options,
+                 ValidationReport& report, ProblemSink& problems) {
+  auto array = open_array(file, name, options, problems);
+  if (array) report.variables.push_back(VariableInfo{name, array->header.meta, array->header.meta.byte_size()});
+}
+
+ValidationReport validate_single_npy(const fs::path& file, const OpenOptions& options) {
+  ValidationReport report;
+  report.path = file;
+  CollectAll problems;
+  check_array(file, single_file_tensor_name(file, options), options.npy, report, problems);
+  report.issues = std::move(problems.issues());
+  return report;
+}
+
 ValidationReport validate_with_options(const fs::path& path, const OpenOptions& options) {
-  return validate_npy_directory(path, options.npy);
+  return is_single_npy_file(path) ? validate_single_npy(path, options) : validate_npy_directory(path, options.npy);
 }
 
 }  // namespace
@@ -210,11 +253,7 @@ ValidationReport validate_npy_directory(const fs::path& directory, const NpyRead
     problems.warning(Error(ErrorCode::kUnexpectedEntry, "not a regular .npy file, ignored").in_file(other.string()));
   }
   for (const Error& irregular : listing->irregular_arrays) problems.error(irregular);
-  for (const fs::path& file : listing->arrays) {
-    const std::string name = variable_of(file);
-    auto array = open_array(file, name, options, problems);
-    if (array) report.variables.push_back(VariableInfo{name, array->header.meta, array->header.meta.byte_size()});
-  }
+  for (const fs::path& file : listing->arrays) check_array(file, variable_of(file), options, report, problems);
   report.issues = std::move(problems.issues());
   detail::require_some_variable(report, ".npy file");
   return report;
@@ -224,11 +263,11 @@ namespace detail {
 
 const FormatHandler& npy_format() {
   static const FormatHandler handler{.name = "npy",
-                                     .summary = "a directory of <variable>.npy files",
+                                     .summary = "a .npy file (one tensor) or a directory of <variable>.npy files",
                                      .extensions = {},
                                      .kind = FormatKind::kDirectory,
-                                     .detect = looks_like_npy_directory,
-                                     .open = open_npy_directory,
+                                     .detect = looks_like_npy,
+                                     .open = open_npy,
                                      .create = create_npy_directory,
                                      .validate = validate_with_options,
                                      .dtype_label = npy_descr};

@@ -144,9 +144,11 @@ std::string meta_to_text(const VariableMeta& meta) {
   proto::VariableMetaInfo message;
   auto* shape = message.mutable_shape();  // present even for a scalar: "shape {\n}\n"
   for (std::int64_t dim : meta.shape()) shape->add_dim(dim);
-  message.set_data_type(static_cast<proto::DataType>(meta.dtype()));
+  if (is_oneflow_dtype(meta.dtype())) message.set_data_type(static_cast<proto::DataType>(meta.dtype()));
   std::string text;
   pb::TextFormat::PrintToString(message, &text);
+  // ckpt's own types have no OneFlow enum value: named all the same (OneFlow writers refuse them).
+  if (!is_oneflow_dtype(meta.dtype())) text += fmt::format("data_type: {}\n", dtype_name(meta.dtype()));
   return text;
 }
 

@@ -56,6 +56,11 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
     if (names_.count(std::string(name)) != 0) {
       return Error(ErrorCode::kDuplicateName, "added twice to the same snapshot");
     }
+    if (!is_oneflow_dtype(meta.dtype())) {
+      return Error(ErrorCode::kMetaUnsupportedDataType,
+                   fmt::format("{} is not one of OneFlow's data types; a OneFlow checkpoint cannot hold it",
+                               dtype_name(meta.dtype())));
+    }
     std::filesystem::path directory(name);
     writing = true;  // from here on a failure may leave part of this variable staged
     CKPT_TRY(directory_.make_directory(directory));

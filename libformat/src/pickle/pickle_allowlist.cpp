@@ -19,6 +19,7 @@ constexpr std::array kAllowed = {
     AllowedGlobal{"oneflow.nn", "Parameter", Builder::kOneflowTensor, Flavor::kOneflow},
     AllowedGlobal{"oneflow._oneflow_internal.nn", "Parameter", Builder::kOneflowTensor, Flavor::kOneflow},
     AllowedGlobal{"torch._utils", "_rebuild_tensor_v2", Builder::kRebuildTensorV2, Flavor::kTorch},
+    AllowedGlobal{"torch._utils", "_rebuild_tensor_v3", Builder::kRebuildTensorV3, Flavor::kTorch},
     AllowedGlobal{"torch._utils", "_rebuild_parameter", Builder::kRebuildParameter, Flavor::kTorch},
     AllowedGlobal{"torch", "Size", Builder::kTorchSize, Flavor::kTorch},
     AllowedGlobal{"torch", "FloatStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kFloat},
@@ -33,6 +34,17 @@ constexpr std::array kAllowed = {
     AllowedGlobal{"torch", "BoolStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kBool},
     AllowedGlobal{"torch", "ComplexFloatStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kComplex64},
     AllowedGlobal{"torch", "ComplexDoubleStorage", Builder::kTorchStorageType, Flavor::kTorch, DType::kComplex128},
+    // torch >= 2.1 (torch/_tensor.py, _reduce_ex_internal): the dtypes of
+    // torch.storage._new_dtypes() are saved as an UntypedStorage (numel in
+    // bytes) and rebuilt by _rebuild_tensor_v3 with the dtype as an argument.
+    AllowedGlobal{"torch", kUntypedStorage, Builder::kTorchStorageType, Flavor::kTorch, DType::kUInt8},
+    AllowedGlobal{"torch", "uint16", Builder::kTorchDtype, Flavor::kTorch, DType::kUInt16},
+    AllowedGlobal{"torch", "uint32", Builder::kTorchDtype, Flavor::kTorch, DType::kUInt32},
+    AllowedGlobal{"torch", "uint64", Builder::kTorchDtype, Flavor::kTorch, DType::kUInt64},
+    AllowedGlobal{"torch", "complex32", Builder::kTorchDtype, Flavor::kTorch, DType::kComplex32},
+    AllowedGlobal{"torch", "float8_e4m3fn", Builder::kTorchDtype, Flavor::kTorch, DType::kFloat8E4M3},
+    AllowedGlobal{"torch", "float8_e5m2", Builder::kTorchDtype, Flavor::kTorch, DType::kFloat8E5M2},
+    AllowedGlobal{"torch", "float8_e8m0fnu", Builder::kTorchDtype, Flavor::kTorch, DType::kFloat8E8M0},
 };
 
 }  // namespace
@@ -47,6 +59,13 @@ const AllowedGlobal* find_allowed(std::string_view module, std::string_view name
 std::string_view torch_storage_class(DType dtype) {
   for (const AllowedGlobal& entry : kAllowed) {
     if (entry.builder == Builder::kTorchStorageType && entry.dtype == dtype) return entry.name;
+  }
+  return {};
+}
+
+std::string_view torch_v3_dtype_name(DType dtype) {
+  for (const AllowedGlobal& entry : kAllowed) {
+    if (entry.builder == Builder::kTorchDtype && entry.dtype == dtype) return entry.name;
   }
   return {};
 }

@@ -16,9 +16,11 @@ enum class Builder {
   kCodecsEncode,      // _codecs.encode(str, "latin1"): protocol-2 bytes
   kOneflowTensor,     // OneFlow Tensor/Parameter class: NEWOBJ () then BUILD {"path"}
   kRebuildTensorV2,   // torch._utils._rebuild_tensor_v2(storage, offset, size, stride, grad, hooks[, meta])
+  kRebuildTensorV3,   // torch._utils._rebuild_tensor_v3(untyped storage, offset, size, stride, grad, hooks, dtype[, meta])
   kRebuildParameter,  // torch._utils._rebuild_parameter(tensor, grad, hooks)
   kTorchSize,         // torch.Size(tuple)
   kTorchStorageType,  // torch.FloatStorage etc.: only an argument of a persistent id
+  kTorchDtype,        // torch.uint16 etc.: only the dtype argument of _rebuild_tensor_v3
 };
 
 struct AllowedGlobal {
@@ -26,12 +28,17 @@ struct AllowedGlobal {
   std::string_view name;
   Builder builder;
   std::optional<Flavor> only;  // the flavor that enables it; both when empty
-  DType dtype = DType::kInvalidDataType;  // kTorchStorageType
+  DType dtype = DType::kInvalidDataType;  // kTorchStorageType, kTorchDtype
 };
+
+inline constexpr std::string_view kUntypedStorage = "UntypedStorage";
 
 const AllowedGlobal* find_allowed(std::string_view module, std::string_view name, Flavor flavor);
 
 // torch's legacy storage class for a dtype ("FloatStorage"), empty when torch has none.
 std::string_view torch_storage_class(DType dtype);
+// torch's name of a dtype that torch saves through _rebuild_tensor_v3 with an
+// untyped storage ("uint16", "float8_e4m3fn"), empty for the others.
+std::string_view torch_v3_dtype_name(DType dtype);
 
 }  // namespace ckpt::pickle::detail

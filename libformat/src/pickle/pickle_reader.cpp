@@ -40,7 +40,10 @@ class Machine {
   Machine(std::span<const std::byte> input, const ReadOptions& options, std::string_view name)
       : input_(input), options_(options), limits_(options.limits), name_(name) {}
 
-  Result<Document> run();
+  // The pickle, which must end at the end of the input unless
+  // `bytes_after_stop` is allowed.
+  Result<Document> run(bool bytes_after_stop = false);
+  std::uint64_t position() const { return position_; }
 
  private:
   Error fail(ErrorCode code, std::string message) const {
@@ -78,7 +81,7 @@ class Machine {
   Status new_object();
   Status build();
   Status persistent_id();
-  Result<Value*> rebuild_tensor(const std::vector<const Value*>& args);
+  Result<Value*> rebuild_tensor(const std::vector<const Value*>& args, bool v3);
   Status check_tree(const Value* root) const;
 
   std::span<const std::byte> input_;
@@ -250,8 +253,12 @@ Status Machine::add_items(Value& set, const std::vector<Value*>& items) {
   return {};
 }
 
+bool is_torchscript_class(const ReadOptions& options, std::string_view module) {
+  return options.torchscript_classes && (module == "__torch__" || module.starts_with("__torch__."));
+}
+
 Status Machine::push_global(std::string module, std::string name) {
-  if (detail::find_allowed(module, name, options_.flavor) == nullptr) {
+  if (detail::find_allowed(module, name, options_.flavor) == nullptr && !is_torchscript_class(options_, module)) {
     return fail(ErrorCode::kPickleForbiddenGlobal,
                 fmt::format("global '{}.{}' is not on the allow-list; nothing was run", module, name));
   }
@@ -305,8 +312,9 @@ Status Machine::reduce() {
       result->text = std::move(*bytes);
       break;
     }
-    case detail::Builder::kRebuildTensorV2: {
-      CKPT_ASSIGN_OR_RETURN(result, rebuild_tensor({a.begin(), a.end()}));
+    case detail::Builder::kRebuildTensorV2:
+    case detail::Builder::kRebuildTensorV3: {
+      CKPT_ASSIGN_OR_RETURN(result, rebuild_tensor({a.begin(), a.end()}, allowed->builder == detail::Builder::kRebuildTensorV3));
       break;
     }
     case detail::Builder::kRebuildParameter: {
@@ -328,13 +336,27 @@ Status Machine::reduce() {
     }
     case detail::Builder::kOneflowTensor:
     case detail::Builder::kTorchStorageType:
+    case detail::Builder::kTorchDtype:
       return fail(ErrorCode::kPickleForbiddenCall, fmt::format("'{}' may not be called by REDUCE", qualified));
   }
   return push(result);
 }
 
-// torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])
-Result<Value*> Machine::rebuild_tensor(const std::vector<const Value*>& a) {
+// torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]);
+// _rebuild_tensor_v3 has a torch dtype after the hooks and needs an untyped storage.
+Result<Value*> Machine::rebuild_tensor(const std::vector<const Value*>& all_args, bool v3) {
+  std::vector<const Value*> a = all_args;
+  const detail::AllowedGlobal* dtype = nullptr;
+  if (v3) {
+    if (a.size() >= 7 && a[6]->kind == Kind::kGlobal) dtype = detail::find_allowed(a[6]->text, a[6]->name, options_.flavor);
+    if (dtype == nullptr || dtype->builder != detail::Builder::kTorchDtype || a[0]->kind != Kind::kTorchStorage ||
+        !a[0]->storage.untyped) {
+      return fail(ErrorCode::kPickleForbiddenCall,
+                  "_rebuild_tensor_v3 needs (UntypedStorage, offset, size, stride, bool, hooks, a torch dtype this "
+                  "reader knows[, metadata])");
+    }
+    a.erase(a.begin() + 6);
+  }
   auto ints = [](const Value* tuple, std::vector<std::int64_t>& out) {
     if (tuple->kind != Kind::kTuple) return false;
     for (const Value* item : tuple->items) {
@@ -353,7 +375,11 @@ Result<Value*> Machine::rebuild_tensor(const std::vector<const Value*>& a) {
                 "_rebuild_tensor_v2 needs (storage, offset >= 0, size, stride of equal rank with non-negative ints, "
                 "bool, empty hooks[, empty metadata])");
   }
+  if (!v3 && a[0]->storage.untyped) {
+    return fail(ErrorCode::kPickleForbiddenCall, "_rebuild_tensor_v2 of an UntypedStorage, which has no element type");
+  }
   info.storage = a[0];
+  info.dtype = v3 ? dtype->dtype : a[0]->storage.dtype;
   info.storage_offset = static_cast<std::uint64_t>(a[1]->integer);
   info.requires_grad = a[4]->boolean;
   CKPT_ASSIGN_OR_RETURN(Value * tensor, make(Kind::kTorchTensor));
@@ -366,6 +392,11 @@ Status Machine::new_object() {
   CKPT_ASSIGN_OR_RETURN(Value * cls, pop());
   if (cls->kind != Kind::kGlobal) {
     return fail(ErrorCode::kPickleForbiddenCall, fmt::format("NEWOBJ of a {}, not a class", kind_name(cls->kind)));
+  }
+  if (is_torchscript_class(options_, cls->text) && args->kind == Kind::kTuple && args->items.empty()) {
+    CKPT_ASSIGN_OR_RETURN(Value * object, make(Kind::kDict));
+    object->cls = cls;
+    return push(object);
   }
   const detail::AllowedGlobal* allowed = detail::find_allowed(cls->text, cls->name, options_.flavor);
   if (allowed == nullptr || allowed->builder != detail::Builder::kOneflowTensor || args->kind != Kind::kTuple || !args->items.empty()) {
@@ -390,6 +421,12 @@ Status Machine::build() {
     }
     return {};
   }
+  // A TorchScript object's attributes, set once.
+  if (target->kind == Kind::kDict && target->cls != nullptr && target->state == nullptr && state->kind == Kind::kDict) {
+    target->entries = state->entries;
+    target->state = state;
+    return {};
+  }
   if (target->kind == Kind::kOneflowTensor && state->kind == Kind::kDict && target->state == nullptr) {
     target->state = state;
     return {};
@@ -399,7 +436,9 @@ Status Machine::build() {
                           kind_name(state->kind), kind_name(target->kind)));
 }
 
-// torch: ('storage', <storage type>, key, location, numel) as BINPERSID.
+// torch: ('storage', <storage type>, key, location, numel) as BINPERSID; the
+// legacy format (torch < 1.6) adds a sixth item, view metadata, which torch
+// >= 0.4 always writes as None (storage views are not read).
 Status Machine::persistent_id() {
   if (options_.flavor != Flavor::kTorch) {
     return fail(ErrorCode::kPickleForbiddenCall, "a persistent id, which only torch files use");
@@ -407,19 +446,21 @@ Status Machine::persistent_id() {
   CKPT_ASSIGN_OR_RETURN(Value * pid, pop());
   const auto& a = pid->items;
   const detail::AllowedGlobal* type = nullptr;
-  if (pid->kind == Kind::kTuple && a.size() == 5 && a[0]->is_string("storage") && a[1]->kind == Kind::kGlobal) {
+  if (pid->kind == Kind::kTuple && (a.size() == 5 || (a.size() == 6 && a[5]->kind == Kind::kNone)) &&
+      a[0]->is_string("storage") && a[1]->kind == Kind::kGlobal) {
     type = detail::find_allowed(a[1]->text, a[1]->name, options_.flavor);
   }
   if (type == nullptr || type->builder != detail::Builder::kTorchStorageType || a[2]->kind != Kind::kString ||
       a[3]->kind != Kind::kString || a[4]->kind != Kind::kInt || a[4]->integer < 0) {
     return fail(ErrorCode::kPickleForbiddenCall,
-                "a persistent id must be ('storage', <torch storage type>, key, location, numel)");
+                "a persistent id must be ('storage', <torch storage type>, key, location, numel[, None])");
   }
   auto [it, inserted] = storages_.try_emplace(a[2]->text, nullptr);
   if (inserted) {
     CKPT_ASSIGN_OR_RETURN(it->second, make(Kind::kTorchStorage));
-    it->second->storage = TorchStorageInfo{type->dtype, a[2]->text, a[3]->text, static_cast<std::uint64_t>(a[4]->integer)};
-  } else if (it->second->storage.dtype != type->dtype) {
+    it->second->storage = TorchStorageInfo{type->dtype, a[2]->text, a[3]->text, static_cast<std::uint64_t>(a[4]->integer),
+                                           type->name == detail::kUntypedStorage};
+  } else if (it->second->storage.dtype != type->dtype || it->second->storage.untyped != (type->name == detail::kUntypedStorage)) {
     return fail(ErrorCode::kPickleStructure, fmt::format("storage '{}' is named with two element types", a[2]->text));
   } else if (it->second->storage.numel != static_cast<std::uint64_t>(a[4]->integer)) {
     // torch keeps the first size and ignores the second: readers would disagree.
@@ -718,7 +759,7 @@ Status Machine::check_tree(const Value* root) const {
   return {};
 }
 
-Result<Document> Machine::run() {
+Result<Document> Machine::run(bool bytes_after_stop) {
   if (input_.size() > limits_.max_input_bytes) {
     return Error(ErrorCode::kPickleLimit, fmt::format("{} bytes, the limit is {}", input_.size(), limits_.max_input_bytes))
         .in_file(name_);
@@ -731,7 +772,7 @@ Result<Document> Machine::run() {
     opcode_ = static_cast<std::uint8_t>(input_[static_cast<std::size_t>(position_++)]);
     CKPT_TRY(step(opcode_));
   }
-  if (position_ != input_.size()) return malformed(fmt::format("{} bytes after STOP", input_.size() - position_));
+  if (position_ != input_.size() && !bytes_after_stop) return malformed(fmt::format("{} bytes after STOP", input_.size() - position_));
   if (stack_.size() != 1 || !marks_.empty()) {
     return malformed(fmt::format("STOP with {} values and {} marks on the stack, expected one value", stack_.size(),
                                  marks_.size()));
@@ -745,6 +786,14 @@ Result<Document> Machine::run() {
 
 Result<Document> read(std::span<const std::byte> bytes, const ReadOptions& options, std::string_view name) {
   return Machine(bytes, options, name).run();
+}
+
+Result<Document> read_prefix(std::span<const std::byte> bytes, const ReadOptions& options, std::string_view name,
+                             std::uint64_t& consumed) {
+  Machine machine(bytes, options, name);
+  CKPT_ASSIGN_OR_RETURN(Document document, machine.run(/*bytes_after_stop=*/true));
+  consumed = machine.position();
+  return document;
 }
 
 Result<Document> read(const ByteSource& source, const ReadOptions& options) {

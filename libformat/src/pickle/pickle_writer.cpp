@@ -297,7 +297,7 @@ class Pickler {
   // torch's persistent_id: ('storage', storage_type, key, location, numel)
   Status save_storage(const Value& value) {
     const TorchStorageInfo& info = value.storage;
-    std::string_view type = detail::torch_storage_class(info.dtype);
+    std::string_view type = info.untyped ? detail::kUntypedStorage : detail::torch_storage_class(info.dtype);
     if (type.empty()) {
       return Error(ErrorCode::kInvalidArgument, fmt::format("torch has no storage type for {}", dtype_name(info.dtype)));
     }
@@ -335,14 +335,21 @@ class Pickler {
       (void)save_call("collections", "OrderedDict", 0, [] { return Status{}; });
       memoize();
     };
+    // torch >= 2.1 saves a tensor over an untyped storage with its dtype (torch/_tensor.py).
+    const bool v3 = info.storage->storage.untyped;
+    std::string_view v3_dtype = detail::torch_v3_dtype_name(info.dtype);
+    if (v3 && v3_dtype.empty()) {
+      return Error(ErrorCode::kInvalidArgument, fmt::format("torch has no dtype name for {}", dtype_name(info.dtype)));
+    }
     auto rebuild = [&]() -> Status {
-      return save_call("torch._utils", "_rebuild_tensor_v2", 6, [&]() -> Status {
+      return save_call("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2", v3 ? 7 : 6, [&]() -> Status {
         CKPT_TRY(save_storage(*info.storage));
         save_int(static_cast<std::int64_t>(info.storage_offset));
         ints(info.shape);
         ints(info.stride);
         put_op(info.requires_grad && !info.parameter ? op::kNewTrue : op::kNewFalse);
         empty_ordered_dict();
+        if (v3) save_constant_global("torch", v3_dtype);
         return {};
       });
     };

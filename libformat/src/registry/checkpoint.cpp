@@ -122,9 +122,7 @@ Result<std::string> detect_format(const std::filesystem::path& path) {
   for (const auto* handler : handlers()) {
     if (handler->detect(path)) return std::string(handler->name);
   }
-  return Error(ErrorCode::kNotACheckpoint,
-               fmt::format("not a checkpoint of any known format ({})", fmt::join(checkpoint_formats(), ", ")))
-      .in_file(path.string());
+  return detail::diagnose_unrecognised(path, fmt::format("{}", fmt::join(checkpoint_formats(), ", ")));
 }
 
 // Allocations sized by the input that fail are the input's problem: an
@@ -164,6 +162,7 @@ bool refused_before_writing(ErrorCode code) {
     case ErrorCode::kNpyUnsupportedDtype:
     case ErrorCode::kSafetensorsUnknownDtype:
     case ErrorCode::kSafetensorsHeaderUtf8:  // a name safetensors cannot hold
+    case ErrorCode::kMetaUnsupportedDataType:  // a type OneFlow does not have
       return true;
     default:
       return false;
@@ -292,6 +291,17 @@ ValidationReport validate_checkpoint(const std::filesystem::path& path, std::str
                                      const OpenOptions& options) {
   try {
     auto handler = handler_named(format);
+    // A file the format does not recognise: what the bytes are says more than
+    // that format's rules (a OneFlow checkpoint is a directory).
+    std::error_code ec;
+    if (handler.ok() && std::filesystem::is_regular_file(path, ec) && !(*handler)->detect(path)) {
+      auto detected = detect_format(path);
+      if (!detected.ok() && detected.error().code() != ErrorCode::kNotACheckpoint) {
+        ValidationReport report = detail::unreadable_report(path, detected.error());
+        report_staging_leftovers(path, report);
+        return report;
+      }
+    }
     ValidationReport report =
         handler.ok() ? (*handler)->validate(path, options) : detail::unreadable_report(path, handler.error());
     if (handler.ok()) report.format = (*handler)->name;

@@ -34,6 +34,11 @@ ValidationReport unreadable_report(const std::filesystem::path& path, const Erro
 // Adds kNotACheckpoint ("no <what>") when no variable was found and no error says why.
 void require_some_variable(ValidationReport& report, std::string_view what);
 
+// Why no format recognised `path`: what its bytes are when they say so (a
+// Git LFS pointer, an HTML page, a damaged zip; for a .safetensors name, the
+// safetensors reader's own error), else kNotACheckpoint.
+Error diagnose_unrecognised(const std::filesystem::path& path, std::string_view known_formats);
+
 const FormatHandler& oneflow_format();
 const FormatHandler& npy_format();
 const FormatHandler& npz_format();

@@ -1,4 +1,5 @@
-// PyTorch files (torch.save >= 1.6) as a CheckpointReader/CheckpointWriter.
+// PyTorch files (torch.save zip and legacy, TorchScript archives) as a
+// CheckpointReader, and torch.save zips as a CheckpointWriter.
 #include <algorithm>
 
 #include "ckpt/format/torch_file.hpp"
@@ -21,19 +22,21 @@ class TorchReader final : public CheckpointReader {
   const fs::path& path() const override { return file_.path(); }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override { return file_.open_tensor(name); }
-  const pickle::Value* object() const override { return &file_.data(); }
+  // A TorchScript archive's modules are stubs: its tensors convert as a flat state_dict.
+  const pickle::Value* object() const override { return file_.is_torchscript() ? nullptr : &file_.data(); }
 
  private:
   TorchFile file_;
   std::vector<TensorInfo> tensors_;  // in file_.tensors() order: by name
 };
 
-// A zip (local header first) with a <root>/data.pkl record; .npz archives
-// hold .npy members at the top instead.
+// A legacy file's magic number, or a zip (local header first) with a
+// <root>/data.pkl record; .npz archives hold .npy members at the top instead.
 bool looks_like_torch(const fs::path& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return false;
   auto file = FileSource::open(path);
+  if (file.ok() && is_legacy_torch(*file)) return true;
   if (!file.ok() || sniff_zip(*file) != ZipStart::kMember) return false;
   auto zip = ZipReader::open(*file);
   return zip.ok() && std::any_of(zip->entries().begin(), zip->entries().end(), [](const ZipEntry& entry) {

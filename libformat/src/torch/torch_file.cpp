@@ -1,9 +1,11 @@
 #include "ckpt/format/torch_file.hpp"
 
 #include <algorithm>
+#include <array>
 
 #include <fmt/format.h>
 
+#include "ckpt/format/problems.hpp"
 #include "pickle/pickle_allowlist.hpp"
 
 namespace ckpt {
@@ -136,100 +138,59 @@ class StridedViewSource final : public ByteSource {
   mutable std::uint64_t window_start_ = 0;
 };
 
+// torch/serialization.py: MAGIC_NUMBER 0x1950a86a20f9469cfc6c, pickled as
+// LONG1 with its 10 bytes little-endian, and PROTOCOL_VERSION.
+constexpr std::array<std::uint8_t, 10> kLegacyMagic = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+constexpr std::int64_t kLegacyProtocolVersion = 1001;
+constexpr std::uint64_t kFirstPickleWindow = 1 << 20;
+
+// The length of the magic-number pickle at the start of `head`: PROTO n,
+// an optional protocol-4 FRAME, LONG1 of the 10 magic bytes, STOP; 0 if absent.
+std::uint64_t legacy_magic_length(std::span<const std::uint8_t> head) {
+  std::size_t at = 2;
+  if (head.size() < at || head[0] != 0x80 || head[1] < 2 || head[1] > 5) return 0;
+  if (head.size() > at && head[at] == 0x95) at += 9;  // FRAME with its 8-byte length
+  if (head.size() < at + 2 + kLegacyMagic.size() + 1 || head[at] != 0x8a || head[at + 1] != kLegacyMagic.size()) return 0;
+  if (!std::equal(kLegacyMagic.begin(), kLegacyMagic.end(), head.begin() + static_cast<std::ptrdiff_t>(at + 2))) return 0;
+  at += 2 + kLegacyMagic.size();
+  return head[at] == '.' ? at + 1 : 0;
+}
+
+std::uint64_t legacy_magic_length(const ByteSource& file) {
+  std::array<std::uint8_t, 32> head{};
+  std::size_t length = static_cast<std::size_t>(std::min<std::uint64_t>(file.size(), head.size()));
+  if (!file.read_at(0, std::as_writable_bytes(std::span(head).first(length))).ok()) return 0;
+  return legacy_magic_length(std::span<const std::uint8_t>(head).first(length));
+}
+
 }  // namespace
 
-Result<TorchFile> TorchFile::open_archive(const fs::path& path) {
-  TorchFile file;
-  file.path_ = path;
-  CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(path));
-  file.file_ = std::make_unique<FileSource>(std::move(source));
-  auto zip = ZipReader::open(*file.file_);
-  if (!zip.ok()) return std::move(std::move(zip).error().in_file(path.string()));
-  file.zip_ = std::make_unique<ZipReader>(std::move(zip).value());
-  const auto& entries = file.zip_->entries();
-  if (entries.empty()) return torch_error(ErrorCode::kNotACheckpoint, "an empty zip is not a torch file", path);
-  // The root folder is the first entry's; every record must be inside it.
-  auto slash = entries.front().name.find('/');
-  if (slash == std::string::npos) return torch_error(ErrorCode::kNotACheckpoint, "records are not in a root folder", path);
-  file.root_ = entries.front().name.substr(0, slash + 1);
-  for (const ZipEntry& entry : entries) {
-    if (!entry.name.starts_with(file.root_) || entry.name.find("..") != std::string::npos) {
-      return torch_error(ErrorCode::kZipUnsafeName,
-                         fmt::format("record '{}' is outside the archive's root '{}'", entry.name, file.root_), path);
-    }
-  }
-  CKPT_TRY(check_no_overlap(entries, path));
-  const ZipEntry* pickle_entry = file.zip_->find(file.root_ + "data.pkl");
-  if (pickle_entry == nullptr) {
-    return torch_error(ErrorCode::kNotACheckpoint, fmt::format("no {}data.pkl: not a torch.save file", file.root_), path);
-  }
-  if (const ZipEntry* byteorder = file.zip_->find(file.root_ + "byteorder")) {
-    CKPT_ASSIGN_OR_RETURN(std::string order, read_record(*file.zip_, *byteorder, kMaxSmallRecord));
-    if (order != "little") {
-      return torch_error(ErrorCode::kUnsupportedLayout, fmt::format("byteorder is '{}'; only little is read", order), path);
-    }
-  }
-  pickle::ReadOptions options{pickle::Flavor::kTorch, {}};
-  CKPT_ASSIGN_OR_RETURN(std::string pickled, read_record(*file.zip_, *pickle_entry, options.limits.max_input_bytes));
-  auto document = pickle::read(as_bytes(pickled), options, path.string() + ":" + pickle_entry->name);
-  if (!document.ok()) return std::move(document).error();
-  file.document_ = std::move(document).value();
-  return file;
-}
-
-bool TorchFile::add_tensors(ProblemSink& problems) {
-  std::string pickle_name = path_.string() + ":" + root_ + "data.pkl";
-  auto named = pickle::named_tensors(*document_.root(), pickle_name);
-  if (!named.ok()) return problems.error(std::move(named).error());
-  for (auto& named_tensor : *named) {
-    const std::string& name = named_tensor.name;
-    const pickle::Value* node = named_tensor.node;
-    const pickle::TorchTensorInfo& view = node->tensor;
-    const pickle::TorchStorageInfo& storage = view.storage->storage;
-    auto fail = [&](ErrorCode code, std::string message) {
-      return problems.error(std::move(Error(code, std::move(message)).in_file(path_.string()).in_variable(name)));
-    };
-    const ZipEntry* record = zip_->find(root_ + "data/" + storage.key);
-    if (record == nullptr) {
-      if (!fail(ErrorCode::kMissingData, fmt::format("storage record data/{} is missing", storage.key))) return false;
-      continue;
-    }
-    std::size_t element = dtype_size(storage.dtype);
-    if (storage.numel > record->size / element || storage.numel * element != record->size) {
-      if (!fail(ErrorCode::kDataSizeMismatch, fmt::format("storage {} holds {} elements of {} bytes, its record has {} bytes",
-                                                          storage.key, storage.numel, element, record->size))) {
-        return false;
-      }
-      continue;
-    }
-    auto extent = view_extent(view);
-    if (!extent || *extent > storage.numel) {
-      if (!fail(ErrorCode::kPickleStructure,
-                fmt::format("view at offset {} with shape {} and strides {} reaches past the {} elements of storage {}",
-                            view.storage_offset, shape_to_string(view.shape), shape_to_string(view.stride),
-                            storage.numel, storage.key))) {
-        return false;
-      }
-      continue;
-    }
-    auto meta = VariableMeta::make(storage.dtype, view.shape);
-    if (!meta.ok()) {
-      if (!fail(meta.error().code(), meta.error().message())) return false;
-      continue;
-    }
-    tensors_.push_back({name, std::move(meta).value(), node});
-  }
-  return true;
-}
+bool is_legacy_torch(const ByteSource& file) { return legacy_magic_length(file) != 0; }
 
 std::optional<TorchFile> TorchFile::open(const fs::path& path, ProblemSink& problems) {
-  auto file = open_archive(path);
-  if (!file.ok()) {
-    problems.error(std::move(file).error());
+  TorchFile file;
+  file.path_ = path;
+  auto source = FileSource::open(path);
+  if (!source.ok()) {
+    problems.error(std::move(source).error());
     return std::nullopt;
   }
-  if (!file->add_tensors(problems)) return std::nullopt;
-  return std::move(file).value();
+  file.file_ = std::make_shared<const FileSource>(std::move(source).value());
+  TrackingSink tensor_problems(problems);
+  Status opened = is_legacy_torch(*file.file_) ? file.open_legacy(tensor_problems) : file.open_zip(tensor_problems);
+  if (!opened.ok()) {
+    problems.error(std::move(opened).error());
+    return std::nullopt;
+  }
+  if (tensor_problems.stopped()) return std::nullopt;
+  std::sort(file.tensors_.begin(), file.tensors_.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  for (std::size_t i = 1; i < file.tensors_.size(); ++i) {
+    if (file.tensors_[i - 1].name == file.tensors_[i].name) {
+      problems.error(std::move(torch_error(ErrorCode::kDuplicateName, "two tensors have this name", path).in_variable(file.tensors_[i].name)));
+      return std::nullopt;
+    }
+  }
+  return file;
 }
 
 Result<TorchFile> TorchFile::open(const fs::path& path) {
@@ -237,6 +198,190 @@ Result<TorchFile> TorchFile::open(const fs::path& path) {
   auto file = open(path, problems);
   CKPT_TRY(problems.status());
   return std::move(*file);
+}
+
+Status TorchFile::open_zip(ProblemSink& problems) {
+  const fs::path& path = path_;
+  auto zip = ZipReader::open(*file_);
+  if (!zip.ok()) return std::move(std::move(zip).error().in_file(path.string()));
+  zip_ = std::make_unique<ZipReader>(std::move(zip).value());
+  const auto& entries = zip_->entries();
+  if (entries.empty()) return torch_error(ErrorCode::kNotACheckpoint, "an empty zip is not a torch file", path);
+  // The root folder is the first entry's; every record must be inside it.
+  auto slash = entries.front().name.find('/');
+  if (slash == std::string::npos) return torch_error(ErrorCode::kNotACheckpoint, "records are not in a root folder", path);
+  root_ = entries.front().name.substr(0, slash + 1);
+  for (const ZipEntry& entry : entries) {
+    if (!entry.name.starts_with(root_) || entry.name.find("..") != std::string::npos) {
+      return torch_error(ErrorCode::kZipUnsafeName,
+                         fmt::format("record '{}' is outside the archive's root '{}'", entry.name, root_), path);
+    }
+  }
+  CKPT_TRY(check_no_overlap(entries, path));
+  const ZipEntry* pickle_entry = zip_->find(root_ + "data.pkl");
+  if (pickle_entry == nullptr) {
+    return torch_error(ErrorCode::kNotACheckpoint, fmt::format("no {}data.pkl: not a torch.save file", root_), path);
+  }
+  if (const ZipEntry* byteorder = zip_->find(root_ + "byteorder")) {
+    CKPT_ASSIGN_OR_RETURN(std::string order, read_record(*zip_, *byteorder, kMaxSmallRecord));
+    if (order != "little") {
+      return torch_error(ErrorCode::kUnsupportedLayout, fmt::format("byteorder is '{}'; only little is read", order), path);
+    }
+  }
+  // torch.jit.save adds constants.pkl (torch's own _is_torchscript_zip test).
+  const ZipEntry* constants_entry = zip_->find(root_ + "constants.pkl");
+  torchscript_ = constants_entry != nullptr;
+  pickle::ReadOptions options{pickle::Flavor::kTorch, {}, /*torchscript_classes=*/torchscript_};
+  auto read_pickle = [&](const ZipEntry& entry) -> Result<pickle::Document> {
+    CKPT_ASSIGN_OR_RETURN(std::string pickled, read_record(*zip_, entry, options.limits.max_input_bytes));
+    auto document = pickle::read(as_bytes(pickled), options, path.string() + ":" + entry.name);
+    if (!document.ok() && torchscript_) {
+      Error error = std::move(document).error();
+      return Error(ErrorCode::kTorchScriptUnreadable,
+                   fmt::format("a TorchScript archive (torch.jit.save) whose {} holds more than tensors and modules: {}",
+                               entry.name, error.message()))
+          .in_file(path.string());
+    }
+    return document;
+  };
+  CKPT_ASSIGN_OR_RETURN(document_, read_pickle(*pickle_entry));
+  // Storage records are opened once; the views are checked against them.
+  for (const ZipEntry& entry : entries) {
+    std::string_view name = std::string_view(entry.name).substr(root_.size());
+    if (!name.starts_with("data/") && !name.starts_with("constants/")) continue;
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> member, zip_->open_member(entry));
+    records_.emplace(std::string(name), std::move(member));
+  }
+  if (!add_tensors(document_, path.string() + ":" + pickle_entry->name, "", "data", problems)) return {};
+  if (torchscript_) {
+    CKPT_ASSIGN_OR_RETURN(constants_, read_pickle(*constants_entry));
+    add_tensors(constants_, path.string() + ":" + constants_entry->name, "constants", "constants", problems);
+  }
+  return {};
+}
+
+Status TorchFile::open_legacy(ProblemSink& problems) {
+  const std::string name = path_.string();
+  pickle::ReadOptions options{pickle::Flavor::kTorch, {}};
+  std::uint64_t offset = legacy_magic_length(*file_);
+  // The next pickle of the file: read from a window that doubles until the
+  // pickle fits, up to the same cap as a zip's data.pkl.
+  auto next_pickle = [&](std::string_view what) -> Result<pickle::Document> {
+    const std::uint64_t rest = file_->size() - offset;
+    const std::uint64_t cap = std::min(rest, options.limits.max_input_bytes);
+    for (std::uint64_t window = std::min(cap, kFirstPickleWindow);; window = std::min(cap, window * 2)) {
+      std::vector<std::byte> bytes(static_cast<std::size_t>(window));
+      CKPT_TRY(file_->read_at(offset, bytes));
+      std::uint64_t consumed = 0;
+      auto document = pickle::read_prefix(bytes, options, fmt::format("{}:{} at byte {}", name, what, offset), consumed);
+      if (document.ok()) {
+        offset += consumed;
+        return document;
+      }
+      if (document.error().code() != ErrorCode::kPickleTruncated || window == cap) return std::move(document).error();
+    }
+  };
+  auto layout_error = [&](std::string message) {
+    return torch_error(ErrorCode::kUnsupportedLayout, "legacy torch file (torch < 1.6): " + std::move(message), path_);
+  };
+  CKPT_ASSIGN_OR_RETURN(pickle::Document protocol, next_pickle("protocol version"));
+  if (protocol.root()->kind != pickle::Kind::kInt || protocol.root()->integer != kLegacyProtocolVersion) {
+    return layout_error(fmt::format("protocol version is not {}", kLegacyProtocolVersion));
+  }
+  CKPT_ASSIGN_OR_RETURN(pickle::Document sys_info, next_pickle("sys_info"));
+  const pickle::Value* little = sys_info.root()->kind == pickle::Kind::kDict ? sys_info.root()->find("little_endian") : nullptr;
+  if (little == nullptr || little->kind != pickle::Kind::kBool || !little->boolean) {
+    return layout_error("sys_info does not say little_endian: True; only little-endian files are read");
+  }
+  CKPT_ASSIGN_OR_RETURN(document_, next_pickle("object"));
+  CKPT_ASSIGN_OR_RETURN(pickle::Document keys, next_pickle("storage keys"));
+  if (keys.root()->kind != pickle::Kind::kList) return layout_error("the storage keys are not a list");
+  CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(*document_.root(), name));
+  std::map<std::string, const pickle::TorchStorageInfo*, std::less<>> storages;
+  for (const auto& tensor : named) {
+    const pickle::TorchStorageInfo& storage = tensor.node->tensor.storage->storage;
+    storages.emplace(storage.key, &storage);
+  }
+  // Each storage: its element count, then its elements.
+  for (const pickle::Value* key : keys.root()->items) {
+    if (key->kind != pickle::Kind::kString) return layout_error("a storage key is not a str");
+    auto storage = storages.find(key->text);
+    if (storage == storages.end()) {
+      return layout_error(fmt::format("storage '{}' is not the storage of any tensor", key->text));
+    }
+    std::array<std::byte, 8> count_bytes{};
+    if (file_->size() - offset < count_bytes.size()) {
+      return torch_error(ErrorCode::kMissingData, fmt::format("the file ends before storage '{}'", key->text), path_);
+    }
+    CKPT_TRY(file_->read_at(offset, count_bytes));
+    std::uint64_t count = 0;
+    for (std::size_t i = count_bytes.size(); i-- > 0;) count = (count << 8) | std::to_integer<std::uint64_t>(count_bytes[i]);
+    const std::size_t element = dtype_size(storage->second->dtype);
+    offset += count_bytes.size();
+    if (count > (file_->size() - offset) / element) {
+      return torch_error(ErrorCode::kMissingData,
+                         fmt::format("storage '{}' has {} elements of {} bytes; the file ends first", key->text, count, element), path_);
+    }
+    if (count != storage->second->numel) {
+      return torch_error(ErrorCode::kDataSizeMismatch,
+                         fmt::format("storage '{}' holds {} elements, its tensors' persistent id says {}", key->text,
+                                     count, storage->second->numel), path_);
+    }
+    CKPT_ASSIGN_OR_RETURN(SliceSource slice, SliceSource::make(file_, offset, count * element));
+    records_.emplace("data/" + key->text, std::make_shared<SliceSource>(std::move(slice)));
+    offset += count * element;
+  }
+  add_tensors(document_, name, "", "data", problems);
+  return {};
+}
+
+bool TorchFile::add_tensors(const pickle::Document& document, std::string_view pickle_name, std::string_view prefix,
+                            std::string_view record_folder, ProblemSink& problems) {
+  auto named = pickle::named_tensors(*document.root(), pickle_name);
+  if (!named.ok()) return problems.error(std::move(named).error());
+  for (auto& named_tensor : *named) {
+    const std::string name = prefix.empty() ? named_tensor.name : fmt::format("{}.{}", prefix, named_tensor.name);
+    const pickle::Value* node = named_tensor.node;
+    const pickle::TorchTensorInfo& view = node->tensor;
+    const pickle::TorchStorageInfo& storage = view.storage->storage;
+    // A tensor with a problem is left out; the others are still checked.
+    auto fail = [&](ErrorCode code, std::string message) {
+      return problems.error(std::move(Error(code, std::move(message)).in_file(path_.string()).in_variable(name)));
+    };
+    std::string record_name = fmt::format("{}/{}", record_folder, storage.key);
+    auto record = records_.find(record_name);
+    if (record == records_.end()) {
+      if (!fail(ErrorCode::kMissingData, fmt::format("storage record {} is missing", record_name))) return false;
+      continue;
+    }
+    const std::uint64_t record_size = record->second->size();
+    std::size_t storage_element = dtype_size(storage.dtype);
+    if (storage.numel > record_size / storage_element || storage.numel * storage_element != record_size) {
+      if (!fail(ErrorCode::kDataSizeMismatch, fmt::format("storage {} holds {} elements of {} bytes, its record has {} bytes",
+                                                          storage.key, storage.numel, storage_element, record_size))) {
+        return false;
+      }
+      continue;
+    }
+    auto extent = view_extent(view);
+    const std::size_t element = dtype_size(view.dtype);
+    if (!extent || *extent > record_size / element) {
+      if (!fail(ErrorCode::kPickleStructure,
+                fmt::format("view at offset {} with shape {} and strides {} reaches past the {} elements of {} of storage {}",
+                            view.storage_offset, shape_to_string(view.shape), shape_to_string(view.stride),
+                            record_size / element, dtype_name(view.dtype), storage.key))) {
+        return false;
+      }
+      continue;
+    }
+    auto meta = VariableMeta::make(view.dtype, view.shape);
+    if (!meta.ok()) {
+      if (!fail(meta.error().code(), meta.error().message())) return false;
+      continue;
+    }
+    tensors_.push_back({name, std::move(meta).value(), node, std::move(record_name)});
+  }
+  return true;
 }
 
 const TorchTensorRef* TorchFile::find(std::string_view name) const {
@@ -257,8 +402,7 @@ Result<std::unique_ptr<ByteSource>> TorchFile::open_tensor(std::string_view name
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
   std::string source_name = fmt::format("{}:{}", path_.string(), tensor->name);
   std::uint64_t size = tensor->meta.byte_size();
-  const ZipEntry* record = zip_->find(root_ + "data/" + view.storage->storage.key);
-  CKPT_ASSIGN_OR_RETURN(std::shared_ptr<const ByteSource> storage, zip_->open_member(*record));
+  std::shared_ptr<const ByteSource> storage = records_.find(tensor->record)->second;
   if (is_contiguous(view)) {
     std::uint64_t start = view.storage_offset * dtype_size(tensor->meta.dtype());
     return std::unique_ptr<ByteSource>(std::make_unique<CallbackSource>(
@@ -277,8 +421,7 @@ Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
                          .in_variable(name));
   }
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
-  const ZipEntry* record = zip_->find(root_ + "data/" + view.storage->storage.key);
-  CKPT_ASSIGN_OR_RETURN(auto storage, zip_->open_member(*record));
+  std::shared_ptr<const ByteSource> storage = records_.find(tensor->record)->second;
   std::size_t element = dtype_size(tensor->meta.dtype());
   if (out.empty()) return {};
   if (is_contiguous(view)) return storage->read_at(view.storage_offset * element, out);
@@ -316,8 +459,10 @@ Result<const pickle::Value*> TorchWriter::add_tensor(const VariableMeta& meta, c
   auto fail = [&](ErrorCode code, std::string message) {
     return std::move(Error(code, std::move(message)).in_file(state_->file.name()));
   };
-  if (pickle::detail::torch_storage_class(meta.dtype()).empty()) {
-    return fail(ErrorCode::kInvalidArgument, fmt::format("torch has no storage type for {}", dtype_name(meta.dtype())));
+  // torch >= 2.1 saves its newer dtypes over an untyped storage (torch/_tensor.py).
+  const bool untyped = pickle::detail::torch_storage_class(meta.dtype()).empty();
+  if (untyped && pickle::detail::torch_v3_dtype_name(meta.dtype()).empty()) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("torch has no dtype for {}", dtype_name(meta.dtype())));
   }
   if (data.size() != meta.byte_size()) {
     return fail(ErrorCode::kBufferSizeMismatch, fmt::format("data has {} bytes, the tensor needs {}", data.size(), meta.byte_size()));
@@ -325,9 +470,11 @@ Result<const pickle::Value*> TorchWriter::add_tensor(const VariableMeta& meta, c
   pickle::Document& doc = state_->document;
   std::string key = std::to_string(state_->storages);
   pickle::Value* storage = doc.make(pickle::Kind::kTorchStorage);
-  storage->storage = {meta.dtype(), key, "cpu", meta.element_count()};
+  storage->storage = untyped ? pickle::TorchStorageInfo{DType::kUInt8, key, "cpu", meta.byte_size(), true}
+                             : pickle::TorchStorageInfo{meta.dtype(), key, "cpu", meta.element_count()};
   pickle::Value* tensor = doc.make(pickle::Kind::kTorchTensor);
   tensor->tensor.storage = storage;
+  tensor->tensor.dtype = meta.dtype();
   tensor->tensor.shape = meta.shape();
   tensor->tensor.stride.assign(meta.shape().size(), 1);
   for (std::size_t d = meta.shape().size(); d-- > 1;) tensor->tensor.stride[d - 1] = tensor->tensor.stride[d] * std::max<std::int64_t>(meta.shape()[d], 1);

@@ -77,6 +77,8 @@ struct OpenOptions {
   const ShapeTable* shapes = nullptr;
   // npy and npz: the '<V2' bfloat16 choice and the Fortran-order reorder cap.
   NpyReadOptions npy = {};
+  // A single .npy file: the name of its one tensor (default: the file's stem).
+  std::optional<std::string> tensor_name = std::nullopt;
 };
 
 // The format of `path` from its content ("oneflow", "npy", "npz", ...), or

@@ -1,5 +1,7 @@
 // OneFlow's DataType enum and what each type means to the formats we convert
-// to. The numbers are OneFlow's (data_type.proto) and never change.
+// to. The numbers are OneFlow's (data_type.proto) and never change. After
+// them come types OneFlow does not have (FP8), numbered by ckpt: the OneFlow
+// formats refuse them (is_oneflow_dtype), the others carry them.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +35,11 @@ enum class DType : std::int32_t {
   kComplex32 = 19,
   kComplex64 = 20,
   kComplex128 = 21,
+  // Not OneFlow's: the OCP 8-bit floats (safetensors F8_E4M3/F8_E5M2/F8_E8M0,
+  // torch float8_e4m3fn/float8_e5m2/float8_e8m0fnu).
+  kFloat8E4M3 = 22,  // 1 sign, 4 exponent, 3 mantissa bits; no infinity, S.1111.111 is NaN
+  kFloat8E5M2 = 23,  // 1 sign, 5 exponent, 2 mantissa bits; IEEE-like infinities and NaNs
+  kFloat8E8M0 = 24,  // 8 exponent bits, no sign: 2^(e-127); 0xFF is NaN
 };
 
 struct DTypeInfo {
@@ -51,6 +58,9 @@ std::span<const DTypeInfo> all_dtypes();
 const DTypeInfo& dtype_info(DType dtype);
 inline std::string_view dtype_name(DType dtype) { return dtype_info(dtype).name; }
 inline std::size_t dtype_size(DType dtype) { return dtype_info(dtype).size; }
+
+// Whether OneFlow's DataType enum has `dtype` (the FP8 types are ckpt's).
+inline bool is_oneflow_dtype(DType dtype) { return dtype <= DType::kComplex128; }
 
 std::optional<DType> dtype_from_number(std::int64_t number);
 std::optional<DType> dtype_from_name(std::string_view name);  // "kFloat"

@@ -38,6 +38,8 @@ enum class ErrorCode : std::uint16_t {
   kDuplicateName = 213,
   kUnknownVariable = 214,     // asked for a variable the checkpoint does not have
   kSymlinkLoop = 260,         // a symlink in the checkpoint that resolves to itself
+  kTorchScriptUnreadable = 290,  // a TorchScript archive whose pickles hold more than tensors and modules
+  kRecognisedNotCheckpoint = 291,  // no format matched, but the bytes are recognisable (an LFS pointer, HTML, ...)
 
   // 3xx: the `meta` text
   kMetaMissing = 301,

@@ -43,7 +43,7 @@ enum class Kind : std::uint8_t {
   kGlobal,        // an allow-listed class or function used as a value
   kOneflowTensor, // cls() + BUILD {"path": "tensor_N"}
   kTorchStorage,  // a torch persistent id ('storage', type, key, location, numel)
-  kTorchTensor,   // torch._utils._rebuild_tensor_v2(...) or a Parameter of it
+  kTorchTensor,   // torch._utils._rebuild_tensor_v2/v3(...) or a Parameter of it
 };
 
 std::string_view kind_name(Kind kind);
@@ -51,15 +51,20 @@ std::string_view kind_name(Kind kind);
 struct Value;
 
 struct TorchStorageInfo {
+  // kUInt8 for torch.UntypedStorage (`untyped`), whose numel counts bytes.
   DType dtype = DType::kFloat;
   std::string key;       // the record name under data/
   std::string location;  // "cpu", "cuda:0"
   std::uint64_t numel = 0;
+  bool untyped = false;  // torch.UntypedStorage, as torch >= 2.1 saves the tensors of _rebuild_tensor_v3
 };
 
 struct TorchTensorInfo {
   const Value* storage = nullptr;  // kTorchStorage
-  std::uint64_t storage_offset = 0;  // in elements
+  // The element type: the storage's (_rebuild_tensor_v2), or the dtype
+  // argument of _rebuild_tensor_v3 over an untyped storage.
+  DType dtype = DType::kFloat;
+  std::uint64_t storage_offset = 0;  // in elements of `dtype`
   Shape shape;
   std::vector<std::int64_t> stride;
   bool requires_grad = false;
@@ -78,7 +83,8 @@ struct Value {
   std::vector<std::pair<const Value*, const Value*>> entries;  // kDict, in insertion order
   bool ordered = false;              // kDict: an OrderedDict
   const Value* metadata = nullptr;   // kDict: the `_metadata` attribute set by BUILD
-  // kOneflowTensor: the class (kGlobal) and the BUILD state (kDict with "path").
+  // kOneflowTensor: the class (kGlobal) and the BUILD state (kDict with "path");
+  // kDict: the `__torch__` class of a TorchScript object (ReadOptions::torchscript_classes).
   const Value* cls = nullptr;
   const Value* state = nullptr;
   TorchStorageInfo storage;  // kTorchStorage
@@ -174,6 +180,10 @@ enum class Flavor : std::uint8_t {
 struct ReadOptions {
   Flavor flavor = Flavor::kOneflow;
   ReadLimits limits = {};
+  // TorchScript archives (torch.jit.save): a `__torch__.*` class is an inert
+  // stub, NEWOBJ () makes a dict with `cls` set and BUILD fills it with the
+  // attributes, so tensors are named by the module tree. Nothing is imported.
+  bool torchscript_classes = false;
 };
 
 // Reads one pickle that must fill `bytes` exactly (STOP at the end).
@@ -181,6 +191,12 @@ struct ReadOptions {
 Result<Document> read(std::span<const std::byte> bytes, const ReadOptions& options = {},
                       std::string_view name = "<memory>");
 Result<Document> read(const ByteSource& source, const ReadOptions& options = {});
+
+// Reads the pickle at the start of `bytes`, which may go on after its STOP
+// (torch's legacy format writes several pickles in a row); `consumed` is
+// set to the pickle's length.
+Result<Document> read_prefix(std::span<const std::byte> bytes, const ReadOptions& options, std::string_view name,
+                             std::uint64_t& consumed);
 
 // Writes `root` with protocol 2, 3 or 4, as CPython's C pickler would for
 // the same object graph (shared nodes become memo references).
