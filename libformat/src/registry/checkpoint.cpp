@@ -16,6 +16,7 @@ namespace {
 // One line per format, so adding one is adding a line.
 std::span<const detail::FormatHandler* const> handlers() {
   static const std::array kHandlers = {
+      &detail::safetensors_sharded_format(),  // before oneflow: a directory with an index is a set
       &detail::oneflow_format(),
       &detail::oneflow_pickle_format(),
       &detail::npy_format(),

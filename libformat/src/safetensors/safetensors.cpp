@@ -15,6 +15,7 @@
 #include "ckpt/format/checkpoint.hpp"
 #include "registry/formats.hpp"
 #include "core/posix_util.hpp"
+#include "safetensors/safetensors_staging.hpp"
 
 namespace ckpt {
 namespace {
@@ -392,6 +393,78 @@ Result<std::unique_ptr<CheckpointReader>> open_safetensors(const fs::path& path,
 
 // ---- writing ----
 
+class SafetensorsWriter final : public CheckpointWriter {
+ public:
+  SafetensorsWriter(AtomicFile output, detail::SafetensorsStaging staging)
+      : output_(std::move(output)), staging_(std::move(staging)) {}
+
+  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
+    if (committed_) {
+      return Error(ErrorCode::kInvalidArgument, "the writer has already committed").in_variable(name).in_file(output_.name());
+    }
+    return staging_.add(name, meta, data, output_.name());
+  }
+
+  Status commit() override {
+    if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(output_.name());
+    CKPT_TRY(staging_.write_file(output_, staging_.tensors()));
+    CKPT_TRY(output_.commit());
+    committed_ = true;
+    return {};
+  }
+
+ private:
+  AtomicFile output_;
+  detail::SafetensorsStaging staging_;
+  bool committed_ = false;
+};
+
+Result<std::unique_ptr<CheckpointWriter>> create_safetensors(const fs::path& path, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(AtomicFile output, AtomicFile::create(path, std::move(options)));
+  CKPT_ASSIGN_OR_RETURN(auto staging, detail::SafetensorsStaging::create(path));
+  return std::unique_ptr<CheckpointWriter>(std::make_unique<SafetensorsWriter>(std::move(output), std::move(staging)));
+}
+
+// Every problem of the header (check_safetensors), then the tensors it
+// describes when there was none.
+ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& options) {
+  auto file = FileSource::open(path);
+  if (!file.ok()) return detail::unreadable_report(path, file.error());
+  std::vector<Error> problems = check_safetensors(*file);
+  if (problems.empty()) return detail::validate_through_reader(path, options, open_safetensors);
+  ValidationReport report;
+  report.path = path;
+  for (const Error& problem : problems) report.issues.push_back(make_issue(problem, Severity::kError));
+  return report;
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) { return !utf8_error_offset(text).has_value(); }
+
+std::optional<DType> dtype_from_safetensors(std::string_view name) {
+  for (const auto& info : all_dtypes()) {
+    // kChar shares I8 with kInt8; I8 reads as kInt8.
+    if (info.dtype != DType::kChar && !info.safetensors.empty() && info.safetensors == name) return info.dtype;
+  }
+  return std::nullopt;
+}
+
+Result<SafetensorsHeader> read_safetensors_header(const ByteSource& file) {
+  Problems problems(/*fail_fast=*/true, file.name());
+  SafetensorsHeader header = parse_header(file, problems);
+  if (!problems.list().empty()) return std::move(problems.list().front());
+  return header;
+}
+
+std::vector<Error> check_safetensors(const ByteSource& file) {
+  Problems problems(/*fail_fast=*/false, file.name());
+  parse_header(file, problems);
+  return std::move(problems.list());
+}
+
+namespace detail {
+
 // An unnamed read-write file beside the destination: tensors are staged here
 // because the header, written first, needs every tensor's size. It is
 // unlinked at once, so nothing is left behind even after a crash.
@@ -445,127 +518,70 @@ class ScratchFile final : public ByteSink, public ByteSource {
   std::uint64_t size_ = 0;
 };
 
-class SafetensorsWriter final : public CheckpointWriter {
- public:
-  SafetensorsWriter(AtomicFile output, std::unique_ptr<ScratchFile> scratch)
-      : output_(std::move(output)), scratch_(std::move(scratch)) {}
+SafetensorsStaging::SafetensorsStaging(std::unique_ptr<ScratchFile> scratch) : scratch_(std::move(scratch)) {}
+SafetensorsStaging::SafetensorsStaging(SafetensorsStaging&& other) noexcept = default;
+SafetensorsStaging::~SafetensorsStaging() = default;
 
-  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
-    auto fail = [&](ErrorCode code, std::string message) {
-      return std::move(Error(code, std::move(message)).in_variable(name).in_file(output_.name()));
-    };
-    if (committed_) return fail(ErrorCode::kInvalidArgument, "the writer has already committed");
-    if (dtype_info(meta.dtype()).safetensors.empty()) {
-      return fail(ErrorCode::kSafetensorsUnknownDtype,
-                  fmt::format("{} has no safetensors dtype (supported: {})", dtype_name(meta.dtype()),
-                              supported_dtype_list()));
-    }
-    if (!is_valid_utf8(name)) return fail(ErrorCode::kSafetensorsHeaderUtf8, "the name is not valid UTF-8");
-    if (name == kSafetensorsMetadataKey) return fail(ErrorCode::kInvalidArgument, "the name is reserved for metadata");
-    if (data.size() != meta.byte_size()) {
-      return fail(ErrorCode::kBufferSizeMismatch,
-                  fmt::format("expected {} bytes ({} {}), the data has {}", meta.byte_size(), dtype_name(meta.dtype()),
-                              shape_to_string(meta.shape()), data.size()));
-    }
-    if (!names_.emplace(name).second) return fail(ErrorCode::kDuplicateName, "added twice");
-    staged_.push_back({std::string(name), meta, scratch_->size()});
-    return scratch_->write_from(data, 0, data.size());
-  }
+Result<SafetensorsStaging> SafetensorsStaging::create(const fs::path& destination) {
+  CKPT_ASSIGN_OR_RETURN(auto scratch, ScratchFile::create(destination));
+  return SafetensorsStaging(std::move(scratch));
+}
 
-  Status commit() override {
-    if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(output_.name());
-    // The reference's order: widest elements first, then by name, so every
-    // tensor starts at a multiple of its element size.
-    std::sort(staged_.begin(), staged_.end(), [](const Staged& a, const Staged& b) {
-      auto a_size = dtype_size(a.meta.dtype());
-      auto b_size = dtype_size(b.meta.dtype());
-      return a_size != b_size ? a_size > b_size : a.name < b.name;
-    });
-    nlohmann::ordered_json document = nlohmann::ordered_json::object();
-    std::uint64_t offset = 0;
-    for (const auto& tensor : staged_) {
-      document[tensor.name] = {{"dtype", dtype_info(tensor.meta.dtype()).safetensors},
-                               {"shape", tensor.meta.shape()},
-                               {"data_offsets", {offset, offset + tensor.meta.byte_size()}}};
-      offset += tensor.meta.byte_size();
-    }
-    std::string text = document.dump();
-    text.append((kHeaderAlignment - text.size() % kHeaderAlignment) % kHeaderAlignment, ' ');
-    if (text.size() > kSafetensorsMaxHeaderBytes) {
-      return Error(ErrorCode::kSafetensorsHeaderTooLarge,
-                   fmt::format("the header would be {} bytes, over the cap of {}", text.size(),
-                               kSafetensorsMaxHeaderBytes))
-          .in_file(output_.name());
-    }
-    auto length_field = store_le64(text.size());
-    CKPT_TRY(output_.write(length_field));
-    CKPT_TRY(output_.write(as_bytes(text)));
-    for (const auto& tensor : staged_) {
-      CKPT_TRY(output_.write_from(*scratch_, tensor.scratch_offset, tensor.meta.byte_size()));
-    }
-    CKPT_TRY(output_.commit());
-    committed_ = true;
-    return {};
-  }
-
- private:
-  struct Staged {
-    std::string name;
-    VariableMeta meta;
-    std::uint64_t scratch_offset;
+Status SafetensorsStaging::add(std::string_view name, const VariableMeta& meta, const ByteSource& data,
+                               const std::string& output) {
+  auto fail = [&](ErrorCode code, std::string message) {
+    return std::move(Error(code, std::move(message)).in_variable(name).in_file(output));
   };
-  AtomicFile output_;
-  std::unique_ptr<ScratchFile> scratch_;
-  std::vector<Staged> staged_;
-  std::unordered_set<std::string> names_;
-  bool committed_ = false;
-};
-
-Result<std::unique_ptr<CheckpointWriter>> create_safetensors(const fs::path& path, WriteOptions options) {
-  CKPT_ASSIGN_OR_RETURN(AtomicFile output, AtomicFile::create(path, std::move(options)));
-  CKPT_ASSIGN_OR_RETURN(auto scratch, ScratchFile::create(path));
-  return std::unique_ptr<CheckpointWriter>(std::make_unique<SafetensorsWriter>(std::move(output), std::move(scratch)));
-}
-
-// Every problem of the header (check_safetensors), then the tensors it
-// describes when there was none.
-ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& options) {
-  auto file = FileSource::open(path);
-  if (!file.ok()) return detail::unreadable_report(path, file.error());
-  std::vector<Error> problems = check_safetensors(*file);
-  if (problems.empty()) return detail::validate_through_reader(path, options, open_safetensors);
-  ValidationReport report;
-  report.path = path;
-  for (const Error& problem : problems) report.issues.push_back(make_issue(problem, Severity::kError));
-  return report;
-}
-
-}  // namespace
-
-bool is_valid_utf8(std::string_view text) { return !utf8_error_offset(text).has_value(); }
-
-std::optional<DType> dtype_from_safetensors(std::string_view name) {
-  for (const auto& info : all_dtypes()) {
-    // kChar shares I8 with kInt8; I8 reads as kInt8.
-    if (info.dtype != DType::kChar && !info.safetensors.empty() && info.safetensors == name) return info.dtype;
+  if (dtype_info(meta.dtype()).safetensors.empty()) {
+    return fail(ErrorCode::kSafetensorsUnknownDtype,
+                fmt::format("{} has no safetensors dtype (supported: {})", dtype_name(meta.dtype()),
+                            supported_dtype_list()));
   }
-  return std::nullopt;
+  if (!is_valid_utf8(name)) return fail(ErrorCode::kSafetensorsHeaderUtf8, "the name is not valid UTF-8");
+  if (name == kSafetensorsMetadataKey) return fail(ErrorCode::kInvalidArgument, "the name is reserved for metadata");
+  if (data.size() != meta.byte_size()) {
+    return fail(ErrorCode::kBufferSizeMismatch,
+                fmt::format("expected {} bytes ({} {}), the data has {}", meta.byte_size(), dtype_name(meta.dtype()),
+                            shape_to_string(meta.shape()), data.size()));
+  }
+  if (!names_.emplace(name).second) return fail(ErrorCode::kDuplicateName, "added twice");
+  tensors_.push_back({std::string(name), meta, scratch_->size()});
+  return scratch_->write_from(data, 0, data.size());
 }
 
-Result<SafetensorsHeader> read_safetensors_header(const ByteSource& file) {
-  Problems problems(/*fail_fast=*/true, file.name());
-  SafetensorsHeader header = parse_header(file, problems);
-  if (!problems.list().empty()) return std::move(problems.list().front());
-  return header;
+Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors,
+                                      const std::map<std::string, std::string>& metadata) const {
+  // The reference's order: widest elements first, then by name, so every
+  // tensor starts at a multiple of its element size.
+  std::sort(tensors.begin(), tensors.end(), [](const StagedTensor& a, const StagedTensor& b) {
+    auto a_size = dtype_size(a.meta.dtype());
+    auto b_size = dtype_size(b.meta.dtype());
+    return a_size != b_size ? a_size > b_size : a.name < b.name;
+  });
+  nlohmann::ordered_json document = nlohmann::ordered_json::object();
+  if (!metadata.empty()) document[std::string(kSafetensorsMetadataKey)] = metadata;
+  std::uint64_t offset = 0;
+  for (const auto& tensor : tensors) {
+    document[tensor.name] = {{"dtype", dtype_info(tensor.meta.dtype()).safetensors},
+                             {"shape", tensor.meta.shape()},
+                             {"data_offsets", {offset, offset + tensor.meta.byte_size()}}};
+    offset += tensor.meta.byte_size();
+  }
+  std::string text = document.dump();
+  text.append((kHeaderAlignment - text.size() % kHeaderAlignment) % kHeaderAlignment, ' ');
+  if (text.size() > kSafetensorsMaxHeaderBytes) {
+    return Error(ErrorCode::kSafetensorsHeaderTooLarge,
+                 fmt::format("the header would be {} bytes, over the cap of {}", text.size(), kSafetensorsMaxHeaderBytes))
+        .in_file(out.name());
+  }
+  auto length_field = store_le64(text.size());
+  CKPT_TRY(out.write(length_field));
+  CKPT_TRY(out.write(as_bytes(text)));
+  for (const auto& tensor : tensors) {
+    CKPT_TRY(out.write_from(*scratch_, tensor.scratch_offset, tensor.meta.byte_size()));
+  }
+  return {};
 }
-
-std::vector<Error> check_safetensors(const ByteSource& file) {
-  Problems problems(/*fail_fast=*/false, file.name());
-  parse_header(file, problems);
-  return std::move(problems.list());
-}
-
-namespace detail {
 
 const FormatHandler& safetensors_format() {
   static const FormatHandler handler{"safetensors", looks_like_safetensors, open_safetensors, create_safetensors,
