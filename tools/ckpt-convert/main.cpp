@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ckpt/convert/convert.hpp"
+#include "ckpt/format/safetensors_sharded.hpp"
 #include "ckpt/format/views.hpp"
 
 namespace {
@@ -17,6 +18,7 @@ namespace {
 constexpr std::string_view kUsage = R"(usage: ckpt-convert SRC DST [--from FMT] [--to FMT] [--force] [--shapes FILE]
                     [--compress] [--v2-as-bfloat16] [--nest PREFIX]... [--dtype T]
                     [--include GLOB]... [--exclude GLOB]... [--rename OLD=NEW]...
+                    [--max-shard-size SIZE]
 
 Converts a checkpoint between formats, one variable at a time, crash-safe
 (DST appears complete or not at all).
@@ -27,6 +29,8 @@ Formats:
   npy             a directory of <variable>.npy files
   npz             a NumPy .npz archive of <variable>.npy members
   safetensors     a safetensors file
+  safetensors-sharded  a directory of safetensors shards and model.safetensors.index.json
+                  (Hugging Face's layout for large models); reads the directory or the index
   torch           a torch.save zip file (.pt, .pth, .bin; torch >= 1.6)
 Nested objects of the pickle formats ({"model": ..., "optimizer": ..., "epoch": 3})
 become dotted names in flat formats ("model.l1.weight"); between pickle
@@ -55,6 +59,9 @@ Options:
   --nest PREFIX      pickle destinations: nest dotted names under PREFIX (repeatable;
                      '*' matches one segment), e.g. --nest model --nest 'optimizer.state.*'
                      (spec/pickle.md, "Nesting")
+  --max-shard-size SIZE  safetensors-sharded: the most bytes per shard, as huggingface_hub
+                     reads it (5GB, 500MB; KB..TB are powers of 1000); default 5GB;
+                     tensors are never split, a larger one gets a shard of its own
   --help             this text
 
 Variables are filtered, cast, then renamed: GLOBs see the source's names.
@@ -126,6 +133,7 @@ int main(int argc, char** argv) {
   ckpt::WriteOptions write_options;
   ViewOptions views;
   std::vector<std::string> nesting;
+  bool shard_size_given = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
     auto value = [&]() -> std::optional<std::string_view> {
@@ -168,6 +176,11 @@ int main(int argc, char** argv) {
       auto rule = ckpt::parse_rename_rule(*text);
       if (!rule.ok()) return usage_error(fmt::format("--rename: {}", rule.error().message()));
       views.renames.push_back(std::move(rule).value());
+    } else if (arg == "--max-shard-size") {
+      auto size = ckpt::parse_byte_size(value().value_or(""));
+      if (!size.ok()) return usage_error(fmt::format("--max-shard-size: {}", size.error().message()));
+      write_options.max_shard_bytes = *size;
+      shard_size_given = true;
     } else if (arg == "--nest") {
       auto prefix = value();
       if (!prefix) return usage_error("--nest needs a prefix");
@@ -183,6 +196,9 @@ int main(int argc, char** argv) {
   const std::string target = ckpt::convert::choose_destination_format(destination_path, to);
   if (write_options.compress && target != "npz") {
     return usage_error(fmt::format("--compress applies to npz only, and the destination is {}", target));
+  }
+  if (shard_size_given && target != "safetensors-sharded") {
+    return usage_error(fmt::format("--max-shard-size applies to safetensors-sharded only, and the destination is {}", target));
   }
 
   auto fail = [](const ckpt::Error& error) {
