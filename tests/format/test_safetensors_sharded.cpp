@@ -1,5 +1,6 @@
 #include "ckpt/format/safetensors_sharded.hpp"
 
+#include <functional>
 #include <set>
 
 #include <doctest/doctest.h>
@@ -216,30 +217,32 @@ TEST_CASE("broken sets give their codes, to the reader and the validator") {
     CHECK(open_code(set) == ErrorCode::kShardedDuplicateTensor);
     CHECK(validation_codes(set) == std::set{ErrorCode::kShardedDuplicateTensor});
   }
-  SUBCASE("a wrong total_size") {
-    write_set(set, four_tensors(), 1200);
-    auto index = read_index(set);
-    index["metadata"]["total_size"] = 5601;
-    write_index(set, index);
-    CHECK(open_code(set) == ErrorCode::kShardedTotalSize);
-    CHECK(validation_codes(set) == std::set{ErrorCode::kShardedTotalSize});
-  }
-  SUBCASE("the weight_map names a tensor its file does not hold") {
-    write_set(set, four_tensors(), 1200);
-    auto index = read_index(set);
-    index["weight_map"]["embed"] = "model-00001-of-00003.safetensors";
-    write_index(set, index);
-    CHECK(open_code(set) == ErrorCode::kShardedMisplacedTensor);
-    // embed stays in shard 2, which now holds a tensor the index gives to another shard: only the misplacement.
-    CHECK(validation_codes(set) == std::set{ErrorCode::kShardedMisplacedTensor});
-  }
-  SUBCASE("a shard holding a tensor the weight_map does not name") {
-    write_set(set, four_tensors(), 1200);
-    auto index = read_index(set);
-    index["weight_map"].erase("layer.0.bias");
-    index["metadata"]["total_size"] = 4800;
-    write_index(set, index);
-    CHECK(open_code(set) == ErrorCode::kShardedUnlistedTensor);
+  SUBCASE("index edits: a wrong total_size, a tensor its file does not hold, a tensor the index leaves out") {
+    struct Edit {
+      std::function<void(nlohmann::json&)> apply;
+      ErrorCode code;
+    };
+    const Edit edits[] = {
+        {[](auto& index) { index["metadata"]["total_size"] = 5601; }, ErrorCode::kShardedTotalSize},
+        // embed stays in shard 2, which then holds a tensor the index gives to another shard: one misplacement.
+        {[](auto& index) { index["weight_map"]["embed"] = "model-00001-of-00003.safetensors"; },
+         ErrorCode::kShardedMisplacedTensor},
+        {[](auto& index) {
+           index["weight_map"].erase("layer.0.bias");
+           index["metadata"]["total_size"] = 4800;
+         },
+         ErrorCode::kShardedUnlistedTensor},
+    };
+    for (const auto& edit : edits) {
+      CAPTURE(edit.code);
+      fs::remove_all(set);
+      write_set(set, four_tensors(), 1200);
+      auto index = read_index(set);
+      edit.apply(index);
+      write_index(set, index);
+      CHECK(open_code(set) == edit.code);
+      CHECK(validation_codes(set) == std::set{edit.code});
+    }
   }
   SUBCASE("every problem at once, collected") {
     write_set(set, four_tensors(), 1200);

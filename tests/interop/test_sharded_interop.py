@@ -7,8 +7,9 @@ checkpoint. Broken sets give their codes in ckpt-validate.
 The peers live in the venv scripts/make-hf-venv.sh creates; without it the
 test is skipped (exit 77).
 
-usage: test_sharded_interop.py CKPT_CONVERT CKPT_VALIDATE   (run by meson test)
+usage: test_sharded_interop.py CKPT_CONVERT CKPT_VALIDATE CKPT_INSPECT CKPT_DIFF LIBCKPT   (run by meson test)
 """
+import ctypes
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ from huggingface_hub import constants, split_state_dict_into_shards_factory  # n
 from safetensors import safe_open  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
-CONVERT, VALIDATE = sys.argv[1], sys.argv[2]
+CONVERT, VALIDATE, INSPECT, DIFF, LIBCKPT = sys.argv[1:6]
 INDEX = "model.safetensors.index.json"
 
 
@@ -131,6 +132,17 @@ class ShardedInterop(unittest.TestCase):
         run(CONVERT, self.dir / "hf", self.dir / "merged.npz")
         with np.load(self.dir / "merged.npz") as merged:
             self.assert_equal_tensors(dict(merged), tensors)
+        # ckpt-diff, ckpt-inspect and the C API see the set as one checkpoint
+        out = run(DIFF, self.dir / "hf", self.dir / "merged.npz")
+        self.assertIn(f"equal: {len(tensors)} tensors in A (safetensors-sharded), {len(tensors)} in B (npz)", out)
+        inspected = json.loads(run(INSPECT, self.dir / "hf", "--json"))
+        self.assertEqual(inspected["format"], "safetensors-sharded")
+        lib = ctypes.CDLL(LIBCKPT)
+        lib.ckpt_tensor_count.restype = ctypes.c_size_t
+        reader = ctypes.c_void_p()
+        self.assertEqual(lib.ckpt_open(str(self.dir / "hf").encode(), None, ctypes.byref(reader)), 0)
+        self.assertEqual(lib.ckpt_tensor_count(reader), len(tensors))
+        lib.ckpt_close(reader)
         # and back into one safetensors file, and from it into a set again
         run(CONVERT, self.dir / "hf" / INDEX, self.dir / "one.safetensors")
         self.assert_equal_tensors(load_file(self.dir / "one.safetensors"), tensors)

@@ -334,14 +334,17 @@ class TensorBytes final : public ByteSource {
   std::uint64_t size_;
 };
 
-class SafetensorsReader final : public CheckpointReader {
+// Tensors lying in one or more safetensors files: the single-file format
+// and sharded sets read the same way.
+class PlacedReader final : public CheckpointReader {
  public:
-  SafetensorsReader(fs::path path, std::shared_ptr<const FileSource> file, SafetensorsHeader header)
-      : path_(std::move(path)), file_(std::move(file)), header_(std::move(header)) {
-    for (const auto& entry : header_.entries) tensors_.push_back({entry.name, entry.meta});
+  PlacedReader(std::string_view format, fs::path path, std::vector<std::shared_ptr<const FileSource>> files,
+               std::vector<detail::PlacedTensor> placed)
+      : format_(format), path_(std::move(path)), files_(std::move(files)), placed_(std::move(placed)) {
+    for (const auto& tensor : placed_) tensors_.push_back({tensor.name, tensor.meta});
   }
 
-  std::string_view format_name() const override { return "safetensors"; }
+  std::string_view format_name() const override { return format_; }
   const fs::path& path() const override { return path_; }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
@@ -350,15 +353,16 @@ class SafetensorsReader final : public CheckpointReader {
     if (info == nullptr) {
       return Error(ErrorCode::kUnknownVariable, "no tensor of that name").in_variable(name).in_file(path_.string());
     }
-    const auto& entry = header_.entries[static_cast<std::size_t>(info - tensors_.data())];
+    const auto& tensor = placed_[static_cast<std::size_t>(info - tensors_.data())];
     return std::unique_ptr<ByteSource>(
-        std::make_unique<TensorBytes>(file_, header_.data_start + entry.begin, entry.end - entry.begin));
+        std::make_unique<TensorBytes>(files_[tensor.file], tensor.start, tensor.meta.byte_size()));
   }
 
  private:
+  std::string_view format_;
   fs::path path_;
-  std::shared_ptr<const FileSource> file_;
-  SafetensorsHeader header_;  // entries in the same (name) order as tensors_
+  std::vector<std::shared_ptr<const FileSource>> files_;
+  std::vector<detail::PlacedTensor> placed_;  // in the same (name) order as tensors_
   std::vector<TensorInfo> tensors_;
 };
 
@@ -386,9 +390,12 @@ bool looks_like_safetensors(const fs::path& path) {
 Result<std::unique_ptr<CheckpointReader>> open_safetensors(const fs::path& path, const OpenOptions& /*options*/) {
   CKPT_ASSIGN_OR_RETURN(FileSource file, FileSource::open(path));
   CKPT_ASSIGN_OR_RETURN(SafetensorsHeader header, read_safetensors_header(file));
-  auto shared = std::make_shared<const FileSource>(std::move(file));
-  return std::unique_ptr<CheckpointReader>(
-      std::make_unique<SafetensorsReader>(path, std::move(shared), std::move(header)));
+  std::vector<detail::PlacedTensor> placed;
+  for (auto& entry : header.entries) {
+    placed.push_back({std::move(entry.name), std::move(entry.meta), 0, header.data_start + entry.begin});
+  }
+  return detail::placed_reader("safetensors", path, {std::make_shared<const FileSource>(std::move(file))},
+                               std::move(placed));
 }
 
 // ---- writing ----
@@ -464,6 +471,12 @@ std::vector<Error> check_safetensors(const ByteSource& file) {
 }
 
 namespace detail {
+
+std::unique_ptr<CheckpointReader> placed_reader(std::string_view format, const fs::path& path,
+                                                std::vector<std::shared_ptr<const FileSource>> files,
+                                                std::vector<PlacedTensor> tensors) {
+  return std::make_unique<PlacedReader>(format, path, std::move(files), std::move(tensors));
+}
 
 // An unnamed read-write file beside the destination: tensors are staged here
 // because the header, written first, needs every tensor's size. It is

@@ -44,17 +44,10 @@ class Findings {
   std::vector<Error> errors_;
 };
 
-struct ShardTensor {
-  std::string name;
-  VariableMeta meta;
-  std::size_t shard;    // index into ShardedSet::shards
-  std::uint64_t start;  // in the shard file
-};
-
 struct ShardedSet {
   fs::path index_path;
   std::vector<std::shared_ptr<const FileSource>> shards;  // null where a shard could not be read
-  std::vector<ShardTensor> tensors;                       // sorted by name
+  std::vector<detail::PlacedTensor> tensors;              // sorted by name; `file` indexes shards
 };
 
 bool is_index_name(const std::string& name) {
@@ -310,33 +303,6 @@ ShardedSet scan_set(const fs::path& path, Findings& findings) {
   return set;
 }
 
-class ShardedReader final : public CheckpointReader {
- public:
-  ShardedReader(fs::path path, ShardedSet set) : path_(std::move(path)), set_(std::move(set)) {
-    for (const auto& tensor : set_.tensors) tensors_.push_back({tensor.name, tensor.meta});
-  }
-
-  std::string_view format_name() const override { return kFormatName; }
-  const fs::path& path() const override { return path_; }
-  const std::vector<TensorInfo>& tensors() const override { return tensors_; }
-
-  Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
-    const TensorInfo* info = find(name);
-    if (info == nullptr) {
-      return Error(ErrorCode::kUnknownVariable, "no tensor of that name").in_variable(name).in_file(path_.string());
-    }
-    const ShardTensor& tensor = set_.tensors[static_cast<std::size_t>(info - tensors_.data())];
-    CKPT_ASSIGN_OR_RETURN(SliceSource slice,
-                          SliceSource::make(set_.shards[tensor.shard], tensor.start, tensor.meta.byte_size()));
-    return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(slice)));
-  }
-
- private:
-  fs::path path_;
-  ShardedSet set_;  // tensors in the same (name) order as tensors_
-  std::vector<TensorInfo> tensors_;
-};
-
 bool looks_like_sharded(const fs::path& path) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) return is_index_name(path.filename().string());
@@ -351,7 +317,7 @@ Result<std::unique_ptr<CheckpointReader>> open_sharded(const fs::path& path, con
   Findings findings(/*stop_at_first=*/true);
   ShardedSet set = scan_set(path, findings);
   if (!findings.errors().empty()) return std::move(findings.errors().front());
-  return std::unique_ptr<CheckpointReader>(std::make_unique<ShardedReader>(path, std::move(set)));
+  return detail::placed_reader(kFormatName, path, std::move(set.shards), std::move(set.tensors));
 }
 
 ValidationReport validate_sharded(const fs::path& path, const OpenOptions& /*options*/) {

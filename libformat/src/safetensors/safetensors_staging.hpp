@@ -1,4 +1,5 @@
-// Tensors staged for safetensors files. The header, written first, needs
+// What the safetensors writers and readers share. Tensors staged for
+// safetensors files. The header, written first, needs
 // every tensor's size, so add() copies each tensor to an unlinked scratch
 // file and write_file() lays out a whole file from it. Shared by the
 // single-file writer and the sharded one (one scratch file, many shards).
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/meta.hpp"
 
@@ -53,5 +55,18 @@ class SafetensorsStaging {
   std::vector<StagedTensor> tensors_;
   std::unordered_set<std::string> names_;
 };
+
+// A tensor lying in one of several safetensors files.
+struct PlacedTensor {
+  std::string name;
+  VariableMeta meta;
+  std::size_t file;     // index into the reader's files
+  std::uint64_t start;  // of its bytes in that file
+};
+
+// A reader of `tensors` (sorted by name), each read as a window of its file.
+std::unique_ptr<CheckpointReader> placed_reader(std::string_view format, const std::filesystem::path& path,
+                                                std::vector<std::shared_ptr<const FileSource>> files,
+                                                std::vector<PlacedTensor> tensors);
 
 }  // namespace ckpt::detail
