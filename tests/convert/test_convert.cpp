@@ -110,7 +110,8 @@ void check_only(const fs::path& directory, const std::vector<std::string>& expec
 }  // namespace
 
 // Every format this build writes.
-const std::vector<std::string_view> kFormats = {"oneflow", "oneflow-pickle", "npy", "npz", "safetensors", "torch"};
+const std::vector<std::string_view> kFormats = {"oneflow", "oneflow-pickle", "npy", "npz", "safetensors", "torch",
+                                                 "safetensors-sharded"};
 
 TEST_CASE("every format converts to every format, bytes unchanged") {
   ckpt::testing::TempDir dir;

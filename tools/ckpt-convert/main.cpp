@@ -11,6 +11,7 @@
 #include "cli.hpp"
 #include "ckpt/convert/convert.hpp"
 #include "ckpt/format/registry.hpp"
+#include "ckpt/format/safetensors_sharded.hpp"
 #include "ckpt/format/views.hpp"
 
 namespace {
@@ -61,6 +62,7 @@ struct Options {
   std::optional<std::string> to;
   bool force = false;
   bool compress = false;
+  std::optional<std::string> max_shard_size;
   std::string dtype;
   std::vector<std::string> renames;
   std::vector<std::string> nesting;
@@ -95,12 +97,20 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   if (options.compress && *target != "npz") {
     return usage(fmt::format("--compress applies to npz only, and the destination is {}", *target));
   }
+  ckpt::WriteOptions write_options;
+  if (options.max_shard_size) {
+    if (*target != "safetensors-sharded") {
+      return usage(fmt::format("--max-shard-size applies to safetensors-sharded only, and the destination is {}", *target));
+    }
+    auto size = ckpt::parse_byte_size(*options.max_shard_size);
+    if (!size.ok()) return usage(fmt::format("--max-shard-size: {}", size.error().message()));
+    write_options.max_shard_bytes = *size;
+  }
   auto opened = options.reader.open(options.source);
   if (!opened.ok()) return failed(opened.error());
   ckpt::cli::describe_checkpoint(out, **opened);
   auto source = apply_views(std::move(opened).value(), std::move(options.views));
   if (!source.ok()) return failed(source.error());
-  ckpt::WriteOptions write_options;
   write_options.overwrite = options.force;
   write_options.compress = options.compress;
   auto destination = ckpt::create_checkpoint(options.destination, *target, std::move(write_options));
@@ -152,6 +162,11 @@ int main(int argc, char** argv) {
                                "refused");
   app.add_flag("--force", options.force, "replace an existing DST (atomically)");
   app.add_flag("--compress", options.compress, "deflate .npz members (default: stored, as np.savez)");
+  app.add_option("--max-shard-size", options.max_shard_size,
+                 "safetensors-sharded: the most bytes per shard, as huggingface_hub reads it (5GB, 500MB; KB..TB are "
+                 "powers of 1000, KiB..TiB of 1024); default 5GB; tensors are never split, a larger one gets a shard "
+                 "of its own")
+      ->type_name("SIZE");
   app.add_option("--include", options.views.include,
                  "convert only variables whose name matches GLOB (fnmatch: *, ?, [...]); repeatable, a name "
                  "matching any is kept; a GLOB matching nothing is an error")

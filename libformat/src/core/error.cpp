@@ -75,6 +75,12 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kSafetensorsSizeOverflow: return "safetensors_size_overflow";
     case ErrorCode::kSafetensorsTensorSize: return "safetensors_tensor_size";
     case ErrorCode::kSafetensorsBufferEnd: return "safetensors_buffer_end";
+    case ErrorCode::kShardedIndex: return "sharded_index";
+    case ErrorCode::kShardedMissingShard: return "sharded_missing_shard";
+    case ErrorCode::kShardedMisplacedTensor: return "sharded_misplaced_tensor";
+    case ErrorCode::kShardedDuplicateTensor: return "sharded_duplicate_tensor";
+    case ErrorCode::kShardedTotalSize: return "sharded_total_size";
+    case ErrorCode::kShardedUnlistedTensor: return "sharded_unlisted_tensor";
     case ErrorCode::kIdxFormat: return "idx_format";
     case ErrorCode::kIdxTruncated: return "idx_truncated";
     case ErrorCode::kIdxTrailingBytes: return "idx_trailing_bytes";

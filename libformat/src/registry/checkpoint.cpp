@@ -17,6 +17,7 @@ namespace {
 // One line per format, so adding one is adding a line.
 std::span<const detail::FormatHandler* const> handlers() {
   static const std::array kHandlers = {
+      &detail::safetensors_sharded_format(),  // before oneflow: a directory with an index is a set
       &detail::oneflow_format(),
       &detail::oneflow_pickle_format(),
       &detail::npy_format(),
@@ -101,10 +102,8 @@ Result<std::string> format_for_destination(const std::filesystem::path& requeste
         .in_file(requested.string());
   }
   if (chosen == nullptr) {
-    // A bare name is a new directory of the first directory format.
-    for (const auto* handler : handlers()) {
-      if (chosen == nullptr && handler->kind == FormatKind::kDirectory) chosen = handler;
-    }
+    // A bare name is a new OneFlow snapshot, the project's home format.
+    CKPT_ASSIGN_OR_RETURN(chosen, handler_named("oneflow"));
   }
   if (chosen->kind == FormatKind::kFile && fs::is_directory(destination, ec)) {
     return Error(ErrorCode::kInvalidArgument,

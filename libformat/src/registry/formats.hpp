@@ -45,5 +45,6 @@ const FormatHandler& npz_format();
 const FormatHandler& oneflow_pickle_format();
 const FormatHandler& torch_format();
 const FormatHandler& safetensors_format();
+const FormatHandler& safetensors_sharded_format();
 
 }  // namespace ckpt::detail

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "core/fast_casts.hpp"
 #include "core/float_codec.hpp"
 #include "core/little_endian.hpp"
 
@@ -31,7 +32,7 @@ class CastSource final : public ByteSource {
   CastSource(std::unique_ptr<ByteSource> inner, DType from, DType to)
       : inner_(std::move(inner)), from_(layout_of(from)), to_(layout_of(to)), to_double_(to == DType::kDouble),
         from_size_(dtype_size(from)), to_size_(dtype_size(to)),
-        size_(inner_->size() / from_size_ * to_size_) {}
+        size_(inner_->size() / from_size_ * to_size_), fast_(detail::fast_cast(from, to)) {}
 
   std::uint64_t size() const override { return size_; }
   const std::string& name() const override { return inner_->name(); }
@@ -47,11 +48,10 @@ class CastSource final : public ByteSource {
     for (std::uint64_t element = first_element; element < end_element;) {
       const auto count = static_cast<std::size_t>(std::min<std::uint64_t>(end_element - element, chunk));
       CKPT_TRY(inner_->read_at(element * from_size_, std::span(narrow.data(), count * from_size_)));
-      for (std::size_t i = 0; i < count; ++i) {
-        const double value = detail::float_bits_to_double(detail::load_le(std::span(narrow).subspan(i * from_size_, from_size_)), from_);
-        const std::uint64_t bits =
-            to_double_ ? std::bit_cast<std::uint64_t>(value) : detail::double_to_float_bits(value, to_);
-        detail::store_le(bits, std::span(wide).subspan(i * to_size_, to_size_));
+      if (fast_ != nullptr) {
+        fast_(narrow.data(), wide.data(), count);
+      } else {
+        convert_exactly(narrow.data(), wide.data(), count);
       }
       // The first and last chunks may be cut by an offset inside an element.
       const std::uint64_t chunk_begin = element * to_size_;
@@ -69,6 +69,17 @@ class CastSource final : public ByteSource {
   bool to_double_;
   std::size_t from_size_, to_size_;
   std::uint64_t size_;
+  detail::BulkCast fast_;  // null for pairs without a fast path
+
+  // Any pair, through double (core/float_codec); the fast paths match it bit for bit.
+  void convert_exactly(const std::byte* narrow, std::byte* wide, std::size_t count) const {
+    for (std::size_t i = 0; i < count; ++i) {
+      const double value = detail::float_bits_to_double(detail::load_le(std::span(narrow + i * from_size_, from_size_)), from_);
+      const std::uint64_t bits =
+          to_double_ ? std::bit_cast<std::uint64_t>(value) : detail::double_to_float_bits(value, to_);
+      detail::store_le(bits, std::span(wide + i * to_size_, to_size_));
+    }
+  }
 };
 
 // What every view shares: the wrapped reader, its own sorted tensor list,

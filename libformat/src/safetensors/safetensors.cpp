@@ -19,6 +19,7 @@
 #include "core/little_endian.hpp"
 #include "core/posix_util.hpp"
 #include "core/utf8.hpp"
+#include "safetensors/safetensors_staging.hpp"
 
 namespace ckpt {
 namespace {
@@ -326,14 +327,17 @@ SafetensorsHeader parse_header(const ByteSource& file, ProblemSink& problems) {
 
 // ---- reading through the generic interface ----
 
-class SafetensorsReader final : public CheckpointReader {
+// Tensors lying in one or more safetensors files: the single-file format
+// and sharded sets read the same way.
+class PlacedReader final : public CheckpointReader {
  public:
-  SafetensorsReader(fs::path path, std::shared_ptr<const FileSource> file, SafetensorsHeader header)
-      : path_(std::move(path)), file_(std::move(file)), header_(std::move(header)) {
-    for (const auto& entry : header_.entries) tensors_.push_back({entry.name, entry.meta});
+  PlacedReader(std::string_view format, fs::path path, std::vector<std::shared_ptr<const FileSource>> files,
+               std::vector<detail::PlacedTensor> placed)
+      : format_(format), path_(std::move(path)), files_(std::move(files)), placed_(std::move(placed)) {
+    for (const auto& tensor : placed_) tensors_.push_back({tensor.name, tensor.meta});
   }
 
-  std::string_view format_name() const override { return "safetensors"; }
+  std::string_view format_name() const override { return format_; }
   const fs::path& path() const override { return path_; }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
@@ -342,16 +346,16 @@ class SafetensorsReader final : public CheckpointReader {
     if (info == nullptr) {
       return Error(ErrorCode::kUnknownVariable, "no tensor of that name").in_variable(name).in_file(path_.string());
     }
-    const auto& entry = header_.entries[static_cast<std::size_t>(info - tensors_.data())];
-    CKPT_ASSIGN_OR_RETURN(SliceSource slice,
-                          SliceSource::make(file_, header_.data_start + entry.begin, entry.end - entry.begin));
+    const auto& tensor = placed_[static_cast<std::size_t>(info - tensors_.data())];
+    CKPT_ASSIGN_OR_RETURN(SliceSource slice, SliceSource::make(files_[tensor.file], tensor.start, tensor.meta.byte_size()));
     return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(slice)));
   }
 
  private:
+  std::string_view format_;
   fs::path path_;
-  std::shared_ptr<const FileSource> file_;
-  SafetensorsHeader header_;  // entries in the same (name) order as tensors_
+  std::vector<std::shared_ptr<const FileSource>> files_;
+  std::vector<detail::PlacedTensor> placed_;  // in the same (name) order as tensors_
   std::vector<TensorInfo> tensors_;
 };
 
@@ -379,12 +383,97 @@ bool looks_like_safetensors(const fs::path& path) {
 Result<std::unique_ptr<CheckpointReader>> open_safetensors(const fs::path& path, const OpenOptions& /*options*/) {
   CKPT_ASSIGN_OR_RETURN(FileSource file, FileSource::open(path));
   CKPT_ASSIGN_OR_RETURN(SafetensorsHeader header, read_safetensors_header(file));
-  auto shared = std::make_shared<const FileSource>(std::move(file));
-  return std::unique_ptr<CheckpointReader>(
-      std::make_unique<SafetensorsReader>(path, std::move(shared), std::move(header)));
+  std::vector<detail::PlacedTensor> placed;
+  for (auto& entry : header.entries) {
+    placed.push_back({std::move(entry.name), std::move(entry.meta), 0, header.data_start + entry.begin});
+  }
+  return detail::placed_reader("safetensors", path, {std::make_shared<const FileSource>(std::move(file))},
+                               std::move(placed));
 }
 
 // ---- writing ----
+
+class SafetensorsWriter final : public CheckpointWriter {
+ public:
+  SafetensorsWriter(AtomicFile output, detail::SafetensorsStaging staging)
+      : output_(std::move(output)), staging_(std::move(staging)) {}
+
+  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
+    if (committed_) {
+      return Error(ErrorCode::kInvalidArgument, "the writer has already committed").in_variable(name).in_file(output_.name());
+    }
+    return staging_.add(name, meta, data, output_.name());
+  }
+
+  Status commit() override {
+    if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(output_.name());
+    CKPT_TRY(staging_.write_file(output_, staging_.tensors()));
+    CKPT_TRY(output_.commit());
+    committed_ = true;
+    return {};
+  }
+
+ private:
+  AtomicFile output_;
+  detail::SafetensorsStaging staging_;
+  bool committed_ = false;
+};
+
+Result<std::unique_ptr<CheckpointWriter>> create_safetensors(const fs::path& path, WriteOptions options) {
+  CKPT_ASSIGN_OR_RETURN(AtomicFile output, AtomicFile::create(path, std::move(options)));
+  CKPT_ASSIGN_OR_RETURN(auto staging, detail::SafetensorsStaging::create(path));
+  return std::unique_ptr<CheckpointWriter>(std::make_unique<SafetensorsWriter>(std::move(output), std::move(staging)));
+}
+
+// Every problem of the header, and the tensors it describes when there was none.
+ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& /*options*/) {
+  auto file = FileSource::open(path);
+  if (!file.ok()) return detail::unreadable_report(path, file.error());
+  CollectAll problems;
+  auto header = read_safetensors_header(*file, problems);
+  ValidationReport report;
+  report.path = path;
+  if (header) {
+    for (const auto& entry : header->entries) report.variables.push_back({entry.name, entry.meta, entry.meta.byte_size()});
+  }
+  report.issues = std::move(problems.issues());
+  return report;
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) { return !detail::utf8_error_offset(text).has_value(); }
+
+std::optional<DType> dtype_from_safetensors(std::string_view name) {
+  for (const auto& info : all_dtypes()) {
+    // kChar shares I8 with kInt8; I8 reads as kInt8.
+    if (info.dtype != DType::kChar && !info.safetensors.empty() && info.safetensors == name) return info.dtype;
+  }
+  return std::nullopt;
+}
+
+std::optional<SafetensorsHeader> read_safetensors_header(const ByteSource& file, ProblemSink& problems) {
+  InContext in_file(problems, file.name());
+  TrackingSink tracked(in_file);
+  SafetensorsHeader header = parse_header(file, tracked);
+  if (tracked.failed()) return std::nullopt;
+  return header;
+}
+
+Result<SafetensorsHeader> read_safetensors_header(const ByteSource& file) {
+  FailFast problems;
+  auto header = read_safetensors_header(file, problems);
+  CKPT_TRY(problems.status());
+  return std::move(*header);
+}
+
+namespace detail {
+
+std::unique_ptr<CheckpointReader> placed_reader(std::string_view format, const fs::path& path,
+                                                std::vector<std::shared_ptr<const FileSource>> files,
+                                                std::vector<PlacedTensor> tensors) {
+  return std::make_unique<PlacedReader>(format, path, std::move(files), std::move(tensors));
+}
 
 // An unnamed read-write file beside the destination: tensors are staged here
 // because the header, written first, needs every tensor's size. It is
@@ -433,132 +522,71 @@ class ScratchFile final : public ByteSink, public ByteSource {
   std::uint64_t size_ = 0;
 };
 
-class SafetensorsWriter final : public CheckpointWriter {
- public:
-  SafetensorsWriter(AtomicFile output, std::unique_ptr<ScratchFile> scratch)
-      : output_(std::move(output)), scratch_(std::move(scratch)) {}
+SafetensorsStaging::SafetensorsStaging(std::unique_ptr<ScratchFile> scratch) : scratch_(std::move(scratch)) {}
+SafetensorsStaging::SafetensorsStaging(SafetensorsStaging&& other) noexcept = default;
+SafetensorsStaging::~SafetensorsStaging() = default;
 
-  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
-    auto fail = [&](ErrorCode code, std::string message) {
-      return std::move(Error(code, std::move(message)).in_variable(name).in_file(output_.name()));
-    };
-    if (committed_) return fail(ErrorCode::kInvalidArgument, "the writer has already committed");
-    if (dtype_info(meta.dtype()).safetensors.empty()) {
-      return fail(ErrorCode::kSafetensorsUnknownDtype,
-                  fmt::format("{} has no safetensors dtype (supported: {})", dtype_name(meta.dtype()),
-                              supported_dtype_list()));
-    }
-    if (!is_valid_utf8(name)) return fail(ErrorCode::kSafetensorsHeaderUtf8, "the name is not valid UTF-8");
-    if (name == kSafetensorsMetadataKey) return fail(ErrorCode::kInvalidArgument, "the name is reserved for metadata");
-    if (data.size() != meta.byte_size()) {
-      return fail(ErrorCode::kBufferSizeMismatch,
-                  fmt::format("expected {} bytes ({} {}), the data has {}", meta.byte_size(), dtype_name(meta.dtype()),
-                              shape_to_string(meta.shape()), data.size()));
-    }
-    if (!names_.emplace(name).second) return fail(ErrorCode::kDuplicateName, "added twice");
-    staged_.push_back({std::string(name), meta, scratch_->size()});
-    return scratch_->write_from(data, 0, data.size());
-  }
+Result<SafetensorsStaging> SafetensorsStaging::create(const fs::path& destination) {
+  CKPT_ASSIGN_OR_RETURN(auto scratch, ScratchFile::create(destination));
+  return SafetensorsStaging(std::move(scratch));
+}
 
-  Status commit() override {
-    if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(output_.name());
-    // The reference's order: widest elements first, then by name, so every
-    // tensor starts at a multiple of its element size.
-    std::sort(staged_.begin(), staged_.end(), [](const Staged& a, const Staged& b) {
-      auto a_size = dtype_size(a.meta.dtype());
-      auto b_size = dtype_size(b.meta.dtype());
-      return a_size != b_size ? a_size > b_size : a.name < b.name;
-    });
-    nlohmann::ordered_json document = nlohmann::ordered_json::object();
-    std::uint64_t offset = 0;
-    for (const auto& tensor : staged_) {
-      document[tensor.name] = {{"dtype", dtype_info(tensor.meta.dtype()).safetensors},
-                               {"shape", tensor.meta.shape()},
-                               {"data_offsets", {offset, offset + tensor.meta.byte_size()}}};
-      offset += tensor.meta.byte_size();
-    }
-    std::string text = document.dump();
-    text.append((kHeaderAlignment - text.size() % kHeaderAlignment) % kHeaderAlignment, ' ');
-    if (text.size() > kSafetensorsMaxHeaderBytes) {
-      return Error(ErrorCode::kSafetensorsHeaderTooLarge,
-                   fmt::format("the header would be {} bytes, over the cap of {}", text.size(),
-                               kSafetensorsMaxHeaderBytes))
-          .in_file(output_.name());
-    }
-    std::string length_field;
-    detail::append_le(length_field, text.size(), kLengthFieldBytes);
-    CKPT_TRY(output_.write(as_bytes(length_field)));
-    CKPT_TRY(output_.write(as_bytes(text)));
-    for (const auto& tensor : staged_) {
-      CKPT_TRY(output_.write_from(*scratch_, tensor.scratch_offset, tensor.meta.byte_size()));
-    }
-    CKPT_TRY(output_.commit());
-    committed_ = true;
-    return {};
-  }
-
- private:
-  struct Staged {
-    std::string name;
-    VariableMeta meta;
-    std::uint64_t scratch_offset;
+Status SafetensorsStaging::add(std::string_view name, const VariableMeta& meta, const ByteSource& data,
+                               const std::string& output) {
+  auto fail = [&](ErrorCode code, std::string message) {
+    return std::move(Error(code, std::move(message)).in_variable(name).in_file(output));
   };
-  AtomicFile output_;
-  std::unique_ptr<ScratchFile> scratch_;
-  std::vector<Staged> staged_;
-  std::unordered_set<std::string> names_;
-  bool committed_ = false;
-};
-
-Result<std::unique_ptr<CheckpointWriter>> create_safetensors(const fs::path& path, WriteOptions options) {
-  CKPT_ASSIGN_OR_RETURN(AtomicFile output, AtomicFile::create(path, std::move(options)));
-  CKPT_ASSIGN_OR_RETURN(auto scratch, ScratchFile::create(path));
-  return std::unique_ptr<CheckpointWriter>(std::make_unique<SafetensorsWriter>(std::move(output), std::move(scratch)));
-}
-
-// Every problem of the header, and the tensors it describes when there was none.
-ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& /*options*/) {
-  auto file = FileSource::open(path);
-  if (!file.ok()) return detail::unreadable_report(path, file.error());
-  CollectAll problems;
-  auto header = read_safetensors_header(*file, problems);
-  ValidationReport report;
-  report.path = path;
-  if (header) {
-    for (const auto& entry : header->entries) report.variables.push_back({entry.name, entry.meta, entry.meta.byte_size()});
+  if (dtype_info(meta.dtype()).safetensors.empty()) {
+    return fail(ErrorCode::kSafetensorsUnknownDtype,
+                fmt::format("{} has no safetensors dtype (supported: {})", dtype_name(meta.dtype()),
+                            supported_dtype_list()));
   }
-  report.issues = std::move(problems.issues());
-  return report;
-}
-
-}  // namespace
-
-bool is_valid_utf8(std::string_view text) { return !detail::utf8_error_offset(text).has_value(); }
-
-std::optional<DType> dtype_from_safetensors(std::string_view name) {
-  for (const auto& info : all_dtypes()) {
-    // kChar shares I8 with kInt8; I8 reads as kInt8.
-    if (info.dtype != DType::kChar && !info.safetensors.empty() && info.safetensors == name) return info.dtype;
+  if (!is_valid_utf8(name)) return fail(ErrorCode::kSafetensorsHeaderUtf8, "the name is not valid UTF-8");
+  if (name == kSafetensorsMetadataKey) return fail(ErrorCode::kInvalidArgument, "the name is reserved for metadata");
+  if (data.size() != meta.byte_size()) {
+    return fail(ErrorCode::kBufferSizeMismatch,
+                fmt::format("expected {} bytes ({} {}), the data has {}", meta.byte_size(), dtype_name(meta.dtype()),
+                            shape_to_string(meta.shape()), data.size()));
   }
-  return std::nullopt;
+  if (!names_.emplace(name).second) return fail(ErrorCode::kDuplicateName, "added twice");
+  tensors_.push_back({std::string(name), meta, scratch_->size()});
+  return scratch_->write_from(data, 0, data.size());
 }
 
-std::optional<SafetensorsHeader> read_safetensors_header(const ByteSource& file, ProblemSink& problems) {
-  InContext in_file(problems, file.name());
-  TrackingSink tracked(in_file);
-  SafetensorsHeader header = parse_header(file, tracked);
-  if (tracked.failed()) return std::nullopt;
-  return header;
+Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors,
+                                      const std::map<std::string, std::string>& metadata) const {
+  // The reference's order: widest elements first, then by name, so every
+  // tensor starts at a multiple of its element size.
+  std::sort(tensors.begin(), tensors.end(), [](const StagedTensor& a, const StagedTensor& b) {
+    auto a_size = dtype_size(a.meta.dtype());
+    auto b_size = dtype_size(b.meta.dtype());
+    return a_size != b_size ? a_size > b_size : a.name < b.name;
+  });
+  nlohmann::ordered_json document = nlohmann::ordered_json::object();
+  if (!metadata.empty()) document[std::string(kSafetensorsMetadataKey)] = metadata;
+  std::uint64_t offset = 0;
+  for (const auto& tensor : tensors) {
+    document[tensor.name] = {{"dtype", dtype_info(tensor.meta.dtype()).safetensors},
+                             {"shape", tensor.meta.shape()},
+                             {"data_offsets", {offset, offset + tensor.meta.byte_size()}}};
+    offset += tensor.meta.byte_size();
+  }
+  std::string text = document.dump();
+  text.append((kHeaderAlignment - text.size() % kHeaderAlignment) % kHeaderAlignment, ' ');
+  if (text.size() > kSafetensorsMaxHeaderBytes) {
+    return Error(ErrorCode::kSafetensorsHeaderTooLarge,
+                 fmt::format("the header would be {} bytes, over the cap of {}", text.size(), kSafetensorsMaxHeaderBytes))
+        .in_file(out.name());
+  }
+  std::string length_field;
+  detail::append_le(length_field, text.size(), kLengthFieldBytes);
+  CKPT_TRY(out.write(as_bytes(length_field)));
+  CKPT_TRY(out.write(as_bytes(text)));
+  for (const auto& tensor : tensors) {
+    CKPT_TRY(out.write_from(*scratch_, tensor.scratch_offset, tensor.meta.byte_size()));
+  }
+  return {};
 }
-
-Result<SafetensorsHeader> read_safetensors_header(const ByteSource& file) {
-  FailFast problems;
-  auto header = read_safetensors_header(file, problems);
-  CKPT_TRY(problems.status());
-  return std::move(*header);
-}
-
-namespace detail {
 
 const FormatHandler& safetensors_format() {
   static constexpr std::string_view kExtensions[] = {".safetensors"};

@@ -29,6 +29,9 @@ struct WriteOptions {
   // Formats with optional compression deflate their data (npz: members
   // deflated as np.savez_compressed does); the others store it as always.
   bool compress = false;
+  // safetensors-sharded: the most tensor bytes per shard (huggingface_hub's
+  // max_shard_size); a larger tensor gets a shard of its own, never split.
+  std::uint64_t max_shard_bytes = 5'000'000'000;
 };
 
 // When a file's data reaches the disk.

@@ -95,6 +95,13 @@ enum class ErrorCode : std::uint16_t {
   kSafetensorsSizeOverflow = 811,      // element or byte count does not fit in 64 bits
   kSafetensorsTensorSize = 812,        // end - begin differs from the bytes of dtype x shape
   kSafetensorsBufferEnd = 813,         // the data does not end exactly at the end of the file
+  // sharded sets: shards plus model.safetensors.index.json (spec/safetensors-sharded.md)
+  kShardedIndex = 820,                 // the index is not {"metadata": {...}, "weight_map": {name: file}}
+  kShardedMissingShard = 821,          // a shard the weight_map names is absent
+  kShardedMisplacedTensor = 822,       // the weight_map names a tensor its file does not hold
+  kShardedDuplicateTensor = 823,       // a tensor held by two shards
+  kShardedTotalSize = 824,             // metadata.total_size differs from the tensors' bytes
+  kShardedUnlistedTensor = 825,        // a shard holds a tensor the weight_map does not name
 
   // 9xx: training and its data (libtrain); 7xx is the pickle family, 8xx safetensors
   kIdxFormat = 901,          // not an IDX file of unsigned bytes: magic, type or rank

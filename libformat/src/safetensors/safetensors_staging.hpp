@@ -1,0 +1,72 @@
+// What the safetensors writers and readers share. Tensors staged for
+// safetensors files. The header, written first, needs
+// every tensor's size, so add() copies each tensor to an unlinked scratch
+// file and write_file() lays out a whole file from it. Shared by the
+// single-file writer and the sharded one (one scratch file, many shards).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "ckpt/format/byte_io.hpp"
+#include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/error.hpp"
+#include "ckpt/format/meta.hpp"
+
+namespace ckpt::detail {
+
+class ScratchFile;
+
+struct StagedTensor {
+  std::string name;
+  VariableMeta meta;
+  std::uint64_t scratch_offset;
+};
+
+class SafetensorsStaging {
+ public:
+  // The scratch file is created beside `destination` and unlinked at once.
+  static Result<SafetensorsStaging> create(const std::filesystem::path& destination);
+  SafetensorsStaging(SafetensorsStaging&& other) noexcept;
+  SafetensorsStaging& operator=(SafetensorsStaging&&) = delete;
+  ~SafetensorsStaging();
+
+  // Refuses what safetensors cannot hold (dtype, name, size, a second add of
+  // a name), then copies `data`; `output` names the destination in errors.
+  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data, const std::string& output);
+  // In the order added.
+  const std::vector<StagedTensor>& tensors() const { return tensors_; }
+
+  // Writes one safetensors file of `tensors` (taken from tensors()) to
+  // `out`, laid out as the reference does: __metadata__ first when not
+  // empty, then widest elements first, then by name.
+  Status write_file(ByteSink& out, std::vector<StagedTensor> tensors,
+                    const std::map<std::string, std::string>& metadata = {}) const;
+
+ private:
+  explicit SafetensorsStaging(std::unique_ptr<ScratchFile> scratch);
+  std::unique_ptr<ScratchFile> scratch_;
+  std::vector<StagedTensor> tensors_;
+  std::unordered_set<std::string> names_;
+};
+
+// A tensor lying in one of several safetensors files.
+struct PlacedTensor {
+  std::string name;
+  VariableMeta meta;
+  std::size_t file;     // index into the reader's files
+  std::uint64_t start;  // of its bytes in that file
+};
+
+// A reader of `tensors` (sorted by name), each read as a window of its file.
+std::unique_ptr<CheckpointReader> placed_reader(std::string_view format, const std::filesystem::path& path,
+                                                std::vector<std::shared_ptr<const FileSource>> files,
+                                                std::vector<PlacedTensor> tensors);
+
+}  // namespace ckpt::detail
