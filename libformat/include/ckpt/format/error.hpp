@@ -51,6 +51,7 @@ enum class ErrorCode : std::uint16_t {
   // 4xx: variable data (`out`) against its meta
   kDataSizeMismatch = 401,
   kBufferSizeMismatch = 402,  // the caller's buffer does not fit the variable
+  kBf16StoredAsFloat32 = 480,  // a kBFloat16 `out` of float32 values (OneFlow 0.9's save); read rounded
 
   // 5xx: .npy files
   kNpyMagic = 501,

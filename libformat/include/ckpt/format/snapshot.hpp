@@ -47,6 +47,9 @@ struct VariableInfo {
   std::string name;
   std::optional<VariableMeta> meta;  // absent in L0
   std::uint64_t byte_size = 0;       // size of `out`
+  // kBFloat16 whose `out` holds float32 values, as OneFlow 0.9 saves bf16
+  // (E480): read as bfloat16, each value rounded to nearest even.
+  bool bf16_stored_as_float32 = false;
 };
 
 // A read-only mapping of one variable's bytes; unmapped on destruction.
@@ -88,10 +91,14 @@ class Snapshot {
   Result<const VariableInfo*> get(std::string_view name) const;
   std::filesystem::path data_path(std::string_view name) const;
 
-  // The whole variable into `out`, which must be exactly its size.
+  // The whole variable (open_values) into `out`, which must be exactly its size.
   Status read(std::string_view name, std::span<std::byte> out) const;
-  // The variable as a byte source (the `out` file, opened).
+  // The `out` file, opened; its bytes as they are on disk.
   Result<FileSource> open_data(std::string_view name) const;
+  // The variable's values as its meta describes them: `out`, or for E480
+  // its float32 values rounded to bfloat16. read() gives the same bytes.
+  Result<std::unique_ptr<ByteSource>> open_values(std::string_view name) const;
+  // map and read_chunks give the bytes of `out` as they are on disk.
   Result<MappedBytes> map(std::string_view name) const;
   // Calls `consume` with consecutive pieces of at most `chunk_bytes`.
   Status read_chunks(std::string_view name, std::size_t chunk_bytes,

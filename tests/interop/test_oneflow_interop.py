@@ -1,0 +1,174 @@
+"""The real OneFlow 0.9.0 proves the OneFlow interop, both ways, values compared exactly.
+
+OneFlow writes (P1 state dicts of every dtype, the tutorial's {model, optimizer, epoch}, a whole
+nn.Module, global tensors from 2 ranks, a bfloat16 tensor) -> ckpt-convert reads them and writes
+npz, safetensors and torch files, which numpy, a safetensors parser and torch compare with the
+values OneFlow itself exported. We write (E1 from ckpt-train, E1 and P1 of every dtype, the tutorial
+carried P1 -> torch -> P1) -> flow.load reads them and compares.
+
+Usage: test_oneflow_interop.py CKPT_CONVERT CKPT_TRAIN CKPT_VALIDATE; CKPT_SOURCE_ROOT set.
+OneFlow comes from scripts/oneflow-venv.sh; without it the test is skipped (exit 77), unless
+CKPT_REQUIRE_ONEFLOW=1 (CI), which makes that a failure.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+CONVERT, TRAIN, VALIDATE = sys.argv[1:4]
+SOURCE_ROOT = os.environ["CKPT_SOURCE_ROOT"]
+SIDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oneflow_side.py")
+SKIP = 77
+
+
+def oneflow_python():
+    found = subprocess.run([os.path.join(SOURCE_ROOT, "scripts", "oneflow-venv.sh"), "--installed-only"],
+                           capture_output=True, text=True)
+    if found.returncode == 0:
+        return found.stdout.strip()
+    print(found.stderr.strip(), file=sys.stderr)
+    if os.environ.get("CKPT_REQUIRE_ONEFLOW") == "1":
+        print("CKPT_REQUIRE_ONEFLOW=1: the OneFlow interop suite may not be skipped", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(SKIP)
+
+
+def run(*argv, cwd=None):
+    done = subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd)
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def bf16_to_f32(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+SAFETENSORS_DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I32": np.int32, "I64": np.int64,
+                      "F16": np.float16, "F32": np.float32, "F64": np.float64, "BF16": np.uint16}
+
+
+def read_safetensors(path):
+    """The safetensors layout parsed here: 8-byte header length, JSON header, data."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    (length,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + length])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        array = np.frombuffer(blob[8 + length + begin:8 + length + end], dtype=SAFETENSORS_DTYPES[entry["dtype"]])
+        array = array.reshape(entry["shape"])
+        out[name] = bf16_to_f32(array) if entry["dtype"] == "BF16" else array
+    return out
+
+
+def read_npz(path):
+    out = {}
+    for name, array in np.load(path).items():
+        out[name] = bf16_to_f32(array.view(np.uint16)) if array.dtype.kind == "V" else array
+    return out
+
+
+def read_torch(path):
+    flat = {}
+
+    def walk(obj, prefix):
+        if isinstance(obj, torch.Tensor):
+            tensor = obj.float() if obj.dtype == torch.bfloat16 else obj
+            flat[prefix or "data"] = tensor.numpy()
+        elif isinstance(obj, dict):
+            for key, value in obj.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(obj, (list, tuple)):
+            for index, value in enumerate(obj):
+                walk(value, f"{prefix}.{index}" if prefix else str(index))
+
+    walk(torch.load(path, weights_only=True), "")
+    return flat
+
+
+def assert_equal(got, expected, what):
+    assert sorted(got) == sorted(expected), f"{what}: names {sorted(got)} vs {sorted(expected)}"
+    for name, array in expected.items():
+        value = got[name]
+        assert value.dtype == array.dtype and value.shape == array.shape, \
+            f"{what} {name}: {value.dtype}{value.shape} vs {array.dtype}{array.shape}"
+        assert value.tobytes() == array.tobytes(), f"{what} {name}: values differ"
+
+
+def check_oneflow_writes(work, case):
+    """OneFlow's save of `case` -> npz, safetensors and torch, each equal to OneFlow's own values."""
+    source = os.path.join(work, case)
+    expected = dict(np.load(source + ".npz"))
+    for suffix, reader in ((".npz", read_npz), (".safetensors", read_safetensors), (".pt", read_torch)):
+        target = os.path.join(work, "converted", case + suffix)
+        run(CONVERT, source, target)
+        assert_equal(reader(target), expected, f"{case} -> {suffix}")
+    print(f"OneFlow {case}: npz, safetensors and torch equal OneFlow's values", flush=True)
+
+
+def numpy_every_dtype(path):
+    values = np.arange(-3, 9).reshape(3, 4)
+    np.savez(path, f16=(values / 8).astype(np.float16), f32=np.array([1.5, -0.1, 3e38, 1e-40], np.float32),
+             f64=np.array([0.1, -2.5e300, 1e-310]), i8=np.array([-128, 0, 127], np.int8),
+             i32=(values * 1000003).astype(np.int32), i64=np.array([-(2**62), 2**40 + 3], np.int64),
+             u8=np.array([0, 200, 255], np.uint8), bool=np.array([True, False, True]),
+             scalar=np.array(42, np.int64), empty=np.zeros((0, 3), np.float32),
+             transposed=np.asfortranarray(values.astype(np.float32).T))
+
+
+def main():
+    python = oneflow_python()
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # ckpt-train on shared cores
+    work = tempfile.mkdtemp(prefix="ckpt-oneflow-interop-")
+    try:
+        os.mkdir(os.path.join(work, "converted"))
+        run(python, SIDE, "write", work)
+        # Two CPU ranks; the launcher runs them from the working directory.
+        run(python, "-m", "oneflow.distributed.launch", "--nproc_per_node", "2", SIDE, "global", work, cwd=work)
+
+        # OneFlow writes -> we read.
+        for case in ("every_dtype", "tutorial", "module", "global", "bf16"):
+            check_oneflow_writes(work, case)
+        back = read_torch(os.path.join(work, "converted", "tutorial.pt"))
+        assert "model.l1.weight" in back and "optimizer.state.0.momentum_buf" in back, sorted(back)
+        with open(os.path.join(work, "tutorial.json")) as f:
+            tutorial = json.load(f)
+        loaded = torch.load(os.path.join(work, "converted", "tutorial.pt"), weights_only=True)
+        assert loaded["epoch"] == tutorial["epoch"], loaded["epoch"]
+        assert json.loads(json.dumps(loaded["optimizer"]["param_groups"])) == tutorial["param_groups"]
+        report = run(VALIDATE, os.path.join(work, "bf16")).stdout
+        assert "E480" in report and "E401" not in report, report
+
+        # We write -> flow.load reads.
+        plan = []
+        trained = os.path.join(work, "trained")
+        run(TRAIN, "--device", "cpu", "--train-samples", "600", "--epochs", "1", "--out", trained)
+        run(CONVERT, trained, trained + ".npz")
+        plan.append([trained, trained + ".npz"])
+        numpy_every_dtype(os.path.join(work, "dtypes.npz"))
+        for fmt in ("oneflow", "oneflow-pickle"):
+            target = os.path.join(work, "dtypes_" + fmt)
+            run(CONVERT, os.path.join(work, "dtypes.npz"), target, "--to", fmt)
+            plan.append([target, os.path.join(work, "dtypes.npz")])
+        back = os.path.join(work, "tutorial_back")
+        run(CONVERT, os.path.join(work, "converted", "tutorial.pt"), back, "--to", "oneflow-pickle")
+        plan.append([back, os.path.join(work, "tutorial")])
+        with open(os.path.join(work, "plan.json"), "w") as f:
+            json.dump(plan, f)
+        print(run(python, SIDE, "read", os.path.join(work, "plan.json")).stdout, end="")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
