@@ -23,6 +23,9 @@ std::string_view kind_name(Kind kind) {
     case Kind::kOneflowTensor: return "oneflow tensor";
     case Kind::kTorchStorage: return "torch storage";
     case Kind::kTorchTensor: return "torch tensor";
+    case Kind::kNumpyArray: return "numpy array";
+    case Kind::kNumpyDtype: return "numpy dtype";
+    case Kind::kOneflowDtype: return "oneflow dtype";
   }
   return "unknown";
 }
@@ -162,7 +165,12 @@ Result<const Value*> copy_tree(const Value& value, const std::string& name, Docu
     case Kind::kOneflowTensor:
     case Kind::kTorchTensor: return tensor_named(tensor_name(name));
     case Kind::kTorchStorage:
-      return std::move(Error(ErrorCode::kPickleStructure, "a torch storage outside a tensor").in_file(file).in_variable(name));
+    case Kind::kNumpyArray:
+    case Kind::kNumpyDtype:
+    case Kind::kOneflowDtype:
+      return std::move(Error(ErrorCode::kPickleStructure, fmt::format("a {} outside a tensor", kind_name(value.kind)))
+                           .in_file(file)
+                           .in_variable(name));
     default: {  // None, bool, int, float, str, bytes, global: plain data
       Value* copy = into.make(value.kind);
       *copy = value;

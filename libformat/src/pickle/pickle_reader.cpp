@@ -327,9 +327,32 @@ Status Machine::reduce() {
       result->items = a[0]->items;
       break;
     }
+    case detail::Builder::kNumpyReconstruct: {
+      const detail::AllowedGlobal* cls =
+          a.size() == 3 && a[0]->kind == Kind::kGlobal ? detail::find_allowed(a[0]->text, a[0]->name, options_.flavor) : nullptr;
+      if (cls == nullptr || cls->builder != detail::Builder::kNumpyNdarray || a[1]->kind != Kind::kTuple ||
+          a[2]->kind != Kind::kBytes) {
+        return bad_arguments("_reconstruct(numpy.ndarray, tuple, bytes)");
+      }
+      CKPT_ASSIGN_OR_RETURN(result, make(Kind::kNumpyArray));
+      break;
+    }
+    case detail::Builder::kNumpyDtype: {
+      if (a.size() != 3 || a[0]->kind != Kind::kString || a[1]->kind != Kind::kBool || a[2]->kind != Kind::kBool) {
+        return bad_arguments("dtype(str, bool, bool)");
+      }
+      CKPT_ASSIGN_OR_RETURN(result, make(Kind::kNumpyDtype));
+      break;
+    }
     case detail::Builder::kOneflowTensor:
     case detail::Builder::kTorchStorageType:
+    case detail::Builder::kNumpyNdarray:
+    case detail::Builder::kOneflowDtype:
       return fail(ErrorCode::kPickleForbiddenCall, fmt::format("'{}' may not be called by REDUCE", qualified));
+  }
+  if (result->kind == Kind::kNumpyArray || result->kind == Kind::kNumpyDtype) {
+    result->cls = callable;
+    result->items = {args};
   }
   return push(result);
 }
@@ -369,11 +392,15 @@ Status Machine::new_object() {
     return fail(ErrorCode::kPickleForbiddenCall, fmt::format("NEWOBJ of a {}, not a class", kind_name(cls->kind)));
   }
   const detail::AllowedGlobal* allowed = detail::find_allowed(cls->text, cls->name, options_.flavor);
-  if (allowed == nullptr || allowed->builder != detail::Builder::kOneflowTensor || args->kind != Kind::kTuple || !args->items.empty()) {
+  bool creatable = allowed != nullptr && (allowed->builder == detail::Builder::kOneflowTensor ||
+                                          allowed->builder == detail::Builder::kOneflowDtype);
+  if (!creatable || args->kind != Kind::kTuple || !args->items.empty()) {
     return fail(ErrorCode::kPickleForbiddenCall,
-                fmt::format("NEWOBJ may only create a OneFlow tensor with no arguments, not '{}.{}'", cls->text, cls->name));
+                fmt::format("NEWOBJ may only create a OneFlow tensor or dtype with no arguments, not '{}.{}'", cls->text,
+                            cls->name));
   }
-  CKPT_ASSIGN_OR_RETURN(Value * tensor, make(Kind::kOneflowTensor));
+  CKPT_ASSIGN_OR_RETURN(Value * tensor, make(allowed->builder == detail::Builder::kOneflowTensor ? Kind::kOneflowTensor
+                                                                                                 : Kind::kOneflowDtype));
   tensor->cls = cls;
   return push(tensor);
 }
@@ -391,12 +418,18 @@ Status Machine::build() {
     }
     return {};
   }
-  if (target->kind == Kind::kOneflowTensor && state->kind == Kind::kDict && target->state == nullptr) {
+  // Each object takes one state of its own shape; the S1 adapter reads its fields.
+  bool fits = (target->kind == Kind::kOneflowTensor && state->kind == Kind::kDict) ||
+              (target->kind == Kind::kNumpyArray && state->kind == Kind::kTuple && state->items.size() == 5) ||
+              (target->kind == Kind::kNumpyDtype && state->kind == Kind::kTuple && state->items.size() == 8) ||
+              (target->kind == Kind::kOneflowDtype && state->kind == Kind::kInt);
+  if (fits && target->state == nullptr) {
     target->state = state;
     return {};
   }
   return fail(ErrorCode::kPickleForbiddenCall,
-              fmt::format("BUILD with a {} on a {}: only OrderedDict `_metadata` and one OneFlow tensor state are allowed",
+              fmt::format("BUILD with a {} on a {}: only OrderedDict `_metadata`, one OneFlow tensor or dtype state "
+                          "and one numpy array or dtype state are allowed",
                           kind_name(state->kind), kind_name(target->kind)));
 }
 

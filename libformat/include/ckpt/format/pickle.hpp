@@ -44,6 +44,10 @@ enum class Kind : std::uint8_t {
   kOneflowTensor, // cls() + BUILD {"path": "tensor_N"}
   kTorchStorage,  // a torch persistent id ('storage', type, key, location, numel)
   kTorchTensor,   // torch._utils._rebuild_tensor_v2(...) or a Parameter of it
+  // OneFlow 1.0 single files (S1) hold tensors as numpy arrays:
+  kNumpyArray,    // _reconstruct(ndarray, (0,), b'b') (cls, items[0]) + BUILD (1, shape, dtype, fortran, bytes) (state)
+  kNumpyDtype,    // numpy.dtype('f4', False, True) (cls, items[0]) + BUILD (3, '<', None, None, None, -1, -1, 0) (state)
+  kOneflowDtype,  // oneflow._oneflow_internal.dtype() (cls) + BUILD int DataType (state)
 };
 
 std::string_view kind_name(Kind kind);
@@ -74,11 +78,16 @@ struct Value {
   double real = 0;
   std::string text;    // kString, kBytes; kGlobal: module
   std::string name;    // kGlobal: qualified name
-  std::vector<const Value*> items;  // kTuple, kList, kSet
+  // kTuple, kList, kSet; kNumpyArray, kNumpyDtype: the call's argument tuple;
+  // kGlobal when written: optionally its module and name as str nodes, shared
+  // with other globals and keys as CPython shares interned strings.
+  std::vector<const Value*> items;
   std::vector<std::pair<const Value*, const Value*>> entries;  // kDict, in insertion order
   bool ordered = false;              // kDict: an OrderedDict
   const Value* metadata = nullptr;   // kDict: the `_metadata` attribute set by BUILD
-  // kOneflowTensor: the class (kGlobal) and the BUILD state (kDict with "path").
+  // kOneflowTensor: the class (kGlobal) and the BUILD state (kDict with "path",
+  // or with "data", "dtype", "device" in S1); kNumpyArray, kNumpyDtype,
+  // kOneflowDtype: the callable or class and the BUILD state.
   const Value* cls = nullptr;
   const Value* state = nullptr;
   TorchStorageInfo storage;  // kTorchStorage
