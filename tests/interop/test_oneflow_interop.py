@@ -4,7 +4,8 @@ OneFlow writes (P1 state dicts of every dtype, the tutorial's {model, optimizer,
 nn.Module, global tensors from 2 ranks, a bfloat16 tensor) -> ckpt-convert reads them and writes
 npz, safetensors and torch files, which numpy, a safetensors parser and torch compare with the
 values OneFlow itself exported. We write (E1 from ckpt-train, E1 and P1 of every dtype, the tutorial
-carried P1 -> torch -> P1) -> flow.load reads them and compares.
+carried P1 -> torch -> P1, the whole module as P1, OneFlow 1.0's emulated single file as P1) -> flow.load
+reads them and compares. (OneFlow 0.9 cannot read single files; test_oneflow_single_file checks them.)
 
 Usage: test_oneflow_interop.py CKPT_CONVERT CKPT_TRAIN CKPT_VALIDATE; CKPT_SOURCE_ROOT set.
 OneFlow comes from scripts/oneflow-venv.sh; without it the test is skipped (exit 77), unless
@@ -171,6 +172,15 @@ def main():
             target = os.path.join(work, "dtypes_" + fmt)
             run(CONVERT, os.path.join(work, "dtypes.npz"), target, "--to", fmt)
             plan.append([target, os.path.join(work, "dtypes.npz")])
+        # A whole module converts as its state_dict; OneFlow 1.0's single file (emulated) as its tensors.
+        module_back = os.path.join(work, "module_back")
+        run(CONVERT, os.path.join(work, "module"), module_back, "--to", "oneflow-pickle")
+        plan.append([module_back, os.path.join(work, "module.npz")])
+        single_file = os.path.join(SOURCE_ROOT, "tests", "data", "oneflow-emulated", "C_single_file_v1.0_proto4")
+        np.savez(os.path.join(work, "linear.npz"), weight=np.array([[0.0, 0.1], [0.2, 0.3], [0.4, 0.5]], np.float32),
+                 bias=np.array([0.5, -1.0, 2.0], np.float32))
+        run(CONVERT, single_file, os.path.join(work, "single_file_back"), "--to", "oneflow-pickle")
+        plan.append([os.path.join(work, "single_file_back"), os.path.join(work, "linear.npz")])
         back = os.path.join(work, "tutorial_back")
         run(CONVERT, os.path.join(work, "converted", "tutorial.pt"), back, "--to", "oneflow-pickle")
         plan.append([back, os.path.join(work, "tutorial")])

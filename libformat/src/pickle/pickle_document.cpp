@@ -26,6 +26,7 @@ std::string_view kind_name(Kind kind) {
     case Kind::kNumpyArray: return "numpy array";
     case Kind::kNumpyDtype: return "numpy dtype";
     case Kind::kOneflowDtype: return "oneflow dtype";
+    case Kind::kStub: return "module stub";
   }
   return "unknown";
 }
@@ -108,6 +109,11 @@ std::string child_name(const std::string& parent, const std::string& segment) {
 
 std::string tensor_name(const std::string& name) { return name.empty() ? std::string(kBareTensorName) : name; }
 
+// The attributes of an nn.Module whose entries state_dict() names by key alone.
+bool is_module_group(const Value& key) {
+  return key.is_string("_parameters") || key.is_string("_buffers") || key.is_string("_modules");
+}
+
 Status collect(const Value& value, const std::string& name, std::string_view file, std::vector<NamedTensor>& out) {
   switch (value.kind) {
     case Kind::kDict:
@@ -122,6 +128,15 @@ Status collect(const Value& value, const std::string& name, std::string_view fil
       return {};
     case Kind::kOneflowTensor:
     case Kind::kTorchTensor: out.push_back({tensor_name(name), &value}); return {};
+    case Kind::kStub:
+      for (const auto& [key, group] : value.state->entries) {
+        if (!is_module_group(*key) || group->kind != Kind::kDict) continue;
+        for (const auto& [member, item] : group->entries) {
+          CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*member, name, file));
+          CKPT_TRY(collect(*item, child_name(name, segment), file, out));
+        }
+      }
+      return {};
     default: return {};
   }
 }
@@ -164,6 +179,18 @@ Result<const Value*> copy_tree(const Value& value, const std::string& name, Docu
     }
     case Kind::kOneflowTensor:
     case Kind::kTorchTensor: return tensor_named(tensor_name(name));
+    case Kind::kStub: {
+      // Written as the state_dict its tensors make: the class exists only in
+      // the program that saved it, and load_state_dict takes the dict.
+      std::vector<NamedTensor> members;
+      CKPT_TRY(collect(value, "", file, members));
+      Value* state_dict = into.dict(true);
+      for (const NamedTensor& member : members) {
+        CKPT_ASSIGN_OR_RETURN(const Value* tensor, tensor_named(child_name(name, member.name)));
+        state_dict->entries.emplace_back(into.string(member.name), tensor);
+      }
+      return state_dict;
+    }
     case Kind::kTorchStorage:
     case Kind::kNumpyArray:
     case Kind::kNumpyDtype:

@@ -103,6 +103,8 @@ class Machine {
   Status set_items(Value& dict, const std::vector<Value*>& flat);
   Status add_items(Value& set, const std::vector<Value*>& items);
   Status push_global(std::string module, std::string name);
+  Error not_allowed(const Value& global, std::string_view use = {}) const;
+  bool unlisted(const Value& value) const;
   Status reduce();
   Status new_object();
   Status build();
@@ -257,8 +259,19 @@ Status Machine::add_items(Value& set, const std::vector<Value*>& items) {
   return {};
 }
 
+Error Machine::not_allowed(const Value& global, std::string_view use) const {
+  return fail(ErrorCode::kPickleForbiddenGlobal,
+              fmt::format("global '{}.{}' is not on the allow-list{}; nothing was run", global.text, global.name, use));
+}
+
+bool Machine::unlisted(const Value& value) const {
+  return value.kind == Kind::kGlobal && detail::find_allowed(value.text, value.name, options_.flavor) == nullptr;
+}
+
+// A global off the list is refused here, unless the policy may keep an
+// object of it as a stub: then it is refused on any use but that one.
 Status Machine::push_global(std::string module, std::string name) {
-  if (detail::find_allowed(module, name, options_.flavor) == nullptr) {
+  if (detail::find_allowed(module, name, options_.flavor) == nullptr && !options_.policy.stub_modules) {
     return fail(ErrorCode::kPickleForbiddenGlobal,
                 fmt::format("global '{}.{}' is not on the allow-list; nothing was run", module, name));
   }
@@ -278,7 +291,10 @@ Status Machine::reduce() {
   if (args->kind != Kind::kTuple) return malformed(fmt::format("REDUCE of '{}' with a {} of arguments", qualified, kind_name(args->kind)));
   const auto& a = args->items;
   const detail::AllowedGlobal* allowed = detail::find_allowed(callable->text, callable->name, options_.flavor);
-  if (allowed == nullptr) return fail(ErrorCode::kPickleForbiddenGlobal, fmt::format("'{}' is not allowed", qualified));
+  if (allowed == nullptr) return not_allowed(*callable, " (called by REDUCE)");
+  for (const Value* argument : a) {
+    if (unlisted(*argument)) return not_allowed(*argument, fmt::format(" (an argument of '{}')", qualified));
+  }
   auto bad_arguments = [&](std::string_view expected) {
     return fail(ErrorCode::kPickleForbiddenCall,
                 fmt::format("'{}' called with {} arguments; only {} is allowed", qualified, a.size(), expected));
@@ -391,6 +407,12 @@ Status Machine::new_object() {
   if (cls->kind != Kind::kGlobal) {
     return fail(ErrorCode::kPickleForbiddenCall, fmt::format("NEWOBJ of a {}, not a class", kind_name(cls->kind)));
   }
+  if (unlisted(*cls)) {
+    if (args->kind != Kind::kTuple || !args->items.empty()) return not_allowed(*cls, " (NEWOBJ with arguments)");
+    CKPT_ASSIGN_OR_RETURN(Value * stub, make(Kind::kStub));  // kept only if an nn.Module state follows
+    stub->cls = cls;
+    return push(stub);
+  }
   const detail::AllowedGlobal* allowed = detail::find_allowed(cls->text, cls->name, options_.flavor);
   bool creatable = allowed != nullptr && (allowed->builder == detail::Builder::kOneflowTensor ||
                                           allowed->builder == detail::Builder::kOneflowDtype);
@@ -416,6 +438,17 @@ Status Machine::build() {
       }
       target->metadata = value;
     }
+    return {};
+  }
+  if (target->kind == Kind::kStub) {
+    auto group = [&](std::string_view key) {
+      const Value* value = state->kind == Kind::kDict ? state->find(key) : nullptr;
+      return value != nullptr && value->kind == Kind::kDict;
+    };
+    if (target->state != nullptr || !group("_parameters") || !group("_buffers") || !group("_modules")) {
+      return not_allowed(*target->cls, " (kept as a stub only with an nn.Module's state: _parameters, _buffers, _modules)");
+    }
+    target->state = state;
     return {};
   }
   // Each object takes one state of its own shape; the S1 adapter reads its fields.
@@ -710,6 +743,10 @@ Status Machine::check_tree(const Value* root) const {
     }
     return {};
   };
+  if (unlisted(*root)) return not_allowed(*root, " (as a value)");
+  if (root->kind == Kind::kStub && root->state == nullptr) {
+    return not_allowed(*root->cls, " (an object of it without an nn.Module's state)");
+  }
   std::vector<Frame> path;
   path.push_back({root, children_of(root)});
   seen[root];
@@ -730,6 +767,12 @@ Status Machine::check_tree(const Value* root) const {
       continue;
     }
     const Value* child = frame.children[frame.next++];
+    if (unlisted(*child) && !(frame.value->kind == Kind::kStub && child == frame.value->cls)) {
+      return not_allowed(*child, " (as a value)");
+    }
+    if (child->kind == Kind::kStub && child->state == nullptr) {
+      return not_allowed(*child->cls, " (an object of it without an nn.Module's state)");
+    }
     auto [it, inserted] = seen.try_emplace(child);
     if (!inserted) {
       if (!it->second.done) {

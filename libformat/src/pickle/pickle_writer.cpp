@@ -397,6 +397,9 @@ class Pickler {
         }
         memoize(&value);
         return {};
+      case Kind::kStub:
+        return Error(ErrorCode::kInvalidArgument,
+                     "a module stub is not written as such; copy_replacing_tensors makes it its state_dict");
       case Kind::kOneflowTensor:
       case Kind::kOneflowDtype:
         if (value.cls == nullptr || value.state == nullptr) {

@@ -48,6 +48,7 @@ enum class Kind : std::uint8_t {
   kNumpyArray,    // _reconstruct(ndarray, (0,), b'b') (cls, items[0]) + BUILD (1, shape, dtype, fortran, bytes) (state)
   kNumpyDtype,    // numpy.dtype('f4', False, True) (cls, items[0]) + BUILD (3, '<', None, None, None, -1, -1, 0) (state)
   kOneflowDtype,  // oneflow._oneflow_internal.dtype() (cls) + BUILD int DataType (state)
+  kStub,          // an object of a class not on the allow-list, kept inert (PicklePolicy): cls + BUILD state
 };
 
 std::string_view kind_name(Kind kind);
@@ -139,7 +140,9 @@ struct NamedTensor {
 };
 
 // Every tensor of `data`, sorted by dotted name ({"model": {"l1.weight": t}}
-// -> "model.l1.weight", list items by index). Other leaves are skipped.
+// -> "model.l1.weight", list items by index; a module stub's `_parameters`,
+// `_buffers` and `_modules` entries by their keys alone, as state_dict()
+// names them: "l1.weight"). Other leaves are skipped.
 // Fails on a dict key that is neither str nor int, and on two tensors with
 // the same name (kDuplicateName); `file` names errors.
 Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file);
@@ -178,9 +181,22 @@ enum class Flavor : std::uint8_t {
   kTorch,    // OrderedDict, _codecs.encode, torch rebuild functions, storages, persistent ids
 };
 
+// What the reader does with a global that is not on the allow-list. By
+// default it is refused (E704), except where a stub rule keeps it inert.
+// Later rules (extra allowed globals, stubs for any class) extend this struct.
+struct PicklePolicy {
+  // NEWOBJ () of such a class followed by BUILD with an nn.Module's state (a
+  // dict with "_parameters", "_buffers" and "_modules") becomes a kStub: the
+  // class's module and name and its state, never imported or called. Its
+  // tensors are named as state_dict() names them (named_tensors). Any other
+  // use of the class (a call, a value, another state) is still E704.
+  bool stub_modules = true;
+};
+
 struct ReadOptions {
   Flavor flavor = Flavor::kOneflow;
   ReadLimits limits = {};
+  PicklePolicy policy = {};
 };
 
 // Reads one pickle that must fill `bytes` exactly (STOP at the end).
