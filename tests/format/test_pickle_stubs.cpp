@@ -53,6 +53,12 @@ TEST_CASE("a module's pickle becomes stubs whose tensors are named as state_dict
   std::vector<std::string> names;
   for (const auto& tensor : *named) names.push_back(tensor.name);
   CHECK(names == std::vector<std::string>{"l1.weight", "scale", "step"});
+  auto stubs = pickle::module_stubs(*net);
+  REQUIRE(stubs.size() == 2);
+  CHECK(stubs[0].name == "");
+  CHECK(stubs[0].node == net);
+  CHECK(stubs[1].name == "l1");
+  CHECK(stubs[1].node->cls->text == "oneflow.nn.modules.linear");
 
   // Copied for writing with new tensors (their paths say which name each
   // replaced): a stub becomes the state_dict its tensors make.

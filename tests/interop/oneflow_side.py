@@ -13,16 +13,11 @@ import sys
 import numpy as np
 import oneflow as flow
 
+from dotted_names import assert_arrays_equal, flatten
 
-def flat(obj, prefix=""):
-    """Tensors by dotted name, as the project names them: keys and indices joined with '.'."""
-    if isinstance(obj, flow.Tensor):
-        return {prefix or "data": obj}
-    out = {}
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else []
-    for key, value in items:
-        out.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
+
+def flat(obj):
+    return flatten(obj, lambda value: isinstance(value, flow.Tensor))
 
 
 def save_reference(path, tensors):
@@ -126,14 +121,8 @@ def read(plan_path):
     for path, reference in plan:
         loaded = flow.load(path)
         if reference.endswith(".npz"):
-            expected = dict(np.load(reference))
             tensors = {name: t.numpy() for name, t in flat(loaded).items()}
-            assert sorted(tensors) == sorted(expected), f"{path}: names {sorted(tensors)} vs {sorted(expected)}"
-            for name, array in expected.items():
-                got = tensors[name]
-                assert got.dtype == array.dtype and got.shape == array.shape, \
-                    f"{path} {name}: {got.dtype}{got.shape} vs {array.dtype}{array.shape}"
-                assert got.tobytes() == array.tobytes(), f"{path} {name}: values differ"
+            assert_arrays_equal(tensors, dict(np.load(reference)), path)
         else:
             same(loaded, flow.load(reference), path)
         print(f"flow.load {os.path.basename(path)}: equal to {os.path.basename(reference)}", flush=True)

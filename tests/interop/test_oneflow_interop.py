@@ -7,7 +7,7 @@ values OneFlow itself exported. We write (E1 from ckpt-train, E1 and P1 of every
 carried P1 -> torch -> P1, the whole module as P1, OneFlow 1.0's emulated single file as P1) -> flow.load
 reads them and compares. (OneFlow 0.9 cannot read single files; test_oneflow_single_file checks them.)
 
-Usage: test_oneflow_interop.py CKPT_CONVERT CKPT_TRAIN CKPT_VALIDATE; CKPT_SOURCE_ROOT set.
+Usage: test_oneflow_interop.py CKPT_CONVERT CKPT_TRAIN CKPT_VALIDATE CKPT_INSPECT; CKPT_SOURCE_ROOT set.
 OneFlow comes from scripts/oneflow-venv.sh; without it the test is skipped (exit 77), unless
 CKPT_REQUIRE_ONEFLOW=1 (CI), which makes that a failure.
 """
@@ -23,7 +23,9 @@ import tempfile
 import numpy as np
 import torch
 
-CONVERT, TRAIN, VALIDATE = sys.argv[1:4]
+from dotted_names import assert_arrays_equal, flatten
+
+CONVERT, TRAIN, VALIDATE, INSPECT = sys.argv[1:5]
 SOURCE_ROOT = os.environ["CKPT_SOURCE_ROOT"]
 SIDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oneflow_side.py")
 SKIP = 77
@@ -91,30 +93,8 @@ def torch_load(path):
 
 
 def read_torch(path):
-    flat = {}
-
-    def walk(obj, prefix):
-        if isinstance(obj, torch.Tensor):
-            tensor = obj.float() if obj.dtype == torch.bfloat16 else obj
-            flat[prefix or "data"] = tensor.numpy()
-        elif isinstance(obj, dict):
-            for key, value in obj.items():
-                walk(value, f"{prefix}.{key}" if prefix else str(key))
-        elif isinstance(obj, (list, tuple)):
-            for index, value in enumerate(obj):
-                walk(value, f"{prefix}.{index}" if prefix else str(index))
-
-    walk(torch_load(path), "")
-    return flat
-
-
-def assert_equal(got, expected, what):
-    assert sorted(got) == sorted(expected), f"{what}: names {sorted(got)} vs {sorted(expected)}"
-    for name, array in expected.items():
-        value = got[name]
-        assert value.dtype == array.dtype and value.shape == array.shape, \
-            f"{what} {name}: {value.dtype}{value.shape} vs {array.dtype}{array.shape}"
-        assert value.tobytes() == array.tobytes(), f"{what} {name}: values differ"
+    tensors = flatten(torch_load(path), lambda value: isinstance(value, torch.Tensor))
+    return {name: (t.float() if t.dtype == torch.bfloat16 else t).numpy() for name, t in tensors.items()}
 
 
 def check_oneflow_writes(work, case):
@@ -124,7 +104,7 @@ def check_oneflow_writes(work, case):
     for suffix, reader in ((".npz", read_npz), (".safetensors", read_safetensors), (".pt", read_torch)):
         target = os.path.join(work, "converted", case + suffix)
         run(CONVERT, source, target)
-        assert_equal(reader(target), expected, f"{case} -> {suffix}")
+        assert_arrays_equal(reader(target), expected, f"{case} -> {suffix}")
     print(f"OneFlow {case}: npz, safetensors and torch equal OneFlow's values", flush=True)
 
 
@@ -158,6 +138,12 @@ def main():
         loaded = torch_load(os.path.join(work, "converted", "tutorial.pt"))
         assert loaded["epoch"] == tutorial["epoch"], loaded["epoch"]
         assert json.loads(json.dumps(loaded["optimizer"]["param_groups"])) == tutorial["param_groups"]
+        modules = json.loads(run(INSPECT, "--json", os.path.join(work, "module")).stdout)["modules"]
+        assert modules == [{"name": "", "class": "__main__.Net"},
+                           {"name": "flatten", "class": "oneflow.nn.modules.flatten.Flatten"},
+                           {"name": "l1", "class": "oneflow.nn.modules.linear.Linear"},
+                           {"name": "l2", "class": "oneflow.nn.modules.linear.Linear"},
+                           {"name": "l3", "class": "oneflow.nn.modules.linear.Linear"}], modules
         report = run(VALIDATE, os.path.join(work, "bf16")).stdout
         assert "E480" in report and "E401" not in report, report
 

@@ -14,6 +14,8 @@ import zipfile
 
 import torch
 
+from dotted_names import flatten
+
 TOOL = sys.argv.pop(1)
 CONVERT = sys.argv.pop(1)
 
@@ -26,15 +28,9 @@ def run(command, *args):
         raise AssertionError(f"{' '.join(argv)} failed: {done.stderr}")
 
 
-def flat(obj, prefix=""):
+def flat(obj):
     """The dotted names our reader gives: keys and indices joined by '.'."""
-    if isinstance(obj, torch.Tensor):
-        return {prefix or "data": obj}
-    out = {}
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else []
-    for key, value in items:
-        out.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
+    return flatten(obj, lambda value: isinstance(value, torch.Tensor))
 
 
 DTYPES = {

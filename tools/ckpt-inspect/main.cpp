@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/pickle.hpp"
 #include "ckpt/format/values.hpp"
 
 namespace {
@@ -31,8 +32,13 @@ Options:
                   "bytes", "stats": {"min", "max", "mean", "std", "nan",
                   "inf", "finite"} or null}]}
                  min/max/mean/std are null when no value is finite.
+                 and "modules": [{"name", "class"}] (see below)
   --format NAME  read as NAME instead of detecting the format
   --help         this text
+
+A whole-module pickle (flow.save(model), torch.save(model)) also lists its
+modules: each module's name (as its tensors' prefix, "" for the saved
+object) and class, kept as data: the class is never imported.
 
 Exit status: 0 listed, 2 usage or read error.
 )";
@@ -140,8 +146,23 @@ int run(const Options& options) {
                  options.stats ? stats_text(stats) : "");
     }
   }
+  std::vector<ckpt::pickle::NamedStub> modules;
+  if (const ckpt::pickle::Value* object = (*reader)->object()) modules = ckpt::pickle::module_stubs(*object);
+  nlohmann::json modules_json = nlohmann::json::array();
+  constexpr std::string_view kSavedObject = "(saved object)";
+  std::size_t module_width = std::max(name_width, kSavedObject.size());
+  if (!options.json && !modules.empty()) fmt::print("modules (classes kept as data, never imported):\n");
+  for (const auto& module : modules) {
+    std::string cls = fmt::format("{}.{}", module.node->cls->text, module.node->cls->name);
+    if (options.json) {
+      modules_json.push_back({{"name", module.name}, {"class", cls}});
+    } else {
+      fmt::print("  {:<{}}  {}\n", module.name.empty() ? kSavedObject : std::string_view(module.name), module_width, cls);
+    }
+  }
   if (options.json) {
     nlohmann::json out = {{"path", options.path}, {"format", (*reader)->format_name()}, {"tensors", std::move(listed)}};
+    if (!modules.empty()) out["modules"] = std::move(modules_json);
     fmt::print("{}\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   return 0;

@@ -10,6 +10,7 @@
 // The writer shares nodes where CPython shares objects (interned strings,
 // numpy's dtype singletons, one flow dtype per type), so its output is
 // byte-identical to what OneFlow writes for a state_dict.
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <map>
@@ -32,6 +33,7 @@ using pickle::Kind;
 using pickle::Value;
 
 constexpr std::string_view kMagicKey = "__oneflow__";
+constexpr std::size_t kReadPiece = std::size_t{4} << 20;  // a tensor's bytes are read in pieces of this size
 
 Error structure(std::string message, std::string_view file, std::string_view variable) {
   return std::move(Error(ErrorCode::kPickleStructure, std::move(message)).in_file(file).in_variable(variable));
@@ -185,7 +187,10 @@ class SingleFileWriter {
                                shape_to_string(meta.shape()), meta.byte_size()));
     }
     std::string raw(static_cast<std::size_t>(data.size()), '\0');
-    CKPT_TRY(data.read_at(0, std::as_writable_bytes(std::span(raw))));
+    auto into = std::as_writable_bytes(std::span(raw));
+    for (std::size_t offset = 0; offset < into.size(); offset += kReadPiece) {
+      CKPT_TRY(data.read_at(offset, into.subspan(offset, std::min(kReadPiece, into.size() - offset))));
+    }
     std::vector<const Value*> dims;
     for (std::int64_t dim : meta.shape()) dims.push_back(document_.integer(dim));
 

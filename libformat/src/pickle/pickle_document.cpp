@@ -141,6 +141,30 @@ Status collect(const Value& value, const std::string& name, std::string_view fil
   }
 }
 
+void find_stubs(const Value& value, const std::string& name, std::vector<NamedStub>& out) {
+  auto each_entry = [&](const Value& dict) {
+    for (const auto& [key, item] : dict.entries) {
+      if (key->kind == Kind::kString || key->kind == Kind::kInt) {
+        find_stubs(*item, child_name(name, key->kind == Kind::kString ? key->text : std::to_string(key->integer)), out);
+      }
+    }
+  };
+  switch (value.kind) {
+    case Kind::kDict: each_entry(value); return;
+    case Kind::kList:
+    case Kind::kTuple:
+      for (std::size_t i = 0; i < value.items.size(); ++i) find_stubs(*value.items[i], child_name(name, std::to_string(i)), out);
+      return;
+    case Kind::kStub:
+      out.push_back({name, &value});
+      if (const Value* modules = value.state->find("_modules"); modules != nullptr && modules->kind == Kind::kDict) {
+        each_entry(*modules);
+      }
+      return;
+    default: return;
+  }
+}
+
 using TensorLookup = std::function<Result<const Value*>(const std::string&)>;
 
 // Walks like collect, so every tensor leaf is looked up by the name collect gives it.
@@ -225,6 +249,12 @@ const Value* segment_key(Document& into, std::string_view segment) {
 }
 
 }  // namespace
+
+std::vector<NamedStub> module_stubs(const Value& data) {
+  std::vector<NamedStub> stubs;
+  find_stubs(data, "", stubs);
+  return stubs;
+}
 
 Result<const Value*> copy_replacing_tensors(const Value& data, Document& into, const TensorLookup& tensor_named,
                                             std::string_view file) {

@@ -147,6 +147,16 @@ struct NamedTensor {
 // the same name (kDuplicateName); `file` names errors.
 Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file);
 
+struct NamedStub {
+  std::string name;  // dotted, as named_tensors names its tensors' prefix; "" for the root
+  const Value* node = nullptr;  // kStub
+};
+
+// Every module stub of `data`, each before the modules of its `_modules`,
+// for showing the tree of a whole-module pickle. Keys that are neither str
+// nor int hold no named stub and are skipped.
+std::vector<NamedStub> module_stubs(const Value& data);
+
 // A copy of `data` into `into` in which every tensor leaf is replaced by
 // `tensor_named(its dotted name)` (the names named_tensors gives); other
 // values are copied as they are. Writers use it to put their own tensors in
