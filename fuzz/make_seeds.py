@@ -51,6 +51,8 @@ for root, _, files in os.walk(fixtures):
         if f == "pickled_data":
             path = os.path.join(root, f)
             put("fuzz_pickle", os.path.basename(root), open(path, "rb").read())
+        elif f.startswith("C_single_file"):  # OneFlow 1.0's single file: numpy arrays and dtypes
+            put("fuzz_pickle", f, open(os.path.join(root, f), "rb").read())
 
 try:
     import torch

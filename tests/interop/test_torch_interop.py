@@ -30,6 +30,7 @@ def run(command, *args):
         raise AssertionError(f"{' '.join(argv)} failed: {done.stderr}")
 
 
+
 DTYPES = {
     "kFloat": torch.float32, "kDouble": torch.float64, "kFloat16": torch.float16, "kBFloat16": torch.bfloat16,
     "kInt64": torch.int64, "kInt32": torch.int32, "kInt16": torch.int16, "kInt8": torch.int8, "kUInt8": torch.uint8,
@@ -72,6 +73,16 @@ def sample_state():
         "optimizer": {"state": {0: {"momentum_buffer": torch.ones(4, 3)}}, "param_groups": [{"lr": 0.1, "params": [0]}]},
         "epoch": 3,
     }
+
+
+class WholeModel(torch.nn.Module):
+    """A module with parameters, buffers and nested modules, saved whole (its class is __main__'s)."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1 = torch.nn.Linear(3, 2)
+        self.bn = torch.nn.BatchNorm1d(2)
+        self.seq = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.ReLU())
 
 
 class TorchInterop(unittest.TestCase):
@@ -188,6 +199,21 @@ class TorchInterop(unittest.TestCase):
             with self.subTest(name=name):
                 self.assertEqual(loaded[name].dtype, tensor.dtype)
                 self.assertTrue(torch.equal(loaded[name], tensor))
+
+    def test_whole_module_save_reads_as_its_state_dict(self):
+        """torch.save(model): the classes become inert stubs, the tensors are named as state_dict() names them."""
+        torch.manual_seed(0)
+        model = WholeModel()
+        torch.save(model, self.path("model.pt"))
+        os.mkdir(self.path("dump"))
+        run("dump", self.path("model.pt"), self.path("dump"))
+        ours = load_dump(self.path("dump"))
+        expected = model.state_dict()
+        self.assertEqual(sorted(ours), sorted(expected))
+        for name, tensor in expected.items():
+            with self.subTest(name=name):
+                self.assertEqual(ours[name].dtype, tensor.dtype)
+                self.assertTrue(torch.equal(ours[name], tensor))
 
     def test_hostile_pickle_in_a_torch_file_runs_nothing(self):
         witness = self.path("pwned")

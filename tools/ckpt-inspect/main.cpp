@@ -13,6 +13,7 @@
 
 #include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/pickle.hpp"
 #include "ckpt/format/values.hpp"
 
 namespace {
@@ -22,7 +23,9 @@ using ckpt::printable;
 constexpr std::string_view kDescription = R"text(Lists the tensors of a checkpoint of any registered format (detected from
 the content unless --format names it) with dtype, shape and bytes. The dtype is
 the canonical (OneFlow) name, followed by the file's own name where the format
-has one: "kBFloat16 (BF16)".)text";
+has one: "kBFloat16 (BF16)". A whole-module pickle (flow.save(model), torch.save(model))
+also lists its modules: each module's name (its tensors' prefix, "" for the
+saved object) and class, kept as data: the class is never imported.)text";
 
 struct Stats {
   std::uint64_t finite = 0;
@@ -120,6 +123,20 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
       fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}{}\n", printable(tensor.name), name_width,
                  ckpt::cli::dtype_text(tensor.meta.dtype(), format), ckpt::shape_to_string(tensor.meta.shape()),
                  tensor.meta.byte_size(), options.stats ? stats_text(stats) : "");
+    }
+  }
+  std::vector<ckpt::pickle::NamedStub> modules;
+  if (const ckpt::pickle::Value* object = (*reader)->object()) modules = ckpt::pickle::module_stubs(*object);
+  constexpr std::string_view kSavedObject = "(saved object)";
+  const std::size_t module_width = std::max(name_width, kSavedObject.size());
+  if (!options.json && !modules.empty()) fmt::print("modules (classes kept as data, never imported):\n");
+  for (const auto& module : modules) {
+    std::string cls = fmt::format("{}.{}", module.node->cls->text, module.node->cls->name);
+    if (options.json) {
+      out["modules"].push_back({{"name", module.name}, {"class", cls}});
+    } else {
+      fmt::print("  {:<{}}  {}\n", module.name.empty() ? kSavedObject : printable(module.name), module_width,
+                 printable(cls));
     }
   }
   if (options.json) ckpt::cli::print_json(out);

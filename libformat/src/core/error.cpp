@@ -44,6 +44,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kDataSizeMismatch: return "data_size_mismatch";
     case ErrorCode::kInvalidBool: return "invalid_bool";
     case ErrorCode::kBufferSizeMismatch: return "buffer_size_mismatch";
+    case ErrorCode::kBf16StoredAsFloat32: return "bf16_stored_as_float32";
     case ErrorCode::kNpyMagic: return "npy_magic";
     case ErrorCode::kNpyVersion: return "npy_version";
     case ErrorCode::kNpyHeader: return "npy_header";

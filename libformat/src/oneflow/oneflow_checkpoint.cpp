@@ -29,8 +29,7 @@ class OneFlowReader final : public CheckpointReader {
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
-    CKPT_ASSIGN_OR_RETURN(FileSource source, snapshot_.open_data(name));
-    return std::unique_ptr<ByteSource>(std::make_unique<FileSource>(std::move(source)));
+    return snapshot_.open_values(name);
   }
 
   const pickle::Value* object() const override { return snapshot_.pickle() ? snapshot_.pickle()->data : nullptr; }

@@ -131,7 +131,8 @@ PickleVariables name_pickle_variables(const fs::path& root, std::vector<Variable
       continue;
     }
     referenced[static_cast<std::size_t>(it - variables.begin())] = true;
-    named.push_back(VariableInfo{ref.name, it->meta, it->byte_size});
+    named.push_back(*it);
+    named.back().name = ref.name;
     result.directories.emplace(ref.name, ref.directory);
   }
   for (std::size_t i = 0; i < variables.size(); ++i) {

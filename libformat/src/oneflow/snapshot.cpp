@@ -1,6 +1,7 @@
 #include "ckpt/format/snapshot.hpp"
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include <fcntl.h>
@@ -9,6 +10,9 @@
 #include <unistd.h>
 
 #include "ckpt/format/oneflow_pickle.hpp"
+#include <fmt/format.h>
+
+#include "core/float_codec.hpp"
 #include "core/posix_util.hpp"
 #include "oneflow/snapshot_scan.hpp"
 
@@ -16,6 +20,47 @@ namespace ckpt {
 namespace {
 
 namespace fs = std::filesystem;
+
+// An E480 variable: `out` holds float32 values, the variable is bfloat16.
+// Each 2-byte element read is its float32 rounded to nearest even.
+class Float32AsBFloat16 final : public ByteSource {
+ public:
+  explicit Float32AsBFloat16(FileSource file) : file_(std::move(file)) {}
+
+  std::uint64_t size() const override { return file_.size() / 2; }
+  const std::string& name() const override { return file_.name(); }
+
+  Status read_at(std::uint64_t offset, std::span<std::byte> out) const override {
+    if (offset > size() || out.size() > size() - offset) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("read of {} bytes at {} past the end ({} bytes)", out.size(), offset, size()))
+          .in_file(name());
+    }
+    // Whole elements covering the request, converted a block at a time.
+    constexpr std::uint64_t kBlockElements = 1 << 14;
+    std::array<std::byte, kBlockElements * 4> floats;
+    std::uint64_t first = offset / 2;
+    std::uint64_t end = (offset + out.size() + 1) / 2;
+    for (std::uint64_t element = first; element < end; element += kBlockElements) {
+      std::uint64_t count = std::min(kBlockElements, end - element);
+      CKPT_TRY(file_.read_at(element * 4, std::span(floats.data(), count * 4)));
+      for (std::uint64_t i = 0; i < count; ++i) {
+        std::uint32_t bits = 0;
+        for (int b = 0; b < 4; ++b) bits |= static_cast<std::uint32_t>(floats[i * 4 + b]) << (8 * b);
+        auto half = static_cast<std::uint16_t>(detail::double_to_float_bits(
+            detail::float_bits_to_double(bits, detail::kFloatLayout), detail::kBFloat16Layout));
+        for (int b = 0; b < 2; ++b) {
+          std::uint64_t at = (element + i) * 2 + b;  // byte of the bf16 stream
+          if (at >= offset && at < offset + out.size()) out[at - offset] = static_cast<std::byte>(half >> (8 * b));
+        }
+      }
+    }
+    return {};
+  }
+
+ private:
+  FileSource file_;
+};
 
 }  // namespace
 
@@ -138,14 +183,21 @@ Result<FileSource> Snapshot::open_data(std::string_view name) const {
   return source;
 }
 
-Status Snapshot::read(std::string_view name, std::span<std::byte> out) const {
+Result<std::unique_ptr<ByteSource>> Snapshot::open_values(std::string_view name) const {
+  CKPT_ASSIGN_OR_RETURN(const VariableInfo* info, get(name));
   CKPT_ASSIGN_OR_RETURN(FileSource source, open_data(name));
-  if (out.size() != source.size()) {
+  if (info->bf16_stored_as_float32) return std::unique_ptr<ByteSource>(std::make_unique<Float32AsBFloat16>(std::move(source)));
+  return std::unique_ptr<ByteSource>(std::make_unique<FileSource>(std::move(source)));
+}
+
+Status Snapshot::read(std::string_view name, std::span<std::byte> out) const {
+  CKPT_ASSIGN_OR_RETURN(auto source, open_values(name));
+  if (out.size() != source->size()) {
     return Error(ErrorCode::kBufferSizeMismatch,
-                 fmt::format("buffer holds {} bytes, the variable has {}", out.size(), source.size()))
+                 fmt::format("buffer holds {} bytes, the variable has {}", out.size(), source->size()))
         .in_variable(name);
   }
-  auto status = source.read_at(0, out);
+  auto status = source->read_at(0, out);
   if (!status.ok()) return std::move(std::move(status).error().in_variable(name));
   return {};
 }

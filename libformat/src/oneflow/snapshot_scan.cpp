@@ -195,7 +195,15 @@ void Scanner::scan_variable(const Entry& entry, ScanResult& result) {
   } else {
     variables_without_meta_.push_back(name);
   }
-  if (info.meta && info.meta->byte_size() != info.byte_size) {
+  if (info.meta && info.meta->dtype() == DType::kBFloat16 && info.byte_size == 2 * info.meta->byte_size() &&
+      info.byte_size > 0) {
+    info.bf16_stored_as_float32 = true;
+    warning(ErrorCode::kBf16StoredAsFloat32,
+            fmt::format("kBFloat16 {} with {} bytes, twice its size: float32 values, as OneFlow 0.9 saves bfloat16 "
+                        "(OneFlow cannot load it back); read rounded to bfloat16",
+                        shape_to_string(info.meta->shape()), info.byte_size),
+            data_path, name);
+  } else if (info.meta && info.meta->byte_size() != info.byte_size) {
     const VariableMeta& meta = *info.meta;
     std::string_view relation = info.byte_size < meta.byte_size() ? "truncated" : "has extra bytes";
     error(ErrorCode::kDataSizeMismatch,

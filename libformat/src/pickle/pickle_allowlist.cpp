@@ -18,6 +18,12 @@ constexpr std::array kAllowed = {
     AllowedGlobal{"oneflow", "Tensor", Builder::kOneflowTensor, Flavor::kOneflow},
     AllowedGlobal{"oneflow.nn", "Parameter", Builder::kOneflowTensor, Flavor::kOneflow},
     AllowedGlobal{"oneflow._oneflow_internal.nn", "Parameter", Builder::kOneflowTensor, Flavor::kOneflow},
+    // OneFlow 1.0 single files: tensors as numpy arrays (numpy._core under NumPy >= 2), OneFlow dtypes.
+    AllowedGlobal{"numpy.core.multiarray", "_reconstruct", Builder::kNumpyReconstruct, Flavor::kOneflow},
+    AllowedGlobal{"numpy._core.multiarray", "_reconstruct", Builder::kNumpyReconstruct, Flavor::kOneflow},
+    AllowedGlobal{"numpy", "ndarray", Builder::kNumpyNdarray, Flavor::kOneflow},
+    AllowedGlobal{"numpy", "dtype", Builder::kNumpyDtype, Flavor::kOneflow},
+    AllowedGlobal{"oneflow._oneflow_internal", "dtype", Builder::kOneflowDtype, Flavor::kOneflow},
     AllowedGlobal{"torch._utils", "_rebuild_tensor_v2", Builder::kRebuildTensorV2, Flavor::kTorch},
     AllowedGlobal{"torch._utils", "_rebuild_tensor_v3", Builder::kRebuildTensorV3, Flavor::kTorch},
     AllowedGlobal{"torch._utils", "_rebuild_parameter", Builder::kRebuildParameter, Flavor::kTorch},

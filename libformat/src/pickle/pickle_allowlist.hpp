@@ -21,6 +21,10 @@ enum class Builder {
   kTorchSize,         // torch.Size(tuple)
   kTorchStorageType,  // torch.FloatStorage etc.: only an argument of a persistent id
   kTorchDtype,        // torch.uint16 etc.: only the dtype argument of _rebuild_tensor_v3
+  kNumpyReconstruct,  // numpy.core.multiarray._reconstruct(ndarray, (0,), b'b') then BUILD (1, shape, dtype, fortran, bytes)
+  kNumpyNdarray,      // numpy.ndarray: only the first argument of _reconstruct
+  kNumpyDtype,        // numpy.dtype(str, False, True) then BUILD (3, byte order, None, None, None, -1, -1, 0)
+  kOneflowDtype,      // oneflow._oneflow_internal.dtype: NEWOBJ () then BUILD int (its DataType)
 };
 
 struct AllowedGlobal {

@@ -23,6 +23,10 @@ std::string_view kind_name(Kind kind) {
     case Kind::kOneflowTensor: return "oneflow tensor";
     case Kind::kTorchStorage: return "torch storage";
     case Kind::kTorchTensor: return "torch tensor";
+    case Kind::kNumpyArray: return "numpy array";
+    case Kind::kNumpyDtype: return "numpy dtype";
+    case Kind::kOneflowDtype: return "oneflow dtype";
+    case Kind::kStub: return "module stub";
   }
   return "unknown";
 }
@@ -105,6 +109,11 @@ std::string child_name(const std::string& parent, const std::string& segment) {
 
 std::string tensor_name(const std::string& name) { return name.empty() ? std::string(kBareTensorName) : name; }
 
+// The attributes of an nn.Module whose entries state_dict() names by key alone.
+bool is_module_group(const Value& key) {
+  return key.is_string("_parameters") || key.is_string("_buffers") || key.is_string("_modules");
+}
+
 Status collect(const Value& value, const std::string& name, std::string_view file, std::vector<NamedTensor>& out) {
   switch (value.kind) {
     case Kind::kDict:
@@ -119,7 +128,40 @@ Status collect(const Value& value, const std::string& name, std::string_view fil
       return {};
     case Kind::kOneflowTensor:
     case Kind::kTorchTensor: out.push_back({tensor_name(name), &value}); return {};
+    case Kind::kStub:
+      for (const auto& [key, group] : value.state->entries) {
+        if (!is_module_group(*key) || group->kind != Kind::kDict) continue;
+        for (const auto& [member, item] : group->entries) {
+          CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*member, name, file));
+          CKPT_TRY(collect(*item, child_name(name, segment), file, out));
+        }
+      }
+      return {};
     default: return {};
+  }
+}
+
+void find_stubs(const Value& value, const std::string& name, std::vector<NamedStub>& out) {
+  auto each_entry = [&](const Value& dict) {
+    for (const auto& [key, item] : dict.entries) {
+      if (key->kind == Kind::kString || key->kind == Kind::kInt) {
+        find_stubs(*item, child_name(name, key->kind == Kind::kString ? key->text : std::to_string(key->integer)), out);
+      }
+    }
+  };
+  switch (value.kind) {
+    case Kind::kDict: each_entry(value); return;
+    case Kind::kList:
+    case Kind::kTuple:
+      for (std::size_t i = 0; i < value.items.size(); ++i) find_stubs(*value.items[i], child_name(name, std::to_string(i)), out);
+      return;
+    case Kind::kStub:
+      out.push_back({name, &value});
+      if (const Value* modules = value.state->find("_modules"); modules != nullptr && modules->kind == Kind::kDict) {
+        each_entry(*modules);
+      }
+      return;
+    default: return;
   }
 }
 
@@ -161,8 +203,25 @@ Result<const Value*> copy_tree(const Value& value, const std::string& name, Docu
     }
     case Kind::kOneflowTensor:
     case Kind::kTorchTensor: return tensor_named(tensor_name(name));
+    case Kind::kStub: {
+      // Written as the state_dict its tensors make: the class exists only in
+      // the program that saved it, and load_state_dict takes the dict.
+      std::vector<NamedTensor> members;
+      CKPT_TRY(collect(value, "", file, members));
+      Value* state_dict = into.dict(true);
+      for (const NamedTensor& member : members) {
+        CKPT_ASSIGN_OR_RETURN(const Value* tensor, tensor_named(child_name(name, member.name)));
+        state_dict->entries.emplace_back(into.string(member.name), tensor);
+      }
+      return state_dict;
+    }
     case Kind::kTorchStorage:
-      return std::move(Error(ErrorCode::kPickleStructure, "a torch storage outside a tensor").in_file(file).in_variable(name));
+    case Kind::kNumpyArray:
+    case Kind::kNumpyDtype:
+    case Kind::kOneflowDtype:
+      return std::move(Error(ErrorCode::kPickleStructure, fmt::format("a {} outside a tensor", kind_name(value.kind)))
+                           .in_file(file)
+                           .in_variable(name));
     default: {  // None, bool, int, float, str, bytes, global: plain data
       Value* copy = into.make(value.kind);
       *copy = value;
@@ -190,6 +249,12 @@ const Value* segment_key(Document& into, std::string_view segment) {
 }
 
 }  // namespace
+
+std::vector<NamedStub> module_stubs(const Value& data) {
+  std::vector<NamedStub> stubs;
+  find_stubs(data, "", stubs);
+  return stubs;
+}
 
 Result<const Value*> copy_replacing_tensors(const Value& data, Document& into, const TensorLookup& tensor_named,
                                             std::string_view file) {

@@ -77,6 +77,8 @@ class Machine {
   Status set_items(Value& dict, const std::vector<Value*>& flat);
   Status add_items(Value& set, const std::vector<Value*>& items);
   Status push_global(std::string module, std::string name);
+  Error not_allowed(const Value& global, std::string_view use = {}) const;
+  bool unlisted(const Value& value) const;
   Status reduce();
   Status new_object();
   Status build();
@@ -257,8 +259,21 @@ bool is_torchscript_class(const ReadOptions& options, std::string_view module) {
   return options.torchscript_classes && (module == "__torch__" || module.starts_with("__torch__."));
 }
 
+Error Machine::not_allowed(const Value& global, std::string_view use) const {
+  return fail(ErrorCode::kPickleForbiddenGlobal,
+              fmt::format("global '{}.{}' is not on the allow-list{}; nothing was run", global.text, global.name, use));
+}
+
+bool Machine::unlisted(const Value& value) const {
+  return value.kind == Kind::kGlobal && detail::find_allowed(value.text, value.name, options_.flavor) == nullptr;
+}
+
+// A global off the list is refused here, unless it is a TorchScript class or
+// the policy may keep an object of it as a stub: then it is refused on any
+// use but that one.
 Status Machine::push_global(std::string module, std::string name) {
-  if (detail::find_allowed(module, name, options_.flavor) == nullptr && !is_torchscript_class(options_, module)) {
+  if (detail::find_allowed(module, name, options_.flavor) == nullptr && !is_torchscript_class(options_, module) &&
+      !options_.policy.stub_modules) {
     return fail(ErrorCode::kPickleForbiddenGlobal,
                 fmt::format("global '{}.{}' is not on the allow-list; nothing was run", module, name));
   }
@@ -279,7 +294,10 @@ Status Machine::reduce() {
   if (args->kind != Kind::kTuple) return malformed(fmt::format("REDUCE of '{}' with a {} of arguments", qualified, kind_name(args->kind)));
   const auto& a = args->items;
   const detail::AllowedGlobal* allowed = detail::find_allowed(callable->text, callable->name, options_.flavor);
-  if (allowed == nullptr) return fail(ErrorCode::kPickleForbiddenGlobal, fmt::format("'{}' is not allowed", qualified));
+  if (allowed == nullptr) return not_allowed(*callable, " (called by REDUCE)");
+  for (const Value* argument : a) {
+    if (unlisted(*argument)) return not_allowed(*argument, fmt::format(" (an argument of '{}')", qualified));
+  }
   auto bad_arguments = [&](std::string_view expected) {
     return fail(ErrorCode::kPickleForbiddenCall,
                 fmt::format("'{}' called with {} arguments; only {} is allowed", qualified, a.size(), expected));
@@ -334,10 +352,33 @@ Status Machine::reduce() {
       result->items = a[0]->items;
       break;
     }
+    case detail::Builder::kNumpyReconstruct: {
+      const detail::AllowedGlobal* cls =
+          a.size() == 3 && a[0]->kind == Kind::kGlobal ? detail::find_allowed(a[0]->text, a[0]->name, options_.flavor) : nullptr;
+      if (cls == nullptr || cls->builder != detail::Builder::kNumpyNdarray || a[1]->kind != Kind::kTuple ||
+          a[2]->kind != Kind::kBytes) {
+        return bad_arguments("_reconstruct(numpy.ndarray, tuple, bytes)");
+      }
+      CKPT_ASSIGN_OR_RETURN(result, make(Kind::kNumpyArray));
+      break;
+    }
+    case detail::Builder::kNumpyDtype: {
+      if (a.size() != 3 || a[0]->kind != Kind::kString || a[1]->kind != Kind::kBool || a[2]->kind != Kind::kBool) {
+        return bad_arguments("dtype(str, bool, bool)");
+      }
+      CKPT_ASSIGN_OR_RETURN(result, make(Kind::kNumpyDtype));
+      break;
+    }
     case detail::Builder::kOneflowTensor:
     case detail::Builder::kTorchStorageType:
     case detail::Builder::kTorchDtype:
+    case detail::Builder::kNumpyNdarray:
+    case detail::Builder::kOneflowDtype:
       return fail(ErrorCode::kPickleForbiddenCall, fmt::format("'{}' may not be called by REDUCE", qualified));
+  }
+  if (result->kind == Kind::kNumpyArray || result->kind == Kind::kNumpyDtype) {
+    result->cls = callable;
+    result->items = {args};
   }
   return push(result);
 }
@@ -398,12 +439,22 @@ Status Machine::new_object() {
     object->cls = cls;
     return push(object);
   }
-  const detail::AllowedGlobal* allowed = detail::find_allowed(cls->text, cls->name, options_.flavor);
-  if (allowed == nullptr || allowed->builder != detail::Builder::kOneflowTensor || args->kind != Kind::kTuple || !args->items.empty()) {
-    return fail(ErrorCode::kPickleForbiddenCall,
-                fmt::format("NEWOBJ may only create a OneFlow tensor with no arguments, not '{}.{}'", cls->text, cls->name));
+  if (unlisted(*cls)) {
+    if (args->kind != Kind::kTuple || !args->items.empty()) return not_allowed(*cls, " (NEWOBJ with arguments)");
+    CKPT_ASSIGN_OR_RETURN(Value * stub, make(Kind::kStub));  // kept only if an nn.Module state follows
+    stub->cls = cls;
+    return push(stub);
   }
-  CKPT_ASSIGN_OR_RETURN(Value * tensor, make(Kind::kOneflowTensor));
+  const detail::AllowedGlobal* allowed = detail::find_allowed(cls->text, cls->name, options_.flavor);
+  bool creatable = allowed != nullptr && (allowed->builder == detail::Builder::kOneflowTensor ||
+                                          allowed->builder == detail::Builder::kOneflowDtype);
+  if (!creatable || args->kind != Kind::kTuple || !args->items.empty()) {
+    return fail(ErrorCode::kPickleForbiddenCall,
+                fmt::format("NEWOBJ may only create a OneFlow tensor or dtype with no arguments, not '{}.{}'", cls->text,
+                            cls->name));
+  }
+  CKPT_ASSIGN_OR_RETURN(Value * tensor, make(allowed->builder == detail::Builder::kOneflowTensor ? Kind::kOneflowTensor
+                                                                                                 : Kind::kOneflowDtype));
   tensor->cls = cls;
   return push(tensor);
 }
@@ -427,12 +478,29 @@ Status Machine::build() {
     target->state = state;
     return {};
   }
-  if (target->kind == Kind::kOneflowTensor && state->kind == Kind::kDict && target->state == nullptr) {
+  if (target->kind == Kind::kStub) {
+    auto group = [&](std::string_view key) {
+      const Value* value = state->kind == Kind::kDict ? state->find(key) : nullptr;
+      return value != nullptr && value->kind == Kind::kDict;
+    };
+    if (target->state != nullptr || !group("_parameters") || !group("_buffers") || !group("_modules")) {
+      return not_allowed(*target->cls, " (kept as a stub only with an nn.Module's state: _parameters, _buffers, _modules)");
+    }
+    target->state = state;
+    return {};
+  }
+  // Each object takes one state of its own shape; the S1 adapter reads its fields.
+  bool fits = (target->kind == Kind::kOneflowTensor && state->kind == Kind::kDict) ||
+              (target->kind == Kind::kNumpyArray && state->kind == Kind::kTuple && state->items.size() == 5) ||
+              (target->kind == Kind::kNumpyDtype && state->kind == Kind::kTuple && state->items.size() == 8) ||
+              (target->kind == Kind::kOneflowDtype && state->kind == Kind::kInt);
+  if (fits && target->state == nullptr) {
     target->state = state;
     return {};
   }
   return fail(ErrorCode::kPickleForbiddenCall,
-              fmt::format("BUILD with a {} on a {}: only OrderedDict `_metadata` and one OneFlow tensor state are allowed",
+              fmt::format("BUILD with a {} on a {}: only OrderedDict `_metadata`, one OneFlow tensor or dtype state "
+                          "and one numpy array or dtype state are allowed",
                           kind_name(state->kind), kind_name(target->kind)));
 }
 
@@ -725,6 +793,10 @@ Status Machine::check_tree(const Value* root) const {
     }
     return {};
   };
+  if (unlisted(*root)) return not_allowed(*root, " (as a value)");
+  if (root->kind == Kind::kStub && root->state == nullptr) {
+    return not_allowed(*root->cls, " (an object of it without an nn.Module's state)");
+  }
   std::vector<Frame> path;
   path.push_back({root, children_of(root)});
   seen[root];
@@ -745,6 +817,14 @@ Status Machine::check_tree(const Value* root) const {
       continue;
     }
     const Value* child = frame.children[frame.next++];
+    // A class is a value only as the class of a stub or of a TorchScript object.
+    const bool object_class = child == frame.value->cls && (frame.value->kind == Kind::kStub || frame.value->kind == Kind::kDict);
+    if (unlisted(*child) && !object_class) {
+      return not_allowed(*child, " (as a value)");
+    }
+    if (child->kind == Kind::kStub && child->state == nullptr) {
+      return not_allowed(*child->cls, " (an object of it without an nn.Module's state)");
+    }
     auto [it, inserted] = seen.try_emplace(child);
     if (!inserted) {
       if (!it->second.done) {

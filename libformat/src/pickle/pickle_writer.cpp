@@ -395,16 +395,39 @@ class Pickler {
       case Kind::kSet: return save_set(value);
       case Kind::kDict: return save_dict(value);
       case Kind::kGlobal:
-        save_global_name(value.text, value.name);
+        if (value.items.size() == 2 && protocol_ >= 4) {  // module and name as shared str nodes
+          CKPT_TRY(save(*value.items[0]));
+          CKPT_TRY(save(*value.items[1]));
+          put_op(op::kStackGlobal);
+        } else {
+          save_global_name(value.text, value.name);
+        }
         memoize(&value);
         return {};
+      case Kind::kStub:
+        return Error(ErrorCode::kInvalidArgument,
+                     "a module stub is not written as such; copy_replacing_tensors makes it its state_dict");
       case Kind::kOneflowTensor:
+      case Kind::kOneflowDtype:
         if (value.cls == nullptr || value.state == nullptr) {
-          return Error(ErrorCode::kInvalidArgument, "a OneFlow tensor needs its class and its state");
+          return Error(ErrorCode::kInvalidArgument, fmt::format("a {} needs its class and its state", kind_name(value.kind)));
         }
         CKPT_TRY(save(*value.cls));
         put_op(op::kEmptyTuple);
         put_op(op::kNewObj);
+        memoize(&value);
+        CKPT_TRY(save(*value.state));
+        put_op(op::kBuild);
+        return {};
+      case Kind::kNumpyArray:
+      case Kind::kNumpyDtype:  // callable(*args), then BUILD state, as numpy's __reduce__ gives
+        if (value.cls == nullptr || value.items.size() != 1 || value.state == nullptr) {
+          return Error(ErrorCode::kInvalidArgument,
+                       fmt::format("a {} needs its callable, its arguments and its state", kind_name(value.kind)));
+        }
+        CKPT_TRY(save(*value.cls));
+        CKPT_TRY(save(*value.items[0]));
+        put_op(op::kReduce);
         memoize(&value);
         CKPT_TRY(save(*value.state));
         put_op(op::kBuild);

@@ -23,6 +23,7 @@ std::span<const detail::FormatHandler* const> handlers() {
       &detail::npy_format(),
       &detail::npz_format(),
       &detail::safetensors_format(),
+      &detail::oneflow_single_file_format(),
       &detail::torch_format(),
   };
   return kHandlers;

@@ -43,6 +43,7 @@ const FormatHandler& oneflow_format();
 const FormatHandler& npy_format();
 const FormatHandler& npz_format();
 const FormatHandler& oneflow_pickle_format();
+const FormatHandler& oneflow_single_file_format();
 const FormatHandler& torch_format();
 const FormatHandler& safetensors_format();
 const FormatHandler& safetensors_sharded_format();

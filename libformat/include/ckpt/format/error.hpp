@@ -56,6 +56,7 @@ enum class ErrorCode : std::uint16_t {
   kDataSizeMismatch = 401,
   kBufferSizeMismatch = 402,  // the caller's buffer does not fit the variable
   kInvalidBool = 460,         // a bool tensor holds a byte other than 0 or 1
+  kBf16StoredAsFloat32 = 480,  // a kBFloat16 `out` of float32 values (OneFlow 0.9's save); read rounded
 
   // 5xx: .npy files
   kNpyMagic = 501,

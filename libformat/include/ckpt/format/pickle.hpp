@@ -44,6 +44,11 @@ enum class Kind : std::uint8_t {
   kOneflowTensor, // cls() + BUILD {"path": "tensor_N"}
   kTorchStorage,  // a torch persistent id ('storage', type, key, location, numel)
   kTorchTensor,   // torch._utils._rebuild_tensor_v2/v3(...) or a Parameter of it
+  // OneFlow 1.0 single files (S1) hold tensors as numpy arrays:
+  kNumpyArray,    // _reconstruct(ndarray, (0,), b'b') (cls, items[0]) + BUILD (1, shape, dtype, fortran, bytes) (state)
+  kNumpyDtype,    // numpy.dtype('f4', False, True) (cls, items[0]) + BUILD (3, '<', None, None, None, -1, -1, 0) (state)
+  kOneflowDtype,  // oneflow._oneflow_internal.dtype() (cls) + BUILD int DataType (state)
+  kStub,          // an object of a class not on the allow-list, kept inert (PicklePolicy): cls + BUILD state
 };
 
 std::string_view kind_name(Kind kind);
@@ -79,11 +84,16 @@ struct Value {
   double real = 0;
   std::string text;    // kString, kBytes; kGlobal: module
   std::string name;    // kGlobal: qualified name
-  std::vector<const Value*> items;  // kTuple, kList, kSet
+  // kTuple, kList, kSet; kNumpyArray, kNumpyDtype: the call's argument tuple;
+  // kGlobal when written: optionally its module and name as str nodes, shared
+  // with other globals and keys as CPython shares interned strings.
+  std::vector<const Value*> items;
   std::vector<std::pair<const Value*, const Value*>> entries;  // kDict, in insertion order
   bool ordered = false;              // kDict: an OrderedDict
   const Value* metadata = nullptr;   // kDict: the `_metadata` attribute set by BUILD
-  // kOneflowTensor: the class (kGlobal) and the BUILD state (kDict with "path");
+  // kOneflowTensor: the class (kGlobal) and the BUILD state (kDict with "path",
+  // or with "data", "dtype", "device" in S1); kNumpyArray, kNumpyDtype,
+  // kOneflowDtype: the callable or class and the BUILD state;
   // kDict: the `__torch__` class of a TorchScript object (ReadOptions::torchscript_classes).
   const Value* cls = nullptr;
   const Value* state = nullptr;
@@ -136,10 +146,22 @@ struct NamedTensor {
 };
 
 // Every tensor of `data`, sorted by dotted name ({"model": {"l1.weight": t}}
-// -> "model.l1.weight", list items by index). Other leaves are skipped.
+// -> "model.l1.weight", list items by index; a module stub's `_parameters`,
+// `_buffers` and `_modules` entries by their keys alone, as state_dict()
+// names them: "l1.weight"). Other leaves are skipped.
 // Fails on a dict key that is neither str nor int, and on two tensors with
 // the same name (kDuplicateName); `file` names errors.
 Result<std::vector<NamedTensor>> named_tensors(const Value& data, std::string_view file);
+
+struct NamedStub {
+  std::string name;  // dotted, as named_tensors names its tensors' prefix; "" for the root
+  const Value* node = nullptr;  // kStub
+};
+
+// Every module stub of `data`, each before the modules of its `_modules`,
+// for showing the tree of a whole-module pickle. Keys that are neither str
+// nor int hold no named stub and are skipped.
+std::vector<NamedStub> module_stubs(const Value& data);
 
 // A copy of `data` into `into` in which every tensor leaf is replaced by
 // `tensor_named(its dotted name)` (the names named_tensors gives); other
@@ -177,6 +199,18 @@ enum class Flavor : std::uint8_t {
   kTorch,    // OrderedDict, _codecs.encode, torch rebuild functions, storages, persistent ids
 };
 
+// What the reader does with a global that is not on the allow-list. By
+// default it is refused (E704), except where a stub rule keeps it inert.
+// Later rules (extra allowed globals, stubs for any class) extend this struct.
+struct PicklePolicy {
+  // NEWOBJ () of such a class followed by BUILD with an nn.Module's state (a
+  // dict with "_parameters", "_buffers" and "_modules") becomes a kStub: the
+  // class's module and name and its state, never imported or called. Its
+  // tensors are named as state_dict() names them (named_tensors). Any other
+  // use of the class (a call, a value, another state) is still E704.
+  bool stub_modules = true;
+};
+
 struct ReadOptions {
   Flavor flavor = Flavor::kOneflow;
   ReadLimits limits = {};
@@ -184,6 +218,7 @@ struct ReadOptions {
   // stub, NEWOBJ () makes a dict with `cls` set and BUILD fills it with the
   // attributes, so tensors are named by the module tree. Nothing is imported.
   bool torchscript_classes = false;
+  PicklePolicy policy = {};
 };
 
 // Reads one pickle that must fill `bytes` exactly (STOP at the end).

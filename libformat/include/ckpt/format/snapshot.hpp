@@ -89,10 +89,14 @@ class Snapshot {
   // P1: pickled_data as read while opening; nullptr for the other layouts.
   const OneflowPickle* pickle() const { return pickle_.get(); }
 
-  // The whole variable into `out`, which must be exactly its size.
+  // The whole variable (open_values) into `out`, which must be exactly its size.
   Status read(std::string_view name, std::span<std::byte> out) const;
-  // The variable as a byte source (the `out` file, opened).
+  // The `out` file, opened; its bytes as they are on disk.
   Result<FileSource> open_data(std::string_view name) const;
+  // The variable's values as its meta describes them: `out`, or for E480
+  // its float32 values rounded to bfloat16. read() gives the same bytes.
+  Result<std::unique_ptr<ByteSource>> open_values(std::string_view name) const;
+  // map and read_chunks give the bytes of `out` as they are on disk.
   Result<MappedBytes> map(std::string_view name) const;
   // Calls `consume` with consecutive pieces of at most `chunk_bytes`.
   Status read_chunks(std::string_view name, std::size_t chunk_bytes,

@@ -66,6 +66,9 @@ struct VariableInfo {
   std::string name;
   std::optional<VariableMeta> meta;
   std::uint64_t byte_size = 0;
+  // kBFloat16 whose `out` holds float32 values, as OneFlow 0.9 saves bf16
+  // (E480): read as bfloat16, each value rounded to nearest even.
+  bool bf16_stored_as_float32 = false;
 };
 
 }  // namespace ckpt
