@@ -200,6 +200,7 @@ int main(int argc, char** argv) {
   if (!opened.ok()) return fail(opened.error());
   auto source = apply_views(std::move(opened).value(), std::move(views));
   if (!source.ok()) return fail(source.error());
+  write_options.sources = {source_path};  // --force never replaces the source or a directory around it
   auto destination = ckpt::create_checkpoint(destination_path, target, std::move(write_options));
   if (!destination.ok()) return fail(destination.error());
   if (!nesting.empty()) {

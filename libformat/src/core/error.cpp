@@ -14,6 +14,11 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kInvalidArgument: return "invalid_argument";
     case ErrorCode::kInjectedFault: return "injected_fault";
     case ErrorCode::kBusy: return "busy";
+    case ErrorCode::kReplaceNotCheckpoint: return "replace_not_checkpoint";
+    case ErrorCode::kReplaceOverlapsSource: return "replace_overlaps_source";
+    case ErrorCode::kReplaceSpecialFile: return "replace_special_file";
+    case ErrorCode::kUnstorableName: return "unstorable_name";
+    case ErrorCode::kOverFormatLimit: return "over_format_limit";
     case ErrorCode::kNotADirectory: return "not_a_directory";
     case ErrorCode::kNotACheckpoint: return "not_a_checkpoint";
     case ErrorCode::kEmptySnapshot: return "empty_snapshot";

@@ -51,11 +51,14 @@ struct OpenedArray {
   NpyHeader header;
 };
 
+// Opens `file` by path, or by its name under `directory` when a reader holds one.
 Result<OpenedArray> open_array(const fs::path& file, std::string_view name, const NpyReadOptions& options,
-                               std::vector<Error>* warnings = nullptr) {
+                               std::vector<Error>* warnings = nullptr, const ReadDirectory* directory = nullptr) {
   auto opened = [&]() -> Result<OpenedArray> {
     CKPT_TRY(check_variable_name(name));
-    CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(file));
+    CKPT_ASSIGN_OR_RETURN(FileSource source, directory != nullptr
+                                                 ? FileSource::open_at(directory->fd(), file.filename(), file)
+                                                 : FileSource::open(file));
     auto shared = std::make_shared<const FileSource>(std::move(source));
     CKPT_ASSIGN_OR_RETURN(NpyHeader header, read_npy_header(*shared, options, warnings));
     return OpenedArray{std::move(shared), std::move(header)};
@@ -64,10 +67,13 @@ Result<OpenedArray> open_array(const fs::path& file, std::string_view name, cons
   return opened;
 }
 
+// Reads every file through the directory it opened (ReadDirectory), so a
+// directory replaced at its path meanwhile is read to the end, never mixed.
 class NpyDirectoryReader final : public CheckpointReader {
  public:
-  NpyDirectoryReader(fs::path directory, std::vector<TensorInfo> tensors, NpyReadOptions options)
-      : directory_(std::move(directory)), tensors_(std::move(tensors)), options_(options) {}
+  NpyDirectoryReader(fs::path directory, std::shared_ptr<const ReadDirectory> opened, std::vector<TensorInfo> tensors,
+                     NpyReadOptions options)
+      : directory_(std::move(directory)), opened_(std::move(opened)), tensors_(std::move(tensors)), options_(options) {}
 
   std::string_view format_name() const override { return "npy"; }
   const fs::path& path() const override { return directory_; }
@@ -79,7 +85,7 @@ class NpyDirectoryReader final : public CheckpointReader {
     if (tensor == nullptr) {
       return std::move(Error(ErrorCode::kUnknownVariable, "no such array").in_file(file.string()).in_variable(name));
     }
-    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options_));
+    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options_, nullptr, opened_.get()));
     if (!(array.header.meta == tensor->meta)) {
       return std::move(Error(ErrorCode::kNpyHeader,
                              fmt::format("was {} {} when the directory was opened, now {} {}",
@@ -96,6 +102,7 @@ class NpyDirectoryReader final : public CheckpointReader {
 
  private:
   fs::path directory_;
+  std::shared_ptr<const ReadDirectory> opened_;
   std::vector<TensorInfo> tensors_;
   NpyReadOptions options_;
 };
@@ -120,7 +127,14 @@ class NpyDirectoryWriter final : public CheckpointWriter {
     return {};
   }
 
-  Status commit() override { return directory_.commit(); }
+  Status commit() override {
+    if (names_.empty()) {
+      // The reader (and numpy's loaders) would find no array in it.
+      return Error(ErrorCode::kNotACheckpoint, "nothing was added: a directory without .npy files is no checkpoint")
+          .in_file(directory_.destination().string());
+    }
+    return directory_.commit();
+  }
 
  private:
   AtomicDirectory directory_;
@@ -136,17 +150,35 @@ bool looks_like_npy_directory(const fs::path& path) {
   return false;
 }
 
-Result<std::unique_ptr<CheckpointReader>> open_npy_directory(const fs::path& path, const OpenOptions& options) {
-  CKPT_ASSIGN_OR_RETURN(Listing listing, list_directory(path));
-  if (listing.arrays.empty()) return Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(path.string());
+Result<std::vector<TensorInfo>> read_headers(const Listing& listing, const ReadDirectory& opened,
+                                             const NpyReadOptions& options) {
   std::vector<TensorInfo> tensors;
   for (const fs::path& file : listing.arrays) {
     std::string name = variable_of(file);
-    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options.npy));
+    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options, nullptr, &opened));
     tensors.push_back({std::move(name), std::move(array.header.meta)});
   }
-  return std::unique_ptr<CheckpointReader>(
-      std::make_unique<NpyDirectoryReader>(path, std::move(tensors), options.npy));
+  return tensors;
+}
+
+Result<std::unique_ptr<CheckpointReader>> open_npy_directory(const fs::path& path, const OpenOptions& options) {
+  // The listing reads by path; the directory must still be the one opened
+  // after it, else a writer swapped it meanwhile and we look again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    auto opened = ReadDirectory::open(path);
+    CKPT_ASSIGN_OR_RETURN(Listing listing, list_directory(path));
+    if (!opened.ok()) return std::move(opened).error();
+    if (listing.arrays.empty()) return Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(path.string());
+    auto tensors = read_headers(listing, **opened, options.npy);
+    if (!(*opened)->still_at(path)) {
+      if (attempt < kAttempts) continue;
+      return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(path.string());
+    }
+    if (!tensors.ok()) return std::move(tensors).error();
+    return std::unique_ptr<CheckpointReader>(std::make_unique<NpyDirectoryReader>(
+        path, std::move(opened).value(), std::move(tensors).value(), options.npy));
+  }
 }
 
 Result<std::unique_ptr<CheckpointWriter>> create_npy_directory(const fs::path& path, WriteOptions options) {

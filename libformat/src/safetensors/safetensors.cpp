@@ -13,8 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "ckpt/format/checkpoint.hpp"
-#include "registry/formats.hpp"
 #include "core/posix_util.hpp"
+#include "core/utf8.hpp"
+#include "registry/formats.hpp"
 
 namespace ckpt {
 namespace {
@@ -25,28 +26,6 @@ using nlohmann::json;
 constexpr std::uint64_t kLengthFieldBytes = 8;
 // The header is padded so the byte buffer starts 8-aligned.
 constexpr std::uint64_t kHeaderAlignment = 8;
-
-// Offset of the first byte that breaks UTF-8, or nullopt when there is none.
-std::optional<std::size_t> utf8_error_offset(std::string_view text) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  std::size_t i = 0;
-  while (i < text.size()) {
-    unsigned char lead = bytes[i];
-    std::size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 0;
-    if (length == 0 || i + length > text.size()) return i;
-    std::uint32_t code = length == 1 ? lead : lead & (0x7F >> length);
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((bytes[i + k] & 0xC0) != 0x80) return i;
-      code = (code << 6) | (bytes[i + k] & 0x3F);
-    }
-    constexpr std::array<std::uint32_t, 5> kSmallest = {0, 0, 0x80, 0x800, 0x10000};
-    bool overlong = code < kSmallest[length];
-    bool surrogate = code >= 0xD800 && code <= 0xDFFF;
-    if (overlong || surrogate || code > 0x10FFFF) return i;
-    i += length;
-  }
-  return std::nullopt;
-}
 
 std::uint64_t load_le64(std::span<const std::byte, 8> bytes) {
   std::uint64_t value = 0;
@@ -278,7 +257,7 @@ SafetensorsHeader parse_header(const ByteSource& file, Problems& problems) {
     problems.add(std::move(read).error());
     return header;
   }
-  if (auto bad = utf8_error_offset(text)) {
+  if (auto bad = detail::utf8_error_offset(text)) {
     problems.add(ErrorCode::kSafetensorsHeaderUtf8,
                  fmt::format("the header is not valid UTF-8 (byte {} of the header)", *bad));
     return header;
@@ -542,7 +521,7 @@ ValidationReport validate_safetensors(const fs::path& path, const OpenOptions& o
 
 }  // namespace
 
-bool is_valid_utf8(std::string_view text) { return !utf8_error_offset(text).has_value(); }
+bool is_valid_utf8(std::string_view text) { return detail::is_strict_utf8(text); }
 
 std::optional<DType> dtype_from_safetensors(std::string_view name) {
   for (const auto& info : all_dtypes()) {

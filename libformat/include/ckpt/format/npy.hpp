@@ -43,6 +43,10 @@ inline constexpr std::string_view kNpyExtension = ".npy";
 inline constexpr std::uint64_t kNpyMaxHeaderBytes = 1u << 20;
 // Alignment of the data written by numpy >= 1.14 and by us.
 inline constexpr std::uint64_t kNpyAlignment = 64;
+// What numpy (1.24 and later) loads: np.load refuses a header over
+// _MAX_HEADER_SIZE bytes, and an ndarray has at most NPY_MAXDIMS dimensions.
+inline constexpr std::uint64_t kNumpyMaxHeaderLength = 10000;
+inline constexpr std::size_t kNumpyMaxDims = 32;
 
 struct NpyReadOptions {
   // Read '<V2' (numpy's spelling of ml_dtypes.bfloat16) as kBFloat16.

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/meta.hpp"
@@ -69,12 +70,9 @@ class MappedBytes {
 
 class Snapshot {
  public:
-  // An open directory: all reads go through it, so a snapshot replaced at
-  // its path while being read (a writer's atomic exchange) is never mixed
-  // with the new one; reads then fail cleanly if the old one is deleted.
-  class Directory;
-
-  // Detects the layout, lists the variables (sorted by name) and checks each
+  // Opens the directory (ReadDirectory: every later read goes through it,
+  // and a writer replacing it keeps this generation until the Snapshot and
+  // its sources are gone), detects the layout, lists the variables (sorted by name) and checks each
   // meta against its `out`. P1 variables are the tensors of pickled_data,
   // named by their dotted keys (oneflow_pickle.hpp).
   static Result<Snapshot> open(const std::filesystem::path& root);
@@ -98,13 +96,13 @@ class Snapshot {
                      const std::function<Status(std::span<const std::byte>)>& consume) const;
 
  private:
-  Snapshot(std::filesystem::path root, std::shared_ptr<const Directory> directory, Layout layout,
+  Snapshot(std::filesystem::path root, std::shared_ptr<const ReadDirectory> directory, Layout layout,
            std::vector<VariableInfo> variables, std::map<std::string, std::string, std::less<>> pickle_directories)
       : root_(std::move(root)), directory_(std::move(directory)), layout_(layout), variables_(std::move(variables)),
         directories_(std::move(pickle_directories)) {}
 
   std::filesystem::path root_;
-  std::shared_ptr<const Directory> directory_;
+  std::shared_ptr<const ReadDirectory> directory_;
   Layout layout_;
   std::vector<VariableInfo> variables_;
   std::map<std::string, std::string, std::less<>> directories_;  // P1: variable -> tensor_N
