@@ -13,7 +13,8 @@ import time
 import unittest
 
 SAVE, VALIDATE = sys.argv[1], sys.argv[2]
-TRIALS = int(os.environ.get("CKPT_KILL_TRIALS", "200"))
+TRIALS = int(os.environ.get("CKPT_KILL_TRIALS", "200"))  # for oneflow; the other formats share its publishing code
+OTHER_TRIALS = int(os.environ.get("CKPT_KILL_TRIALS_OTHER", "40"))
 RACE_ROUNDS = int(os.environ.get("CKPT_RACE_ROUNDS", "200"))
 MIB = 8
 # Every format the library writes, with the name its destination gets.
@@ -41,12 +42,13 @@ class KillAndRace(unittest.TestCase):
     def test_sigkill_at_random_points(self):
         for fmt, name in FORMATS.items():
             with self.subTest(format=fmt):
+                trials = TRIALS if fmt == "oneflow" else OTHER_TRIALS
                 began = time.monotonic()
-                outcomes = self.kill_saves(fmt, name)
-                print(f"{fmt}: {TRIALS} kills in {time.monotonic() - began:.1f} s: {outcomes}")
-                self.assertEqual(outcomes["absent"] + outcomes["previous"] + outcomes["new"], TRIALS)
+                outcomes = self.kill_saves(fmt, name, trials)
+                print(f"{fmt}: {trials} kills in {time.monotonic() - began:.1f} s: {outcomes}")
+                self.assertEqual(outcomes["absent"] + outcomes["previous"] + outcomes["new"], trials)
 
-    def kill_saves(self, fmt, name):
+    def kill_saves(self, fmt, name, trials):
         rng = random.Random(20261129)
         outcomes = {"absent": 0, "previous": 0, "new": 0}
         with tempfile.TemporaryDirectory() as tmp:
@@ -58,7 +60,7 @@ class KillAndRace(unittest.TestCase):
             duration = time.monotonic() - began
             self.assertEqual(generation_on_disk(dest), 0)
             current = 0
-            for trial in range(1, TRIALS + 1):
+            for trial in range(1, trials + 1):
                 if trial % 10 == 0:  # also kill saves to a fresh destination
                     subprocess.run(["rm", "-rf", dest], check=True)
                     current = None

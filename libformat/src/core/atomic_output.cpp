@@ -159,7 +159,8 @@ Status check_replaceable(const fs::path& destination, const WriteOptions& option
   if (options.is_checkpoint) {
     Status checked = options.is_checkpoint(destination);
     if (checked.ok()) return {};
-    why = checked.error().describe();
+    why = fmt::format("{} {}: {}", code_id(checked.error().code()), code_name(checked.error().code()),
+                      checked.error().message());
   }
   std::vector<std::string> quoted;
   for (const std::string& name : names) quoted.push_back(fmt::format("{:?}", name));
