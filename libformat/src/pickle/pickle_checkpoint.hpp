@@ -48,6 +48,14 @@ class PickleCheckpointWriter final : public CheckpointWriter {
   }
 
   Status set_nesting(std::vector<std::string> prefixes) override {
+    for (const std::string& prefix : prefixes) {
+      if (auto bad = utf8_error_offset(prefix)) {
+        // Its segments become dict keys: pickle str.
+        return Error(ErrorCode::kUnstorableName,
+                     fmt::format("the nesting prefix {:?} is not valid UTF-8 (byte {})", prefix, *bad))
+            .in_file(destination_);
+      }
+    }
     prefixes_ = std::move(prefixes);
     return {};
   }
