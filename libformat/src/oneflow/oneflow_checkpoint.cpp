@@ -117,15 +117,26 @@ Result<std::optional<OneflowPickle>> object_of(const Snapshot& snapshot) {
 
 Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const fs::path& path,
                                                   const OpenOptions& options) {
-  CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
-  std::vector<TensorInfo> tensors;
-  for (const auto& variable : snapshot.variables()) {
-    CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
-    tensors.push_back({variable.name, std::move(meta)});
+  // The P1 object is read by path after the snapshot was opened: if a writer
+  // replaced the directory meanwhile, it may be the next generation's, so
+  // everything is opened again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
+    std::vector<TensorInfo> tensors;
+    for (const auto& variable : snapshot.variables()) {
+      CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
+      tensors.push_back({variable.name, std::move(meta)});
+    }
+    auto pickle = object_of(snapshot);
+    if (snapshot.layout() == Layout::kPickleDir && snapshot.replaced()) {
+      if (attempt < kAttempts) continue;
+      return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(path.string());
+    }
+    if (!pickle.ok()) return std::move(pickle).error();
+    return std::unique_ptr<CheckpointReader>(std::make_unique<OneFlowReader>(
+        format, std::move(snapshot), std::move(tensors), std::move(pickle).value()));
   }
-  CKPT_ASSIGN_OR_RETURN(auto pickle, object_of(snapshot));
-  return std::unique_ptr<CheckpointReader>(
-      std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors), std::move(pickle)));
 }
 
 Result<std::unique_ptr<CheckpointReader>> open_snapshot(const fs::path& path, const OpenOptions& options) {

@@ -84,6 +84,9 @@ class Snapshot {
 
   // Fails with kUnknownVariable for a name the snapshot does not have.
   Result<const VariableInfo*> get(std::string_view name) const;
+  // Whether root() now names another directory than the one opened (a
+  // writer replaced it): what is read by path since then is not this one.
+  bool replaced() const { return !directory_->still_at(root_); }
   std::filesystem::path data_path(std::string_view name) const;
 
   // The whole variable into `out`, which must be exactly its size.
