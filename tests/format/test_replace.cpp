@@ -12,9 +12,7 @@
 
 namespace fs = std::filesystem;
 using ckpt::ErrorCode;
-using ckpt::testing::read_file;
-using ckpt::testing::TempDir;
-using ckpt::testing::write_file;
+using namespace ckpt::testing;  // TempDir, read_file, write_file, read_all
 
 namespace {
 

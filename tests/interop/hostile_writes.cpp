@@ -181,7 +181,6 @@ int main(int argc, char** argv) {
           ++added_count;
         } else {
           ++refused[ckpt::code_id(added.error().code())];
-          if (getenv("HOSTILE_DEBUG")) std::cerr << format << " " << added.error().describe() << "\n";
         }
       }
       auto status = (*writer)->commit();
