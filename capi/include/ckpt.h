@@ -62,7 +62,7 @@ typedef int ckpt_status;
 #define CKPT_DTYPE_COMPLEX128 21
 
 /* Flags of ckpt_create and ckpt_convert. */
-#define CKPT_OVERWRITE 1u /* replace an existing destination (atomically) */
+#define CKPT_OVERWRITE 1u /* replace an existing file or checkpoint (atomically); never another directory */
 
 typedef struct ckpt_reader ckpt_reader;
 typedef struct ckpt_writer ckpt_writer;

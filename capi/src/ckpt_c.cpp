@@ -343,8 +343,10 @@ ckpt_status ckpt_convert(const char* source, const char* destination, const char
     CKPT_TRY(require(source, "source"));
     CKPT_TRY(require(destination, "destination"));
     CKPT_ASSIGN_OR_RETURN(auto reader, ckpt::open_checkpoint(source));
-    CKPT_ASSIGN_OR_RETURN(auto writer, ckpt::create_checkpoint(destination, format != nullptr ? format : "oneflow",
-                                                               write_options(flags)));
+    ckpt::WriteOptions options = write_options(flags);
+    options.sources = {source};
+    CKPT_ASSIGN_OR_RETURN(auto writer,
+                          ckpt::create_checkpoint(destination, format != nullptr ? format : "oneflow", std::move(options)));
     CKPT_TRY(ckpt::convert::convert(*reader, *writer));
     return {};
   });

@@ -112,6 +112,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   auto source = apply_views(std::move(opened).value(), std::move(options.views));
   if (!source.ok()) return failed(source.error());
   write_options.overwrite = options.force;
+  write_options.sources = {options.source};  // never replaced, never written into
   write_options.compress = options.compress;
   auto destination = ckpt::create_checkpoint(options.destination, *target, std::move(write_options));
   if (!destination.ok()) return failed(destination.error());

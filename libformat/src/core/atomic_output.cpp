@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,21 +161,159 @@ Status sync_file_system(const fs::path& directory, const FaultHook& hook) {
 }
 
 // A unique hidden sibling of `destination` inside the same directory, so the
-// final rename never crosses file systems.
-fs::path staging_name(const fs::path& destination) {
+// final rename never crosses file systems; `marker` says what it is.
+fs::path sibling_name(const fs::path& destination, std::string_view marker) {
   static std::atomic<std::uint64_t> counter{0};
   auto stamp = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  std::string name = fmt::format(".{}{}{}-{}-{:x}", destination.filename().string(), kStagingMarker, ::getpid(),
+  std::string name = fmt::format(".{}{}{}-{}-{:x}", destination.filename().string(), marker, ::getpid(),
                                  counter.fetch_add(1), stamp & 0xffffff);
   return parent_of(destination) / name;
 }
 
+std::optional<FileIdentity> identity_of(const fs::path& path) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) return std::nullopt;
+  return FileIdentity{info.st_dev, info.st_ino};
+}
+
+// `path` (resolved) and every directory above it, up to the root.
+std::vector<FileIdentity> identities_up_from(const fs::path& path) {
+  std::vector<FileIdentity> chain;
+  std::error_code ec;
+  fs::path resolved = fs::canonical(path, ec);
+  if (ec) return chain;
+  for (;;) {
+    if (auto identity = identity_of(resolved)) chain.push_back(*identity);
+    if (resolved == resolved.root_path() || !resolved.has_relative_path()) break;
+    resolved = resolved.parent_path();
+  }
+  return chain;
+}
+
+bool contains(const std::vector<FileIdentity>& chain, const std::optional<FileIdentity>& identity) {
+  return identity && std::find(chain.begin(), chain.end(), *identity) != chain.end();
+}
+
+// A destination that is a source, holds one, or lies inside one would
+// destroy or change the data being read.
+Status refuse_source_overlap(const fs::path& destination, const std::vector<fs::path>& sources) {
+  const std::vector<FileIdentity> above_destination = identities_up_from(parent_of(destination));
+  const std::optional<FileIdentity> destination_identity = identity_of(destination);
+  for (const fs::path& source : sources) {
+    auto overlap = [&](std::string_view how) {
+      return Error(ErrorCode::kReplaceOverlapsSource,
+                   fmt::format("the destination {} the source '{}' being read; nothing was written", how,
+                               source.string()))
+          .in_file(destination.string());
+    };
+    const std::vector<FileIdentity> source_and_above = identities_up_from(source);
+    if (source_and_above.empty()) continue;  // no such source: nothing to protect
+    if (destination_identity == source_and_above.front()) return overlap("is");
+    if (contains(source_and_above, destination_identity)) return overlap("holds");
+    if (contains(above_destination, source_and_above.front())) return overlap("lies inside");
+  }
+  return {};
+}
+
+std::string_view kind_of(mode_t mode) {
+  if (S_ISLNK(mode)) return "symbolic link";
+  if (S_ISFIFO(mode)) return "FIFO";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "device";
+  return "special file";
+}
+
+// The first few names inside `directory` (sorted) and how many there are.
+std::pair<std::vector<std::string>, std::size_t> first_entries(const fs::path& directory, std::size_t shown) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
+    names.push_back(it->path().filename().string() + (it->is_directory(ec) ? "/" : ""));
+  }
+  std::sort(names.begin(), names.end());
+  const std::size_t count = names.size();
+  names.resize(std::min(count, shown));
+  return {std::move(names), count};
+}
+
+// What overwrite may replace: nothing there, a regular file, an empty
+// directory, or a directory `is_checkpoint` accepts. Never a user's
+// directory, a link or a device.
+Status check_replaceable(const fs::path& destination, const WriteOptions& options) {
+  struct stat info {};
+  if (::lstat(destination.c_str(), &info) != 0) {
+    return errno == ENOENT ? Status{} : detail::io_error("lstat", destination.string());
+  }
+  if (S_ISREG(info.st_mode)) return {};
+  if (!S_ISDIR(info.st_mode)) {
+    return Error(ErrorCode::kReplaceSpecialFile,
+                 fmt::format("is a {}; overwrite replaces only a file or a checkpoint directory, nothing was replaced",
+                             kind_of(info.st_mode)))
+        .in_file(destination.string());
+  }
+  auto [names, count] = first_entries(destination, 5);
+  if (count == 0) return {};
+  std::string why = "no checkpoint check was given";
+  if (options.is_checkpoint) {
+    Status checked = options.is_checkpoint(destination);
+    if (checked.ok()) return {};
+    why = fmt::format("{} {}: {}", code_id(checked.error().code()), code_name(checked.error().code()),
+                      checked.error().message());
+  }
+  std::vector<std::string> quoted;
+  for (const std::string& name : names) quoted.push_back(fmt::format("{:?}", name));
+  return Error(ErrorCode::kReplaceNotCheckpoint,
+               fmt::format("is a directory that is not a checkpoint of a known format ({}); it holds {} entr{}: {}{}; "
+                           "overwrite (--force) replaces only checkpoints and single files, nothing was replaced",
+                           why, count, count == 1 ? "y" : "ies", fmt::join(quoted, ", "),
+                           count > quoted.size() ? ", ..." : ""))
+      .in_file(destination.string());
+}
+
+// Removes a replaced directory tree `old` (or file) unless a reader holds
+// it, in which case it is moved aside to a ".ckpt-old-" sibling of
+// `destination` for a later save to remove.
+void retire(const fs::path& old, const fs::path& destination) {
+  int fd = ::open(old.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    ::unlink(old.c_str());  // a file: a reader's open descriptor keeps its data alive
+    return;
+  }
+  std::error_code ignored;
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    fs::remove_all(old, ignored);  // holding the lock, so no reader starts on it meanwhile
+  } else if (!destination.empty()) {
+    fs::rename(old, sibling_name(destination, kRetiredMarker), ignored);
+  }
+  ::close(fd);
+}
+
+// Removes the retired trees of earlier saves to `destination` that no
+// reader holds any more.
+void sweep_retired(const fs::path& destination) {
+  const std::string prefix = "." + destination.filename().string() + std::string(kRetiredMarker);
+  std::vector<fs::path> retired;
+  std::error_code ec;
+  for (fs::directory_iterator it(parent_of(destination), ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().starts_with(prefix)) retired.push_back(it->path());
+  }
+  for (const fs::path& old : retired) retire(old, {});
+}
+
 // Moves the finished `staging` onto `destination`. Without overwrite the
 // rename refuses an existing destination even if it appeared meanwhile;
-// with overwrite the two are exchanged atomically and the old one removed.
-Status publish(const fs::path& staging, const fs::path& destination, const WriteOptions& options) {
+// with overwrite the two are exchanged atomically and the old one retired.
+// `checked` is what stood at the destination when it was found replaceable;
+// anything else found there now is checked again.
+Status publish(const fs::path& staging, const fs::path& destination, const WriteOptions& options,
+               const std::optional<FileIdentity>& checked) {
   CKPT_TRY(injected_fault(options.fault_hook, IoStep::kRename, destination));
-  bool replacing = options.overwrite && path_exists(destination);
+  const std::optional<FileIdentity> present = identity_of(destination);
+  const bool replacing = options.overwrite && present.has_value();
+  if (replacing && present != checked) {
+    CKPT_TRY(refuse_source_overlap(destination, options.sources));
+    CKPT_TRY(check_replaceable(destination, options));
+  }
   unsigned flags = replacing ? RENAME_EXCHANGE : RENAME_NOREPLACE;
   if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, destination.c_str(), flags) != 0) {
     if (errno == EEXIST || errno == ENOTEMPTY) {
@@ -186,8 +325,8 @@ Status publish(const fs::path& staging, const fs::path& destination, const Write
   if (replacing) {
     // The old checkpoint now sits at the staging name; the new one is in
     // place, so failing to remove the old copy loses nothing.
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
+    retire(staging, destination);
+    sweep_retired(destination);
   }
   return sync_directory_at(parent_of(destination), options.fault_hook);
 }
@@ -200,14 +339,18 @@ Status refuse_existing(const fs::path& destination, const WriteOptions& options)
   return {};
 }
 
-// The staging name for a new output at `destination`, after refusing an
-// existing one (unless overwriting) and a path without a name.
-Result<fs::path> staging_for(const fs::path& destination, const WriteOptions& options) {
+// A new output at `destination`: refuses a path without a name, one that
+// overlaps a source, and an existing one (unless overwriting, then anything
+// but a file or checkpoint). Returns what stands there now.
+Result<std::optional<FileIdentity>> check_destination(const fs::path& destination, const WriteOptions& options) {
   if (destination.filename().empty()) {
     return Error(ErrorCode::kInvalidArgument, "destination has no name").in_file(destination.string());
   }
+  CKPT_TRY(refuse_source_overlap(destination, options.sources));
   CKPT_TRY(refuse_existing(destination, options));
-  return staging_name(destination);
+  std::optional<FileIdentity> present = identity_of(destination);
+  if (present) CKPT_TRY(check_replaceable(destination, options));
+  return present;
 }
 
 Status check_relative(const fs::path& relative) {
@@ -324,6 +467,30 @@ Status FileSink::finish() {
   return {};
 }
 
+// ---- ReadDirectory ----
+
+Result<std::shared_ptr<const ReadDirectory>> ReadDirectory::open(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return detail::io_error("open directory", path.string());
+  std::shared_ptr<const ReadDirectory> directory(new ReadDirectory(fd));
+  // Waits only while a writer deletes this very tree; still_at() then says
+  // it is gone and the caller opens the path again.
+  int rc;
+  do {
+    rc = ::flock(fd, LOCK_SH);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return detail::io_error("lock directory", path.string());
+  return directory;
+}
+
+ReadDirectory::~ReadDirectory() { ::close(fd_); }
+
+bool ReadDirectory::still_at(const fs::path& path) const {
+  struct stat open_info {}, path_info {};
+  return ::fstat(fd_, &open_info) == 0 && ::stat(path.c_str(), &path_info) == 0 &&
+         open_info.st_dev == path_info.st_dev && open_info.st_ino == path_info.st_ino;
+}
+
 // ---- AtomicDirectory ----
 
 fs::path without_trailing_separator(const fs::path& path) {
@@ -334,16 +501,18 @@ fs::path without_trailing_separator(const fs::path& path) {
 
 Result<AtomicDirectory> AtomicDirectory::create(const fs::path& requested, WriteOptions options) {
   const fs::path destination = without_trailing_separator(requested);
-  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
+  CKPT_ASSIGN_OR_RETURN(std::optional<FileIdentity> checked, check_destination(destination, options));
+  fs::path staging = sibling_name(destination, kStagingMarker);
   CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, destination));
   if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create a staging directory beside", destination.string());
   track_staging(staging);
-  return AtomicDirectory(destination, std::move(staging), std::move(options));
+  return AtomicDirectory(destination, std::move(staging), std::move(options), checked);
 }
 
 AtomicDirectory::AtomicDirectory(AtomicDirectory&& other) noexcept
     : destination_(std::move(other.destination_)), staging_(std::move(other.staging_)),
-      options_(std::move(other.options_)), committed_(std::exchange(other.committed_, true)) {}
+      options_(std::move(other.options_)), checked_(other.checked_),
+      committed_(std::exchange(other.committed_, true)) {}
 
 AtomicDirectory::~AtomicDirectory() {
   if (!committed_ && !staging_.empty()) {
@@ -372,7 +541,7 @@ Status AtomicDirectory::commit() {
   if (!synced.ok()) {
     return Error(synced.error().code(), synced.error().message()).in_file(destination_.string());
   }
-  CKPT_TRY(publish(staging_, destination_, options_));
+  CKPT_TRY(publish(staging_, destination_, options_, checked_));
   committed_ = true;
   untrack_staging(staging_);
   return {};
@@ -382,15 +551,16 @@ Status AtomicDirectory::commit() {
 
 Result<AtomicFile> AtomicFile::create(const fs::path& requested, WriteOptions options) {
   const fs::path destination = without_trailing_separator(requested);
-  CKPT_ASSIGN_OR_RETURN(fs::path staging, staging_for(destination, options));
+  CKPT_ASSIGN_OR_RETURN(std::optional<FileIdentity> checked, check_destination(destination, options));
+  fs::path staging = sibling_name(destination, kStagingMarker);
   CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook, SyncMode::kFsync, destination));
   track_staging(staging);
-  return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options));
+  return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options), checked);
 }
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
     : destination_(std::move(other.destination_)), staging_(std::move(other.staging_)),
-      sink_(std::move(other.sink_)), options_(std::move(other.options_)),
+      sink_(std::move(other.sink_)), options_(std::move(other.options_)), checked_(other.checked_),
       committed_(std::exchange(other.committed_, true)) {}
 
 AtomicFile::~AtomicFile() {
@@ -403,7 +573,7 @@ AtomicFile::~AtomicFile() {
 Status AtomicFile::commit() {
   if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(destination_.string());
   CKPT_TRY(sink_.finish());
-  CKPT_TRY(publish(staging_, destination_, options_));
+  CKPT_TRY(publish(staging_, destination_, options_, checked_));
   committed_ = true;
   untrack_staging(staging_);
   return {};

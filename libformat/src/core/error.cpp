@@ -15,6 +15,11 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kInjectedFault: return "injected_fault";
     case ErrorCode::kBusy: return "busy";
     case ErrorCode::kOutOfMemory: return "out_of_memory";
+    case ErrorCode::kReplaceNotCheckpoint: return "replace_not_checkpoint";
+    case ErrorCode::kReplaceOverlapsSource: return "replace_overlaps_source";
+    case ErrorCode::kReplaceSpecialFile: return "replace_special_file";
+    case ErrorCode::kUnstorableName: return "unstorable_name";
+    case ErrorCode::kOverFormatLimit: return "over_format_limit";
     case ErrorCode::kNotADirectory: return "not_a_directory";
     case ErrorCode::kNotACheckpoint: return "not_a_checkpoint";
     case ErrorCode::kEmptySnapshot: return "empty_snapshot";

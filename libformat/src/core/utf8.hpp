@@ -15,4 +15,7 @@ enum class Surrogates { kRefused, kAllowed };
 // allowed), or nullopt when there is none.
 std::optional<std::size_t> utf8_error_offset(std::string_view text, Surrogates surrogates = Surrogates::kRefused);
 
+// What writers check before storing a name as text (JSON, pickle str, zip names).
+inline bool is_strict_utf8(std::string_view text) { return !utf8_error_offset(text).has_value(); }
+
 }  // namespace ckpt::detail

@@ -14,7 +14,6 @@ namespace {
 
 // The largest scalar byte-swapped: a float64, or each half of a complex128.
 constexpr std::size_t kMaxSwapUnit = 8;
-constexpr std::uint64_t kMaxV1HeaderLength = 0xffff;
 
 // A recursive-descent reader of the one dict literal numpy writes. It knows
 // strings, True/False, tuples of non-negative ints, and nothing else.
@@ -305,25 +304,40 @@ Result<std::string> make_npy_header(const VariableMeta& meta) {
   if (descr.empty()) {
     return Error(ErrorCode::kNpyUnsupportedDtype, fmt::format("numpy has no dtype for {}", dtype_name(meta.dtype())));
   }
+  if (meta.shape().size() > kNumpyMaxDims) {
+    return Error(ErrorCode::kOverFormatLimit, fmt::format("rank {} is over numpy's maximum of {} dimensions",
+                                                          meta.shape().size(), kNumpyMaxDims));
+  }
+  // numpy sizes an array by its non-zero dims times the item size, and
+  // refuses one whose size does not fit its signed index type, even empty.
+  std::int64_t extent = static_cast<std::int64_t>(dtype_info(meta.dtype()).size);
+  for (std::int64_t dim : meta.shape()) {
+    if (dim != 0 && __builtin_mul_overflow(extent, dim, &extent)) {
+      return Error(ErrorCode::kOverFormatLimit,
+                   fmt::format("shape {}: its non-zero dims times the item size exceed 2^63 - 1, which numpy refuses",
+                               shape_to_string(meta.shape())));
+    }
+  }
   std::string dict =
       fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", descr, shape_literal(meta.shape()));
-  // The oldest version whose length field holds the header (v3 is only
-  // needed for non-latin1 text, which our dict never has).
-  for (std::uint64_t length_bytes : {2, 4}) {
-    std::uint64_t unpadded = 8 + length_bytes + dict.size() + 1;  // + '\n'
-    std::uint64_t padding = (kNpyAlignment - unpadded % kNpyAlignment) % kNpyAlignment;
-    std::uint64_t header_length = dict.size() + padding + 1;
-    if (length_bytes == 2 && header_length > kMaxV1HeaderLength) continue;
-    std::string out(kNpyMagicBytes);
-    out.push_back(length_bytes == 2 ? '\x01' : '\x02');
-    out.push_back('\0');
-    detail::append_le(out, header_length, length_bytes);
-    out += dict;
-    out.append(static_cast<std::size_t>(padding), ' ');
-    out.push_back('\n');
-    return out;
+  // Version 1.0: numpy refuses headers over 10,000 bytes, so its 16-bit
+  // length field always suffices.
+  constexpr std::uint64_t kLengthBytes = 2;
+  std::uint64_t unpadded = 8 + kLengthBytes + dict.size() + 1;  // + '\n'
+  std::uint64_t padding = (kNpyAlignment - unpadded % kNpyAlignment) % kNpyAlignment;
+  std::uint64_t header_length = dict.size() + padding + 1;
+  if (header_length > kNumpyMaxHeaderLength) {
+    return Error(ErrorCode::kOverFormatLimit, fmt::format("the header would be {} bytes; numpy refuses more than {}",
+                                                          header_length, kNumpyMaxHeaderLength));
   }
-  return Error(ErrorCode::kNpyHeader, "header does not fit a 32-bit length");
+  std::string out(kNpyMagicBytes);
+  out.push_back('\x01');
+  out.push_back('\0');
+  detail::append_le(out, header_length, kLengthBytes);
+  out += dict;
+  out.append(static_cast<std::size_t>(padding), ' ');
+  out.push_back('\n');
+  return out;
 }
 
 Status check_npy_data(const VariableMeta& meta, const ByteSource& data) {

@@ -80,14 +80,17 @@ struct OpenedArray {
   NpyHeader header;
 };
 
+// Opens `file` by path, or by its name under `directory` when a reader holds
+// one; never through a symbolic link.
 std::optional<OpenedArray> open_array(const fs::path& file, std::string_view name, const NpyReadOptions& options,
-                                      ProblemSink& problems) {
+                                      ProblemSink& problems, const ReadDirectory* directory = nullptr) {
   InContext in_array(problems, file.string(), std::string(name));
   if (auto valid = check_entry_name(name); !valid.ok()) {
     in_array.error(std::move(valid).error());
     return std::nullopt;
   }
-  auto source = FileSource::open(file, FollowSymlink::kNo);
+  auto source = directory != nullptr ? FileSource::open_at(directory->fd(), file.filename(), file, FollowSymlink::kNo)
+                                     : FileSource::open(file, FollowSymlink::kNo);
   if (!source.ok()) {
     in_array.error(std::move(source).error());
     return std::nullopt;
@@ -98,18 +101,22 @@ std::optional<OpenedArray> open_array(const fs::path& file, std::string_view nam
   return OpenedArray{std::move(shared), std::move(*header)};
 }
 
-Result<OpenedArray> open_array(const fs::path& file, std::string_view name, const NpyReadOptions& options) {
+Result<OpenedArray> open_array(const fs::path& file, std::string_view name, const NpyReadOptions& options,
+                               const ReadDirectory* directory = nullptr) {
   FailFast problems;
-  auto array = open_array(file, name, options, problems);
+  auto array = open_array(file, name, options, problems, directory);
   CKPT_TRY(problems.status());
   return std::move(*array);
 }
 
-// A directory of .npy files, or one .npy file (`single_file`).
+// One .npy file, or a directory of them read through the directory it opened
+// (ReadDirectory), so a directory replaced at its path meanwhile is read to
+// the end, never mixed.
 class NpyReader final : public CheckpointReader {
  public:
-  NpyReader(fs::path path, std::vector<TensorInfo> tensors, NpyReadOptions options, bool single_file)
-      : path_(std::move(path)), tensors_(std::move(tensors)), options_(options), single_file_(single_file) {}
+  NpyReader(fs::path path, std::shared_ptr<const ReadDirectory> opened, std::vector<TensorInfo> tensors,
+            NpyReadOptions options)
+      : path_(std::move(path)), opened_(std::move(opened)), tensors_(std::move(tensors)), options_(options) {}
 
   std::string_view format_name() const override { return "npy"; }
   const fs::path& path() const override { return path_; }
@@ -117,11 +124,11 @@ class NpyReader final : public CheckpointReader {
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
     const TensorInfo* tensor = find(name);
-    const fs::path file = single_file_ ? path_ : path_ / (std::string(name) + std::string(kNpyExtension));
+    const fs::path file = opened_ == nullptr ? path_ : path_ / (std::string(name) + std::string(kNpyExtension));
     if (tensor == nullptr) {
       return std::move(Error(ErrorCode::kUnknownVariable, "no such array").in_file(file.string()).in_variable(name));
     }
-    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options_));
+    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options_, opened_.get()));
     if (!(array.header.meta == tensor->meta)) {
       return std::move(Error(ErrorCode::kNpyHeader,
                              fmt::format("was {} {} when the checkpoint was opened, now {} {}",
@@ -138,9 +145,9 @@ class NpyReader final : public CheckpointReader {
 
  private:
   fs::path path_;
+  std::shared_ptr<const ReadDirectory> opened_;  // null for a single file
   std::vector<TensorInfo> tensors_;
   NpyReadOptions options_;
-  bool single_file_;
 };
 
 class NpyDirectoryWriter final : public CheckpointWriter {
@@ -163,7 +170,14 @@ class NpyDirectoryWriter final : public CheckpointWriter {
     return {};
   }
 
-  Status commit() override { return directory_.commit(); }
+  Status commit() override {
+    if (names_.empty()) {
+      // The reader (and numpy's loaders) would find no array in it.
+      return Error(ErrorCode::kNotACheckpoint, "nothing was added: a directory without .npy files is no checkpoint")
+          .in_file(directory_.destination().string());
+    }
+    return directory_.commit();
+  }
 
  private:
   AtomicDirectory directory_;
@@ -194,25 +208,42 @@ bool looks_like_npy(const fs::path& path) {
   return false;
 }
 
+Result<std::vector<TensorInfo>> read_headers(const Listing& listing, const ReadDirectory& opened,
+                                             const NpyReadOptions& options) {
+  std::vector<TensorInfo> tensors;
+  for (const fs::path& file : listing.arrays) {
+    std::string name = variable_of(file);
+    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options, &opened));
+    tensors.push_back({std::move(name), std::move(array.header.meta)});
+  }
+  return tensors;
+}
+
 Result<std::unique_ptr<CheckpointReader>> open_npy(const fs::path& path, const OpenOptions& options) {
   if (is_single_npy_file(path)) {
     std::string name = single_file_tensor_name(path, options);
     CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(path, name, options.npy));
     std::vector<TensorInfo> tensors = {{std::move(name), std::move(array.header.meta)}};
+    return std::unique_ptr<CheckpointReader>(std::make_unique<NpyReader>(path, nullptr, std::move(tensors), options.npy));
+  }
+  // The listing reads by path; the directory must still be the one opened
+  // after it, else a writer swapped it meanwhile and we look again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    auto opened = ReadDirectory::open(path);
+    CKPT_ASSIGN_OR_RETURN(Listing listing, list_directory(path));
+    if (!opened.ok()) return std::move(opened).error();
+    if (!listing.irregular_arrays.empty()) return std::move(listing.irregular_arrays.front());
+    if (listing.arrays.empty()) return Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(path.string());
+    auto tensors = read_headers(listing, **opened, options.npy);
+    if (!(*opened)->still_at(path)) {
+      if (attempt < kAttempts) continue;
+      return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(path.string());
+    }
+    if (!tensors.ok()) return std::move(tensors).error();
     return std::unique_ptr<CheckpointReader>(
-        std::make_unique<NpyReader>(path, std::move(tensors), options.npy, /*single_file=*/true));
+        std::make_unique<NpyReader>(path, std::move(opened).value(), std::move(tensors).value(), options.npy));
   }
-  CKPT_ASSIGN_OR_RETURN(Listing listing, list_directory(path));
-  if (!listing.irregular_arrays.empty()) return std::move(listing.irregular_arrays.front());
-  if (listing.arrays.empty()) return Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(path.string());
-  std::vector<TensorInfo> tensors;
-  for (const fs::path& file : listing.arrays) {
-    std::string name = variable_of(file);
-    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options.npy));
-    tensors.push_back({std::move(name), std::move(array.header.meta)});
-  }
-  return std::unique_ptr<CheckpointReader>(
-      std::make_unique<NpyReader>(path, std::move(tensors), options.npy, /*single_file=*/false));
 }
 
 Result<std::unique_ptr<CheckpointWriter>> create_npy_directory(const fs::path& path, WriteOptions options) {

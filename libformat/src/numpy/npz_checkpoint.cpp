@@ -12,6 +12,7 @@
 #include "ckpt/format/problems.hpp"
 #include "ckpt/format/zip.hpp"
 #include "core/little_endian.hpp"
+#include "core/utf8.hpp"
 #include "registry/formats.hpp"
 
 namespace ckpt {
@@ -98,7 +99,14 @@ class NpzWriter final : public CheckpointWriter {
 
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
     auto status = [&]() -> Status {
-      CKPT_TRY(check_entry_name(name));
+      // The reader's own test of a member name, so nothing is written it would refuse.
+      CKPT_TRY(npz_variable_name(std::string(name) + std::string(kNpyExtension)));
+      if (auto bad = detail::utf8_error_offset(name)) {
+        // Member names are stored flagged as UTF-8; numpy decodes them so.
+        return Error(ErrorCode::kUnstorableName,
+                     fmt::format("the name {:?} is not valid UTF-8 (byte {}); a zip member name flagged UTF-8 must be",
+                                 name, *bad));
+      }
       CKPT_TRY(check_npy_data(meta, data));
       if (!names_.emplace(name).second) return Error(ErrorCode::kDuplicateName, "added twice to the same archive");
       return zip_->add(std::string(name) + std::string(kNpyExtension), method_,

@@ -100,14 +100,24 @@ bool looks_like_pickle_dir(const fs::path& path) {
 
 Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const fs::path& path,
                                                   const OpenOptions& options) {
-  CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
-  std::vector<TensorInfo> tensors;
-  for (const auto& variable : snapshot.variables()) {
-    CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
-    tensors.push_back({variable.name, std::move(meta)});
+  // P1's pickled_data is read by path while the directory is scanned: if a
+  // writer replaced the directory meanwhile, it may be the next generation's,
+  // so everything is opened again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
+    if (snapshot.layout() == Layout::kPickleDir && snapshot.replaced()) {
+      if (attempt < kAttempts) continue;
+      return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(path.string());
+    }
+    std::vector<TensorInfo> tensors;
+    for (const auto& variable : snapshot.variables()) {
+      CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
+      tensors.push_back({variable.name, std::move(meta)});
+    }
+    return std::unique_ptr<CheckpointReader>(
+        std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors)));
   }
-  return std::unique_ptr<CheckpointReader>(
-      std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors)));
 }
 
 Result<std::unique_ptr<CheckpointReader>> open_snapshot(const fs::path& path, const OpenOptions& options) {

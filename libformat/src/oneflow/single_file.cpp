@@ -90,11 +90,16 @@ Result<SingleFileTensor> decode_tensor(const Value& tensor, std::string_view fil
                          .in_variable(name));
   }
   const Value* flow_dtype = state->find("dtype");
-  if (flow_dtype == nullptr || flow_dtype->kind != Kind::kOneflowDtype || flow_dtype->state == nullptr ||
-      dtype_from_number(flow_dtype->state->integer) != dtype) {
+  const auto flow = flow_dtype != nullptr && flow_dtype->kind == Kind::kOneflowDtype && flow_dtype->state != nullptr
+                        ? dtype_from_number(flow_dtype->state->integer)
+                        : std::nullopt;
+  // numpy has one int8 ('|i1') for OneFlow's two (kChar, kInt8): the flow dtype says which.
+  const bool both_int8 = dtype == DType::kInt8 && flow == DType::kChar;
+  if (!flow || (*flow != dtype && !both_int8)) {
     return structure(fmt::format("the tensor's \"dtype\" is not the OneFlow dtype of its {} array", dtype_name(dtype)),
                      file, name);
   }
+  if (both_int8) meta = VariableMeta::make(DType::kChar, meta->shape());
   return SingleFileTensor{std::move(meta).value(), fields[4]};
 }
 

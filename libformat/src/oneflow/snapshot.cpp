@@ -107,44 +107,21 @@ Result<MappedBytes> MappedBytes::map(const FileSource& file) {
 
 // ---- Snapshot ----
 
-class Snapshot::Directory {
- public:
-  explicit Directory(int fd) : fd_(fd) {}
-  Directory(const Directory&) = delete;
-  Directory& operator=(const Directory&) = delete;
-  ~Directory() { ::close(fd_); }
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-namespace {
-
-bool same_directory(int fd, const fs::path& path) {
-  struct stat open_info {}, path_info {};
-  return ::fstat(fd, &open_info) == 0 && ::stat(path.c_str(), &path_info) == 0 &&
-         open_info.st_dev == path_info.st_dev && open_info.st_ino == path_info.st_ino;
-}
-
-}  // namespace
-
 Result<Snapshot> Snapshot::open(const fs::path& root) {
   // The scan reads by path; the directory must still be the one opened
   // after it, else a writer swapped it meanwhile and we look again.
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
-    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    auto directory = fd >= 0 ? std::make_shared<const Directory>(fd) : nullptr;
+    auto directory = ReadDirectory::open(root);
     FailFast problems;
     detail::ScanResult scan = detail::scan_checkpoint(root, problems);
     CKPT_TRY(problems.status());
-    if (directory == nullptr) return detail::io_error("open directory", root.string());
-    if (!same_directory(directory->fd(), root)) {
+    if (!directory.ok()) return std::move(directory).error();
+    if (!(*directory)->still_at(root)) {
       if (attempt < kAttempts) continue;
       return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(root.string());
     }
-    return Snapshot(root, std::move(directory), *scan.layout, std::move(scan.variables),
+    return Snapshot(root, std::move(directory).value(), *scan.layout, std::move(scan.variables),
                     std::move(scan.pickle_directories), std::move(scan.pickle));
   }
 }

@@ -27,6 +27,14 @@ Status check_variable_name(std::string_view name) {
 }
 
 Result<SnapshotWriter> SnapshotWriter::create(const std::filesystem::path& destination, WriteOptions options) {
+  if (!options.is_checkpoint) {
+    // Used directly (not through create_checkpoint), overwrite replaces a
+    // directory only if it opens as a OneFlow checkpoint.
+    options.is_checkpoint = [](const std::filesystem::path& directory) -> Status {
+      CKPT_TRY(Snapshot::open(directory));
+      return {};
+    };
+  }
   CKPT_ASSIGN_OR_RETURN(AtomicDirectory directory, AtomicDirectory::create(destination, std::move(options)));
   return SnapshotWriter(std::move(directory));
 }
@@ -61,6 +69,13 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
                    fmt::format("{} is not one of OneFlow's data types; a OneFlow checkpoint cannot hold it",
                                dtype_name(meta.dtype())));
     }
+    const std::string meta_text = meta_to_text(meta);
+    if (meta_text.size() > kMaxMetaBytes) {
+      // Readers (ours, E309) refuse a larger meta; a rank in the thousands gets there.
+      return Error(ErrorCode::kOverFormatLimit,
+                   fmt::format("its meta would be {} bytes (rank {}); readers refuse a meta over {}", meta_text.size(),
+                               meta.shape().size(), kMaxMetaBytes));
+    }
     std::filesystem::path directory(name);
     writing = true;  // from here on a failure may leave part of this variable staged
     CKPT_TRY(directory_.make_directory(directory));
@@ -74,8 +89,7 @@ Status SnapshotWriter::add(std::string_view name, const VariableMeta& meta,
           .in_file(out.name());
     }
     CKPT_TRY(out.finish());
-    std::string text = meta_to_text(meta);
-    CKPT_TRY(write_file(directory / kMetaFile, MemorySource(as_bytes(text))));
+    CKPT_TRY(write_file(directory / kMetaFile, MemorySource(as_bytes(meta_text))));
     names_.emplace(name);
     return {};
   }();

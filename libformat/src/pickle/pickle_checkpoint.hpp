@@ -13,6 +13,7 @@
 
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/pickle.hpp"
+#include "core/utf8.hpp"
 
 namespace ckpt::detail {
 
@@ -25,6 +26,15 @@ class PickleCheckpointWriter final : public CheckpointWriter {
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
     auto fail = [&](Error error) { return std::move(error.in_file(destination_).in_variable(name)); };
     if (by_name_.contains(name)) return fail(Error(ErrorCode::kDuplicateName, "added twice"));
+    if (name.empty()) {
+      // Readers name a tensor by its keys, and a tensor without any key "data".
+      return fail(Error(ErrorCode::kUnstorableName, "an empty name; readers would name the tensor 'data'"));
+    }
+    if (auto bad = utf8_error_offset(name)) {
+      // The name becomes a pickle str, which torch.load and our reader decode as UTF-8.
+      return fail(Error(ErrorCode::kUnstorableName,
+                        fmt::format("the name {:?} is not valid UTF-8 (byte {}); a pickle str must be", name, *bad)));
+    }
     auto tensor = writer_.add_tensor(meta, data);
     if (!tensor.ok()) return fail(std::move(tensor).error());
     added_.emplace_back(std::string(name), *tensor);
@@ -38,6 +48,14 @@ class PickleCheckpointWriter final : public CheckpointWriter {
   }
 
   Status set_nesting(std::vector<std::string> prefixes) override {
+    for (const std::string& prefix : prefixes) {
+      if (auto bad = utf8_error_offset(prefix)) {
+        // Its segments become dict keys: pickle str.
+        return Error(ErrorCode::kUnstorableName,
+                     fmt::format("the nesting prefix {:?} is not valid UTF-8 (byte {})", prefix, *bad))
+            .in_file(destination_);
+      }
+    }
     prefixes_ = std::move(prefixes);
     return {};
   }

@@ -163,6 +163,9 @@ bool refused_before_writing(ErrorCode code) {
     case ErrorCode::kSafetensorsUnknownDtype:
     case ErrorCode::kSafetensorsHeaderUtf8:  // a name safetensors cannot hold
     case ErrorCode::kMetaUnsupportedDataType:  // a type OneFlow does not have
+    case ErrorCode::kZipUnsafeName:  // a name npz readers refuse
+    case ErrorCode::kUnstorableName:
+    case ErrorCode::kOverFormatLimit:
       return true;
     default:
       return false;
@@ -202,6 +205,13 @@ class GuardedWriter final : public CheckpointWriter {
 Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesystem::path& path,
                                                             std::string_view format, WriteOptions options) {
   CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
+  if (!options.is_checkpoint) {
+    // Overwrite replaces a directory only if it opens as a checkpoint of a known format.
+    options.is_checkpoint = [](const std::filesystem::path& directory) -> Status {
+      CKPT_TRY(open_checkpoint(directory));
+      return {};
+    };
+  }
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointWriter> writer, handler->create(path, std::move(options)));
   return std::unique_ptr<CheckpointWriter>(std::make_unique<GuardedWriter>(std::move(writer)));
 }
@@ -226,20 +236,25 @@ void require_some_variable(ValidationReport& report, std::string_view what) {
 namespace {
 
 // A save killed before its rename leaves its staging sibling
-// ".<name>.ckpt-tmp-..." next to the destination; readers never see it, the
-// validator says it is there.
+// ".<name>.ckpt-tmp-..." next to the destination, and a replaced generation a
+// reader still held waits as ".<name>.ckpt-old-..."; readers never see
+// either, the validator says they are there.
 void report_staging_leftovers(const std::filesystem::path& checked, ValidationReport& report) {
   const std::filesystem::path path = without_trailing_separator(checked);
-  const std::string prefix = "." + path.filename().string() + std::string(kStagingMarker);
+  const std::string staging = "." + path.filename().string() + std::string(kStagingMarker);
+  const std::string retired = "." + path.filename().string() + std::string(kRetiredMarker);
   std::filesystem::path parent = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
   std::error_code ec;
   for (std::filesystem::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
-    if (!it->path().filename().string().starts_with(prefix)) continue;
-    report.issues.push_back(make_issue(
-        Error(ErrorCode::kUnexpectedEntry,
-              "leftover of an interrupted ckpt write to this path; safe to delete when no writer is running")
-            .in_file(it->path().string()),
-        Severity::kWarning));
+    const std::string name = it->path().filename().string();
+    const char* what = name.starts_with(staging) ? "leftover of an interrupted ckpt write to this path; safe to "
+                                                   "delete when no writer is running"
+                       : name.starts_with(retired) ? "a replaced generation of this path kept while a reader had it "
+                                                     "open; the next replacing save removes it"
+                                                   : nullptr;
+    if (what == nullptr) continue;
+    report.issues.push_back(
+        make_issue(Error(ErrorCode::kUnexpectedEntry, what).in_file(it->path().string()), Severity::kWarning));
   }
 }
 

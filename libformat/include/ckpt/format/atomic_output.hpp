@@ -6,8 +6,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
@@ -22,9 +26,21 @@ std::string_view io_step_name(IoStep step);
 // kInjectedFault as if the system call had failed. For tests only.
 using FaultHook = std::function<bool(IoStep step, const std::filesystem::path& path)>;
 
+// Says whether the existing directory at a path is a checkpoint (ok) or why not.
+using CheckpointCheck = std::function<Status(const std::filesystem::path& directory)>;
+
 struct WriteOptions {
   // Replace an existing destination (atomically: never a mix of old and new).
+  // Only a regular file, an empty directory, or a directory `is_checkpoint`
+  // accepts is replaced (spec/writing.md, "Replacing").
   bool overwrite = false;
+  // create_checkpoint and SnapshotWriter::create set it when absent (they
+  // open the directory as a checkpoint); without one, overwrite refuses
+  // every non-empty directory.
+  CheckpointCheck is_checkpoint = {};
+  // The paths this write reads from (a conversion's source): the
+  // destination may not be one, hold one, or lie inside one (E171).
+  std::vector<std::filesystem::path> sources = {};
   FaultHook fault_hook = {};
   // Formats with optional compression deflate their data (npz: members
   // deflated as np.savez_compressed does); the others store it as always.
@@ -70,6 +86,29 @@ class FileSink final : public ByteSink {
   std::uint64_t written_ = 0;
 };
 
+// A file's identity: device and inode.
+using FileIdentity = std::pair<std::uint64_t, std::uint64_t>;
+
+// A directory checkpoint opened for reading. Every file is read through its
+// descriptor (openat), so a checkpoint swapped at the path is never mixed
+// with the new one, and it holds a shared flock: a writer that replaces the
+// directory deletes the old tree only when no reader holds it, and moves it
+// aside under a ".ckpt-old-" name otherwise (spec/writing.md).
+class ReadDirectory {
+ public:
+  static Result<std::shared_ptr<const ReadDirectory>> open(const std::filesystem::path& path);
+  ReadDirectory(const ReadDirectory&) = delete;
+  ReadDirectory& operator=(const ReadDirectory&) = delete;
+  ~ReadDirectory();
+  int fd() const { return fd_; }
+  // Whether `path` still names this directory (not replaced since opened).
+  bool still_at(const std::filesystem::path& path) const;
+
+ private:
+  explicit ReadDirectory(int fd) : fd_(fd) {}
+  int fd_;
+};
+
 // A directory built under a temporary sibling name and moved into place by
 // commit(). Destroying an uncommitted one removes the staging directory, and
 // so does SIGINT, SIGTERM or SIGHUP while it exists (see below).
@@ -98,12 +137,15 @@ class AtomicDirectory {
   Status commit();
 
  private:
-  AtomicDirectory(std::filesystem::path destination, std::filesystem::path staging, WriteOptions options)
-      : destination_(std::move(destination)), staging_(std::move(staging)), options_(std::move(options)) {}
+  AtomicDirectory(std::filesystem::path destination, std::filesystem::path staging, WriteOptions options,
+                  std::optional<FileIdentity> checked)
+      : destination_(std::move(destination)), staging_(std::move(staging)), options_(std::move(options)),
+        checked_(checked) {}
 
   std::filesystem::path destination_;
   std::filesystem::path staging_;
   WriteOptions options_;
+  std::optional<FileIdentity> checked_;  // what was at the destination when checked for replacing
   bool committed_ = false;
 };
 
@@ -126,13 +168,15 @@ class AtomicFile final : public ByteSink {
   Status commit();
 
  private:
-  AtomicFile(std::filesystem::path destination, std::filesystem::path staging, FileSink sink, WriteOptions options)
+  AtomicFile(std::filesystem::path destination, std::filesystem::path staging, FileSink sink, WriteOptions options,
+             std::optional<FileIdentity> checked)
       : destination_(std::move(destination)), staging_(std::move(staging)), sink_(std::move(sink)),
-        options_(std::move(options)) {}
+        options_(std::move(options)), checked_(checked) {}
   std::filesystem::path destination_;
   std::filesystem::path staging_;
   FileSink sink_;
   WriteOptions options_;
+  std::optional<FileIdentity> checked_;
   bool committed_ = false;
 };
 
@@ -153,5 +197,8 @@ inline constexpr std::size_t kMaxTrackedStagingOutputs = 64;
 // Prefix of every staging name, so readers and validators can recognise
 // leftovers of an interrupted write: ".<name>.ckpt-tmp-<pid>-<n>".
 inline constexpr std::string_view kStagingMarker = ".ckpt-tmp-";
+// A replaced directory a reader still held: ".<name>.ckpt-old-<pid>-<n>",
+// removed by the next replacing save to the same path once no reader holds it.
+inline constexpr std::string_view kRetiredMarker = ".ckpt-old-";
 
 }  // namespace ckpt

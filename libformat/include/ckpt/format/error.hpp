@@ -21,6 +21,12 @@ enum class ErrorCode : std::uint16_t {
   kInjectedFault = 105,      // a test hook made an operation fail
   kBusy = 106,               // another writer holds the destination
   kOutOfMemory = 160,        // an allocation the input asked for failed
+  // Replacing (overwrite / --force) and writing what a reader accepts; spec/writing.md
+  kReplaceNotCheckpoint = 170,    // the directory to replace is not a checkpoint of a known format
+  kReplaceOverlapsSource = 171,   // the destination is, holds or lies inside the source being read
+  kReplaceSpecialFile = 172,      // the path to replace is neither a regular file nor a directory
+  kUnstorableName = 173,          // a name the format stores as text is not UTF-8 (or empty in a pickle)
+  kOverFormatLimit = 174,         // a header, meta, rank or dim over what the format's readers accept
 
   // 2xx: checkpoint layout
   kNotADirectory = 201,

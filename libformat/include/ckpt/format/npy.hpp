@@ -46,6 +46,10 @@ inline constexpr std::string_view kNpyExtension = ".npy";
 inline constexpr std::uint64_t kNpyMaxHeaderBytes = 1u << 20;
 // Alignment of the data written by numpy >= 1.14 and by us.
 inline constexpr std::uint64_t kNpyAlignment = 64;
+// What numpy (1.24 and later) loads: np.load refuses a header over
+// _MAX_HEADER_SIZE bytes, and an ndarray has at most NPY_MAXDIMS dimensions.
+inline constexpr std::uint64_t kNumpyMaxHeaderLength = 10000;
+inline constexpr std::size_t kNumpyMaxDims = 32;
 
 // The dict of a header, as parsed from its text.
 struct NpyDict {

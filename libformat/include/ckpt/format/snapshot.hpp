@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/tensor.hpp"
@@ -67,12 +68,9 @@ class MappedBytes {
 
 class Snapshot {
  public:
-  // An open directory: all reads go through it, so a snapshot replaced at
-  // its path while being read (a writer's atomic exchange) is never mixed
-  // with the new one; reads then fail cleanly if the old one is deleted.
-  class Directory;
-
-  // Detects the layout, lists the variables (sorted by name) and checks each
+  // Opens the directory (ReadDirectory: every later read goes through it,
+  // and a writer replacing it keeps this generation until the Snapshot and
+  // its sources are gone), detects the layout, lists the variables (sorted by name) and checks each
   // meta against its `out`. P1 variables are the tensors of pickled_data,
   // named by their dotted keys (oneflow_pickle.hpp).
   static Result<Snapshot> open(const std::filesystem::path& root);
@@ -85,6 +83,9 @@ class Snapshot {
 
   // Fails with kUnknownVariable for a name the snapshot does not have.
   Result<const VariableInfo*> get(std::string_view name) const;
+  // Whether root() now names another directory than the one opened (a
+  // writer replaced it): what is read by path since then is not this one.
+  bool replaced() const { return !directory_->still_at(root_); }
   std::filesystem::path data_path(std::string_view name) const;
   // P1: pickled_data as read while opening; nullptr for the other layouts.
   const OneflowPickle* pickle() const { return pickle_.get(); }
@@ -103,14 +104,14 @@ class Snapshot {
                      const std::function<Status(std::span<const std::byte>)>& consume) const;
 
  private:
-  Snapshot(std::filesystem::path root, std::shared_ptr<const Directory> directory, Layout layout,
+  Snapshot(std::filesystem::path root, std::shared_ptr<const ReadDirectory> directory, Layout layout,
            std::vector<VariableInfo> variables, std::map<std::string, std::string, std::less<>> pickle_directories,
            std::shared_ptr<const OneflowPickle> pickle)
       : root_(std::move(root)), directory_(std::move(directory)), layout_(layout), variables_(std::move(variables)),
         directories_(std::move(pickle_directories)), pickle_(std::move(pickle)) {}
 
   std::filesystem::path root_;
-  std::shared_ptr<const Directory> directory_;
+  std::shared_ptr<const ReadDirectory> directory_;
   Layout layout_;
   std::vector<VariableInfo> variables_;
   std::map<std::string, std::string, std::less<>> directories_;  // P1: variable -> tensor_N
