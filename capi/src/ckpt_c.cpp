@@ -3,9 +3,6 @@
 // a message; nothing is thrown across the C boundary.
 #include "ckpt.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <memory>
 #include <new>
 #include <string>
@@ -17,6 +14,7 @@
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/safetensors.hpp"
 #include "ckpt/format/validate.hpp"
+#include "tensor_bytes.hpp"
 
 struct ckpt_reader {
   std::unique_ptr<ckpt::CheckpointReader> reader;
@@ -29,17 +27,7 @@ struct ckpt_writer {
 };
 
 struct ckpt_view {
-  ckpt_view() = default;
-  ckpt_view(const ckpt_view&) = delete;
-  ckpt_view& operator=(const ckpt_view&) = delete;
-  ~ckpt_view() {
-    if (mapping != nullptr) ::munmap(mapping, mapping_length);
-  }
-  void* mapping = nullptr;  // page-aligned start of the mapping, when mapped
-  std::size_t mapping_length = 0;
-  const std::byte* data = nullptr;
-  std::uint64_t size = 0;
-  std::vector<std::byte> copy;  // the bytes, when they could not be mapped
+  std::unique_ptr<ckpt::capi::TensorBytes> bytes;
 };
 
 struct ckpt_report {
@@ -100,23 +88,6 @@ ckpt::Result<const ckpt::TensorInfo*> find_tensor(const ckpt_reader& reader, con
         .in_file(reader.reader->path().string());
   }
   return tensor;
-}
-
-// Maps [file_offset, file_offset + size) of the source's file read-only.
-ckpt::Status map_file_range(const ckpt::ByteSource& source, ckpt_view& view) {
-  auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::uint64_t start = source.file_offset();
-  std::uint64_t aligned = start - start % page;
-  view.mapping_length = static_cast<std::size_t>(source.size() + (start - aligned));
-  void* mapping = ::mmap(nullptr, view.mapping_length, PROT_READ, MAP_PRIVATE, source.file_descriptor(),
-                         static_cast<off_t>(aligned));
-  if (mapping == MAP_FAILED) {
-    return ckpt::Error(ckpt::ErrorCode::kIo, fmt::format("mmap failed: {}", std::strerror(errno)))
-        .in_file(source.name());
-  }
-  view.mapping = mapping;
-  view.data = static_cast<const std::byte*>(mapping) + (start - aligned);
-  return {};
 }
 
 ckpt::Issue issue_of(const ckpt::Error& error) {
@@ -257,23 +228,15 @@ ckpt_status ckpt_map(ckpt_reader* reader, const char* name, ckpt_view** view) {
     CKPT_TRY(require(reader, "reader"));
     CKPT_TRY(require(name, "name"));
     CKPT_ASSIGN_OR_RETURN(auto source, reader->reader->open(name));
-    auto result = std::make_unique<ckpt_view>();
-    result->size = source->size();
-    if (source->size() > 0 && source->file_descriptor() >= 0) {
-      CKPT_TRY(map_file_range(*source, *result));
-    } else {
-      result->copy.resize(static_cast<std::size_t>(source->size()));
-      CKPT_TRY(source->read_at(0, result->copy));
-      result->data = result->copy.data();
-    }
-    *view = result.release();
+    CKPT_ASSIGN_OR_RETURN(auto bytes, ckpt::capi::TensorBytes::load(*source));
+    *view = new ckpt_view{std::move(bytes)};
     return {};
   });
 }
 
-const void* ckpt_view_data(const ckpt_view* view) { return view != nullptr ? view->data : nullptr; }
-uint64_t ckpt_view_size(const ckpt_view* view) { return view != nullptr ? view->size : 0; }
-int ckpt_view_is_mapped(const ckpt_view* view) { return view != nullptr && view->mapping != nullptr ? 1 : 0; }
+const void* ckpt_view_data(const ckpt_view* view) { return view != nullptr ? view->bytes->data() : nullptr; }
+uint64_t ckpt_view_size(const ckpt_view* view) { return view != nullptr ? view->bytes->size() : 0; }
+int ckpt_view_is_mapped(const ckpt_view* view) { return view != nullptr && view->bytes->mapped() ? 1 : 0; }
 void ckpt_view_free(ckpt_view* view) { delete view; }
 
 ckpt_status ckpt_validate(const char* path, ckpt_report** report) {
