@@ -14,11 +14,18 @@
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/safetensors.hpp"
 #include "ckpt/format/validate.hpp"
+#include "ckpt/format/views.hpp"
 #include "tensor_bytes.hpp"
 
 struct ckpt_reader {
-  std::unique_ptr<ckpt::CheckpointReader> reader;
+  ~ckpt_reader() {
+    // Views first: each reads through the layers below it.
+    reader.reset();
+    while (!below.empty()) below.pop_back();
+  }
+  std::unique_ptr<ckpt::CheckpointReader> reader;  // the top: what the API presents
   std::string last_error;
+  std::vector<std::unique_ptr<ckpt::CheckpointReader>> below;  // readers under views, bottom first
 };
 
 struct ckpt_writer {
@@ -126,6 +133,42 @@ ckpt::WriteOptions write_options(unsigned flags) {
   return options;
 }
 
+// The reader under a view being tried: forwards to the top reader without
+// owning it, so a failed view leaves the handle as it was.
+class BorrowedReader final : public ckpt::CheckpointReader {
+ public:
+  explicit BorrowedReader(const ckpt::CheckpointReader& inner) : inner_(inner) {}
+  std::string_view format_name() const override { return inner_.format_name(); }
+  const std::filesystem::path& path() const override { return inner_.path(); }
+  const std::vector<ckpt::TensorInfo>& tensors() const override { return inner_.tensors(); }
+  ckpt::Result<std::unique_ptr<ckpt::ByteSource>> open(std::string_view name) const override {
+    return inner_.open(name);
+  }
+  const ckpt::pickle::Value* object() const override { return inner_.object(); }
+
+ private:
+  const ckpt::CheckpointReader& inner_;
+};
+
+// Puts the view that `make_view` builds over the reader's top on top.
+template <class MakeView>
+ckpt::Status push_view(ckpt_reader& reader, MakeView&& make_view) {
+  CKPT_ASSIGN_OR_RETURN(auto view, make_view(std::make_unique<BorrowedReader>(*reader.reader)));
+  reader.below.push_back(std::move(reader.reader));
+  reader.reader = std::move(view);
+  return {};
+}
+
+ckpt::Result<std::vector<std::string>> string_list(const char* const* items, size_t count, std::string_view what) {
+  if (count > 0) CKPT_TRY(require(items, what));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < count; ++i) {
+    CKPT_TRY(require(items[i], fmt::format("{}[{}]", what, i)));
+    out.emplace_back(items[i]);
+  }
+  return out;
+}
+
 }  // namespace
 
 extern "C" {
@@ -162,7 +205,7 @@ ckpt_status ckpt_open(const char* path, const char* format, ckpt_reader** reader
     ckpt::OpenOptions options;
     if (format != nullptr) options.format = format;
     CKPT_ASSIGN_OR_RETURN(auto opened, ckpt::open_checkpoint(path, options));
-    *reader = new ckpt_reader{std::move(opened), {}};
+    *reader = new ckpt_reader{std::move(opened), {}, {}};
     return {};
   });
 }
@@ -218,6 +261,40 @@ ckpt_status ckpt_read(ckpt_reader* reader, const char* name, void* buffer, uint6
     auto status = source->read_at(0, {static_cast<std::byte*>(buffer), static_cast<std::size_t>(buffer_size)});
     if (!status.ok()) return std::move(std::move(status).error().in_variable(name));
     return {};
+  });
+}
+
+ckpt_status ckpt_reader_cast(ckpt_reader* reader, int32_t dtype) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    auto target = ckpt::dtype_from_number(dtype);
+    if (!target) return ckpt::Error(ckpt::ErrorCode::kInvalidArgument, fmt::format("unknown data type {}", dtype));
+    return push_view(*reader, [&](auto below) { return ckpt::cast_view(std::move(below), *target); });
+  });
+}
+
+ckpt_status ckpt_reader_filter(ckpt_reader* reader, const char* const* include, size_t include_count,
+                               const char* const* exclude, size_t exclude_count) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_ASSIGN_OR_RETURN(auto included, string_list(include, include_count, "include"));
+    CKPT_ASSIGN_OR_RETURN(auto excluded, string_list(exclude, exclude_count, "exclude"));
+    return push_view(*reader, [&](auto below) {
+      return ckpt::filter_view(std::move(below), std::move(included), std::move(excluded));
+    });
+  });
+}
+
+ckpt_status ckpt_reader_rename(ckpt_reader* reader, const char* const* rules, size_t rule_count) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_ASSIGN_OR_RETURN(auto texts, string_list(rules, rule_count, "rules"));
+    std::vector<ckpt::RenameRule> parsed;
+    for (const auto& text : texts) {
+      CKPT_ASSIGN_OR_RETURN(auto rule, ckpt::parse_rename_rule(text));
+      parsed.push_back(std::move(rule));
+    }
+    return push_view(*reader, [&](auto below) { return ckpt::rename_view(std::move(below), std::move(parsed)); });
   });
 }
 
