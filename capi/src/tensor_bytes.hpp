@@ -1,7 +1,7 @@
 // A tensor's bytes held for a caller: a read-only memory mapping of the file
 // when the source is plain bytes in a file (OneFlow `out`, safetensors, npy,
 // stored npz members, aligned torch records), otherwise a private copy.
-// Shared by the C API (ckpt_map) and the Python package (python/src).
+// What ckpt_map hands out.
 #pragma once
 
 #include <sys/mman.h>

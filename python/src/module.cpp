@@ -1,22 +1,29 @@
 // ckptio._core: the Python package's bindings (pybind11) over libformat and
-// the converters. It hands Python tensor bytes (memory maps where the file
-// holds them plainly, copies otherwise) and tensor descriptions; ckptio's
+// the converters. It hands Python tensor bytes (inside a memory map of the
+// file where the file holds them plainly, copies otherwise) and tensor descriptions; ckptio's
 // Python modules turn them into numpy arrays and the public API.
+#include <sys/mman.h>
+#include <sys/stat.h>
+
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <cerrno>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "ckpt/convert/convert.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/validate.hpp"
 #include "ckpt/format/views.hpp"
-#include "tensor_bytes.hpp"
 
 namespace py = pybind11;
 
@@ -69,10 +76,30 @@ std::unique_ptr<ckpt::CheckpointReader> with_views(std::unique_ptr<ckpt::Checkpo
   return reader;
 }
 
-// A tensor's bytes as a read-only Python buffer; numpy arrays made from it
-// keep it (and so the mapping) alive.
+// One file mapped whole, read-only, shared by every array of a reader that
+// lies in it: a checkpoint of thousands of small tensors costs one mmap, not
+// one per tensor. It outlives the reader, and the file's replacement.
+class FileMapping {
+ public:
+  FileMapping(void* base, std::size_t length) : base_(base), length_(length) {}
+  FileMapping(const FileMapping&) = delete;
+  FileMapping& operator=(const FileMapping&) = delete;
+  ~FileMapping() { ::munmap(base_, length_); }
+  const std::byte* base() const { return static_cast<const std::byte*>(base_); }
+  std::size_t length() const { return length_; }
+
+ private:
+  void* base_;
+  std::size_t length_;
+};
+
+// A tensor's bytes as a read-only Python buffer: inside a shared mapping, or
+// a copy. numpy arrays made from it keep it (and so the mapping) alive.
 struct Bytes {
-  std::unique_ptr<ckpt::capi::TensorBytes> bytes;
+  std::shared_ptr<const FileMapping> mapping;  // null for a copy
+  std::vector<std::byte> copy;
+  const std::byte* data = nullptr;
+  std::uint64_t size = 0;
 };
 
 struct TensorDescription {
@@ -105,9 +132,26 @@ class Reader {
     return out;
   }
 
+  // Mapped where the file holds the tensor's bytes as they are, else copied.
   Bytes load(const std::string& name) const {
     auto source = unwrap(reader().open(name));
-    return Bytes{unwrap(ckpt::capi::TensorBytes::load(*source))};
+    Bytes bytes;
+    bytes.size = source->size();
+    if (source->size() > 0 && source->file_descriptor() >= 0) {
+      bytes.mapping = unwrap(file_mapping(*source));
+      if (source->file_offset() > bytes.mapping->length() ||
+          source->size() > bytes.mapping->length() - source->file_offset()) {
+        raise_error(ckpt::Error(ckpt::ErrorCode::kDataSizeMismatch, "the file is shorter than the tensor's bytes")
+                        .in_file(source->name())
+                        .in_variable(name));
+      }
+      bytes.data = bytes.mapping->base() + source->file_offset();
+    } else {
+      bytes.copy.resize(static_cast<std::size_t>(source->size()));
+      check(source->read_at(0, bytes.copy));
+      bytes.data = bytes.copy.data();
+    }
+    return bytes;
   }
 
   // [offset, offset + size) of the tensor's bytes, copied.
@@ -126,7 +170,29 @@ class Reader {
     if (reader_ == nullptr) raise_error(ckpt::Error(ckpt::ErrorCode::kInvalidArgument, "the checkpoint is closed"));
     return *reader_;
   }
+  // The file behind `source` mapped whole, reusing a mapping still alive.
+  // Keyed by device and inode: descriptors are reused after a close.
+  ckpt::Result<std::shared_ptr<const FileMapping>> file_mapping(const ckpt::ByteSource& source) const {
+    struct stat status {};
+    if (::fstat(source.file_descriptor(), &status) != 0) {
+      return ckpt::Error(ckpt::ErrorCode::kIo, fmt::format("fstat failed: {}", std::strerror(errno))).in_file(source.name());
+    }
+    auto key = std::make_pair(status.st_dev, status.st_ino);
+    if (auto alive = mappings_[key].lock(); alive != nullptr && alive->length() == static_cast<std::size_t>(status.st_size)) {
+      return alive;
+    }
+    auto length = static_cast<std::size_t>(status.st_size);
+    void* base = ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE, source.file_descriptor(), 0);
+    if (base == MAP_FAILED) {
+      return ckpt::Error(ckpt::ErrorCode::kIo, fmt::format("mmap failed: {}", std::strerror(errno))).in_file(source.name());
+    }
+    auto mapping = std::make_shared<const FileMapping>(base, length);
+    mappings_[key] = mapping;
+    return mapping;
+  }
+
   std::unique_ptr<ckpt::CheckpointReader> reader_;
+  mutable std::map<std::pair<dev_t, ino_t>, std::weak_ptr<const FileMapping>> mappings_;
 };
 
 class Writer {
@@ -219,10 +285,10 @@ PYBIND11_MODULE(_core, m) {
   m.attr("CkptError") = py::handle(g_error_type);
 
   py::class_<Bytes>(m, "Bytes", py::buffer_protocol())
-      .def_property_readonly("mapped", [](const Bytes& b) { return b.bytes->mapped(); })
+      .def_property_readonly("mapped", [](const Bytes& b) { return b.mapping != nullptr; })
       .def_buffer([](Bytes& b) {
-        return py::buffer_info(const_cast<std::byte*>(b.bytes->data()), 1, py::format_descriptor<std::uint8_t>::format(),
-                               1, {static_cast<py::ssize_t>(b.bytes->size())}, {1}, /*readonly=*/true);
+        return py::buffer_info(const_cast<std::byte*>(b.data), 1, py::format_descriptor<std::uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(b.size)}, {1}, /*readonly=*/true);
       });
 
   py::class_<TensorDescription>(m, "TensorDescription")
