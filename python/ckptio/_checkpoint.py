@@ -51,7 +51,7 @@ class Checkpoint(Mapping):
     read-only numpy array, a memory map of the file where the file holds the
     bytes as they are (OneFlow ``out``, npy, stored npz members, safetensors,
     aligned torch records), a copy otherwise. Nothing is read before
-    ``ckpt[name]``. Arrays keep their own mapping: they stay valid after
+    ``ckpt[name]``. Arrays keep the file's mapping alive: they stay valid after
     :meth:`close` and after the file is replaced by a crash-safe save."""
 
     def __init__(self, reader: _core.Reader):
