@@ -49,8 +49,8 @@ class TensorSlice:
 class Checkpoint(Mapping):
     """A checkpoint opened with :func:`ckptio.open`: ``ckpt[name]`` is a
     read-only numpy array, a memory map of the file where the file holds the
-    bytes as they are (OneFlow ``out``, npy, stored npz members, safetensors,
-    aligned torch records), a copy otherwise. Nothing is read before
+    bytes as they are (OneFlow ``out``, npy, stored npz members, safetensors),
+    a copy otherwise (deflated npz members, torch records). Nothing is read before
     ``ckpt[name]``. Arrays keep the file's mapping alive: they stay valid after
     :meth:`close` and after the file is replaced by a crash-safe save."""
 
