@@ -22,6 +22,9 @@ EXAMPLES = os.path.join(SOURCE, "examples")
 SNAPSHOT = os.path.join(os.environ["CKPT_FIXTURES"], "oneflow-real", "models_mobilenetv3_legacy_eager")
 # The consumers must find everything without help from the environment.
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "PKG_CONFIG_PATH", "CMAKE_PREFIX_PATH")}
+# Under scripts/sanitize.sh the installed libraries are instrumented: the
+# consumers link the sanitizer runtimes too.
+SANITIZE = ["-fsanitize=address,undefined"] if os.environ.get("CKPT_SANITIZED") else []
 
 
 def run(*command, env=CLEAN_ENV, cwd=None):
@@ -85,8 +88,8 @@ class Installed(unittest.TestCase):
         libdir = self.pkg_config("--variable=libdir", "ckpt")[0]
         self.assertEqual(os.path.realpath(libdir), os.path.realpath(self.libdir))
         program = os.path.join(self.tmp, "load_checkpoint_shared")
-        run("cc", "-std=c99", "-Wall", "-Wextra", "-Werror", os.path.join(EXAMPLES, "c", "load_checkpoint.c"), *flags,
-            f"-Wl,-rpath,{self.libdir}", "-o", program)
+        run("cc", "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, os.path.join(EXAMPLES, "c", "load_checkpoint.c"),
+            *flags, f"-Wl,-rpath,{self.libdir}", "-o", program)
         self.assertIn("[libckpt.so.0]", dynamic_section(program))
         self.check_load_checkpoint(program)
 
@@ -98,7 +101,7 @@ class Installed(unittest.TestCase):
         self.assertEqual([f for f in static_flags if f.startswith("-l:")],
                          ["-l:libckpt.a", "-l:libckpt-convert.a", "-l:libckpt-format.a"])
         program = os.path.join(self.tmp, "load_checkpoint_static")
-        run("cc", "-std=c99", "-Wall", "-Wextra", "-Werror", os.path.join(EXAMPLES, "c", "load_checkpoint.c"),
+        run("cc", "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, os.path.join(EXAMPLES, "c", "load_checkpoint.c"),
             *static_flags, "-o", program)
         self.assertNotIn("libckpt", dynamic_section(program))
         self.check_load_checkpoint(program)
@@ -109,14 +112,15 @@ class Installed(unittest.TestCase):
         program_dir = os.path.join(self.tmp, "pkg-config-cpp")
         os.makedirs(program_dir)
         program = os.path.join(program_dir, "save_and_load")
-        run("c++", "-std=c++20", os.path.join(EXAMPLES, "save_and_load.cpp"), *flags, f"-Wl,-rpath,{self.libdir}",
-            "-o", program)
+        run("c++", "-std=c++20", *SANITIZE, os.path.join(EXAMPLES, "save_and_load.cpp"), *flags,
+            f"-Wl,-rpath,{self.libdir}", "-o", program)
         self.check_save_and_load(program)
 
     def test_cmake_consumer(self):
         build = os.path.join(self.tmp, "cmake")
         run("cmake", "-S", os.path.join(SOURCE, "tests", "capi", "cmake_consumer"), "-B", build, "-G", "Ninja",
-            f"-DCMAKE_PREFIX_PATH={self.prefix}", f"-DCKPT_EXAMPLES={EXAMPLES}")
+            f"-DCMAKE_PREFIX_PATH={self.prefix}", f"-DCKPT_EXAMPLES={EXAMPLES}",
+            f"-DCMAKE_C_FLAGS={' '.join(SANITIZE)}", f"-DCMAKE_CXX_FLAGS={' '.join(SANITIZE)}")
         run("cmake", "--build", build)
         self.check_load_checkpoint(os.path.join(build, "load_checkpoint"))
         self.check_save_and_load(os.path.join(build, "save_and_load"))
