@@ -73,9 +73,10 @@ def convert(source: PathLike, destination: PathLike, *, to: Optional[str] = None
 
 
 def validate(path: PathLike) -> dict:
-    """Checks `path` against every rule of its format. Returns the document of
-    ``ckpt-validate --json``: path, format, valid, variables, issues. A broken
-    checkpoint gives valid=False and its issues; it does not raise."""
+    """Checks `path` against every rule of its format. Returns a dict: path,
+    format (None when nothing was recognised), valid, variables (name, bytes,
+    dtype, shape) and issues (code, name, severity, variable, message). A
+    broken checkpoint gives valid=False and its issues; it does not raise."""
     return _core.validate(os.fspath(path))
 
 
