@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define CKPT_API_VERSION 2 /* 2: ckpt_validate_format */
+#define CKPT_API_VERSION 2 /* 2: ckpt_validate_format, reader views (ckpt_reader_cast/filter/rename) */
 
 typedef int ckpt_status;
 #define CKPT_OK 0
@@ -116,6 +116,23 @@ CKPT_API ckpt_status ckpt_tensor_at(const ckpt_reader* reader, size_t index, ckp
 CKPT_API ckpt_status ckpt_tensor_find(const ckpt_reader* reader, const char* name, ckpt_tensor_info* info);
 /* Copies the tensor into `buffer`, which must be exactly its nbytes long. */
 CKPT_API ckpt_status ckpt_read(ckpt_reader* reader, const char* name, void* buffer, uint64_t buffer_size);
+
+/* Views (spec/casting.md) on an open reader, since CKPT_API_VERSION 2: each
+ * changes what the reader presents, without copying anything, and views
+ * stack (filter, then rename, then cast, in the order called). On failure
+ * the reader is left as it was. Tensor infos and names taken before the
+ * call are invalid after a successful one. */
+/* Floating tensors (float16, bfloat16, float, double) read as `dtype`, one
+ * of those four; integer, bool and complex tensors are unchanged. */
+CKPT_API ckpt_status ckpt_reader_cast(ckpt_reader* reader, int32_t dtype);
+/* Keeps a tensor when its name matches any of `include` (or include_count
+ * is 0) and none of `exclude`; patterns are fnmatch-style (`*`, `?`, `[a-z]`).
+ * An include pattern that matches nothing is an error (E104). */
+CKPT_API ckpt_status ckpt_reader_filter(ckpt_reader* reader, const char* const* include, size_t include_count,
+                                        const char* const* exclude, size_t exclude_count);
+/* Renames by prefix: each rule is "OLD=NEW"; a name takes the first rule
+ * whose OLD it starts with. Two tensors ending with one name fail (E213). */
+CKPT_API ckpt_status ckpt_reader_rename(ckpt_reader* reader, const char* const* rules, size_t rule_count);
 
 /* A read-only view of a tensor's bytes: a memory mapping of the file when
  * the format stores the tensor as plain bytes in a file (OneFlow `out`,

@@ -3,9 +3,6 @@
 // a message; nothing is thrown across the C boundary.
 #include "ckpt.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <memory>
 #include <new>
 #include <string>
@@ -16,10 +13,18 @@
 #include "ckpt/convert/convert.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/validation.hpp"
+#include "ckpt/format/views.hpp"
+#include "tensor_bytes.hpp"
 
 struct ckpt_reader {
-  std::unique_ptr<ckpt::CheckpointReader> reader;
+  ~ckpt_reader() {
+    // Views first: each reads through the layers below it.
+    reader.reset();
+    while (!below.empty()) below.pop_back();
+  }
+  std::unique_ptr<ckpt::CheckpointReader> reader;  // the top: what the API presents
   std::string last_error;
+  std::vector<std::unique_ptr<ckpt::CheckpointReader>> below;  // readers under views, bottom first
 };
 
 struct ckpt_writer {
@@ -28,17 +33,7 @@ struct ckpt_writer {
 };
 
 struct ckpt_view {
-  ckpt_view() = default;
-  ckpt_view(const ckpt_view&) = delete;
-  ckpt_view& operator=(const ckpt_view&) = delete;
-  ~ckpt_view() {
-    if (mapping != nullptr) ::munmap(mapping, mapping_length);
-  }
-  void* mapping = nullptr;  // page-aligned start of the mapping, when mapped
-  std::size_t mapping_length = 0;
-  const std::byte* data = nullptr;
-  std::uint64_t size = 0;
-  std::vector<std::byte> copy;  // the bytes, when they could not be mapped
+  std::unique_ptr<ckpt::capi::TensorBytes> bytes;
 };
 
 struct ckpt_report {
@@ -101,27 +96,46 @@ ckpt::Result<const ckpt::TensorInfo*> find_tensor(const ckpt_reader& reader, con
   return tensor;
 }
 
-// Maps [file_offset, file_offset + size) of the source's file read-only.
-ckpt::Status map_file_range(const ckpt::ByteSource& source, ckpt_view& view) {
-  auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::uint64_t start = source.file_offset();
-  std::uint64_t aligned = start - start % page;
-  view.mapping_length = static_cast<std::size_t>(source.size() + (start - aligned));
-  void* mapping = ::mmap(nullptr, view.mapping_length, PROT_READ, MAP_PRIVATE, source.file_descriptor(),
-                         static_cast<off_t>(aligned));
-  if (mapping == MAP_FAILED) {
-    return ckpt::Error(ckpt::ErrorCode::kIo, fmt::format("mmap failed: {}", std::strerror(errno)))
-        .in_file(source.name());
-  }
-  view.mapping = mapping;
-  view.data = static_cast<const std::byte*>(mapping) + (start - aligned);
-  return {};
-}
-
 ckpt::WriteOptions write_options(unsigned flags) {
   ckpt::WriteOptions options;
   options.overwrite = (flags & CKPT_OVERWRITE) != 0;
   return options;
+}
+
+// The reader under a view being tried: forwards to the top reader without
+// owning it, so a failed view leaves the handle as it was.
+class BorrowedReader final : public ckpt::CheckpointReader {
+ public:
+  explicit BorrowedReader(const ckpt::CheckpointReader& inner) : inner_(inner) {}
+  std::string_view format_name() const override { return inner_.format_name(); }
+  const std::filesystem::path& path() const override { return inner_.path(); }
+  const std::vector<ckpt::TensorInfo>& tensors() const override { return inner_.tensors(); }
+  ckpt::Result<std::unique_ptr<ckpt::ByteSource>> open(std::string_view name) const override {
+    return inner_.open(name);
+  }
+  const ckpt::pickle::Value* object() const override { return inner_.object(); }
+
+ private:
+  const ckpt::CheckpointReader& inner_;
+};
+
+// Puts the view that `make_view` builds over the reader's top on top.
+template <class MakeView>
+ckpt::Status push_view(ckpt_reader& reader, MakeView&& make_view) {
+  CKPT_ASSIGN_OR_RETURN(auto view, make_view(std::make_unique<BorrowedReader>(*reader.reader)));
+  reader.below.push_back(std::move(reader.reader));
+  reader.reader = std::move(view);
+  return {};
+}
+
+ckpt::Result<std::vector<std::string>> string_list(const char* const* items, size_t count, std::string_view what) {
+  if (count > 0) CKPT_TRY(require(items, what));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < count; ++i) {
+    CKPT_TRY(require(items[i], fmt::format("{}[{}]", what, i)));
+    out.emplace_back(items[i]);
+  }
+  return out;
 }
 
 }  // namespace
@@ -160,7 +174,7 @@ ckpt_status ckpt_open(const char* path, const char* format, ckpt_reader** reader
     ckpt::OpenOptions options;
     if (format != nullptr) options.format = format;
     CKPT_ASSIGN_OR_RETURN(auto opened, ckpt::open_checkpoint(path, options));
-    *reader = new ckpt_reader{std::move(opened), {}};
+    *reader = new ckpt_reader{std::move(opened), {}, {}};
     return {};
   });
 }
@@ -219,6 +233,40 @@ ckpt_status ckpt_read(ckpt_reader* reader, const char* name, void* buffer, uint6
   });
 }
 
+ckpt_status ckpt_reader_cast(ckpt_reader* reader, int32_t dtype) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    auto target = ckpt::dtype_from_number(dtype);
+    if (!target) return ckpt::Error(ckpt::ErrorCode::kInvalidArgument, fmt::format("unknown data type {}", dtype));
+    return push_view(*reader, [&](auto below) { return ckpt::cast_view(std::move(below), *target); });
+  });
+}
+
+ckpt_status ckpt_reader_filter(ckpt_reader* reader, const char* const* include, size_t include_count,
+                               const char* const* exclude, size_t exclude_count) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_ASSIGN_OR_RETURN(auto included, string_list(include, include_count, "include"));
+    CKPT_ASSIGN_OR_RETURN(auto excluded, string_list(exclude, exclude_count, "exclude"));
+    return push_view(*reader, [&](auto below) {
+      return ckpt::filter_view(std::move(below), std::move(included), std::move(excluded));
+    });
+  });
+}
+
+ckpt_status ckpt_reader_rename(ckpt_reader* reader, const char* const* rules, size_t rule_count) {
+  return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_ASSIGN_OR_RETURN(auto texts, string_list(rules, rule_count, "rules"));
+    std::vector<ckpt::RenameRule> parsed;
+    for (const auto& text : texts) {
+      CKPT_ASSIGN_OR_RETURN(auto rule, ckpt::parse_rename_rule(text));
+      parsed.push_back(std::move(rule));
+    }
+    return push_view(*reader, [&](auto below) { return ckpt::rename_view(std::move(below), std::move(parsed)); });
+  });
+}
+
 ckpt_status ckpt_map(ckpt_reader* reader, const char* name, ckpt_view** view) {
   return boundary(reader != nullptr ? &reader->last_error : nullptr, [&]() -> ckpt::Status {
     CKPT_TRY(require(view, "view"));
@@ -226,23 +274,15 @@ ckpt_status ckpt_map(ckpt_reader* reader, const char* name, ckpt_view** view) {
     CKPT_TRY(require(reader, "reader"));
     CKPT_TRY(require(name, "name"));
     CKPT_ASSIGN_OR_RETURN(auto source, reader->reader->open(name));
-    auto result = std::make_unique<ckpt_view>();
-    result->size = source->size();
-    if (source->size() > 0 && source->file_descriptor() >= 0) {
-      CKPT_TRY(map_file_range(*source, *result));
-    } else {
-      result->copy.resize(static_cast<std::size_t>(source->size()));
-      CKPT_TRY(source->read_at(0, result->copy));
-      result->data = result->copy.data();
-    }
-    *view = result.release();
+    CKPT_ASSIGN_OR_RETURN(auto bytes, ckpt::capi::TensorBytes::load(*source));
+    *view = new ckpt_view{std::move(bytes)};
     return {};
   });
 }
 
-const void* ckpt_view_data(const ckpt_view* view) { return view != nullptr ? view->data : nullptr; }
-uint64_t ckpt_view_size(const ckpt_view* view) { return view != nullptr ? view->size : 0; }
-int ckpt_view_is_mapped(const ckpt_view* view) { return view != nullptr && view->mapping != nullptr ? 1 : 0; }
+const void* ckpt_view_data(const ckpt_view* view) { return view != nullptr ? view->bytes->data() : nullptr; }
+uint64_t ckpt_view_size(const ckpt_view* view) { return view != nullptr ? view->bytes->size() : 0; }
+int ckpt_view_is_mapped(const ckpt_view* view) { return view != nullptr && view->bytes->mapped() ? 1 : 0; }
 void ckpt_view_free(ckpt_view* view) { delete view; }
 
 ckpt_status ckpt_validate_format(const char* path, const char* format, ckpt_report** report) {

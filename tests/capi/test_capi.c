@@ -257,6 +257,54 @@ static void test_null_handles(const char* scratch) {
   ckpt_report_free(report);
 }
 
+/* Views stack on an open reader; a failed one leaves the reader as it was. */
+static void test_views(const char* snapshot, const char* bias_out) {
+  ckpt_reader* reader = NULL;
+  ckpt_tensor_info info;
+  const char* include[] = {"classifier.*"};
+  const char* exclude[] = {"*.weight"};
+  const char* typo[] = {"clasifier.*"};
+  const char* rules[] = {"classifier.=head."};
+  const char* clash[] = {"classifier.3.=x", "classifier.0.=x"};
+  long size = 0;
+  float* expected = (float*)read_whole_file(bias_out, &size);
+  uint16_t half[1000];
+  size_t i;
+  REQUIRE(expected != NULL && size == 4000);
+  REQUIRE(ckpt_open(snapshot, NULL, &reader) == CKPT_OK);
+  CHECK(ckpt_reader_filter(reader, include, 1, exclude, 1) == CKPT_OK);
+  CHECK(ckpt_tensor_count(reader) == 2); /* classifier.0.bias, classifier.3.bias */
+  CHECK(ckpt_reader_filter(reader, typo, 1, NULL, 0) == 104);
+  CHECK(strstr(ckpt_reader_error(reader), "clasifier.*") != NULL);
+  CHECK(ckpt_tensor_count(reader) == 2);
+  CHECK(ckpt_reader_rename(reader, clash, 2) == 213);
+  CHECK(ckpt_reader_rename(reader, rules, 1) == CKPT_OK);
+  CHECK(ckpt_tensor_find(reader, "classifier.3.bias", &info) == 214);
+  CHECK(ckpt_reader_cast(reader, CKPT_DTYPE_INT32) == 104);
+  CHECK(ckpt_reader_cast(reader, CKPT_DTYPE_FLOAT16) == CKPT_OK);
+  REQUIRE(ckpt_tensor_find(reader, "head.3.bias", &info) == CKPT_OK);
+  CHECK(info.dtype == CKPT_DTYPE_FLOAT16 && info.nbytes == 2000);
+  CHECK(ckpt_read(reader, "head.3.bias", half, sizeof half) == CKPT_OK);
+  for (i = 0; i < 1000; ++i) {
+    /* float16 keeps 10 mantissa bits: within 2^-10 relative of the float. */
+    uint16_t bits = half[i];
+    int exponent = (bits >> 10) & 0x1f;
+    double magnitude = exponent == 0 ? (bits & 0x3ff) / 1024.0 / 16384.0
+                                     : (1 + (bits & 0x3ff) / 1024.0) * (double)(1L << exponent) / 32768.0;
+    double value = (bits & 0x8000) ? -magnitude : magnitude;
+    double error = value > expected[i] ? value - expected[i] : expected[i] - value;
+    double bound = (expected[i] < 0 ? -expected[i] : expected[i]) / 1024.0 + 1e-7;
+    if (error > bound) {
+      CHECK(error <= bound);
+      break;
+    }
+  }
+  CHECK(ckpt_reader_filter(NULL, include, 1, NULL, 0) == 104);
+  CHECK(ckpt_reader_rename(reader, NULL, 1) == 104);
+  ckpt_close(reader);
+  free(expected);
+}
+
 static const char* const kScratchFiles[] = {"written.safetensors", "mobilenet.safetensors", "truncated.safetensors",
                                             ".written.safetensors.ckpt-tmp-1-1"};
 
@@ -276,6 +324,7 @@ int main(int argc, char** argv) {
   snprintf(snapshot, sizeof snapshot, "%s/oneflow-real/models_mobilenetv3_legacy_eager", argv[1]);
   snprintf(bias_out, sizeof bias_out, "%s/classifier.3.bias/out", snapshot);
   test_reading(snapshot, bias_out);
+  test_views(snapshot, bias_out);
   test_writing_and_converting(snapshot, scratch);
   test_validation(snapshot, scratch);
   test_null_handles(scratch);

@@ -123,7 +123,9 @@ std::optional<DType> parse_dtype(std::string_view spelling) {
   }
   if (name.size() >= 2 && (name[0] == '<' || name[0] == '>' || name[0] == '|' || name[0] == '=')) {
     // The byte order says nothing about the type.
-    return dtype_from_numpy(std::string("<") + std::string(name.substr(1)));
+    std::string little_endian(name);
+    little_endian[0] = '<';
+    return dtype_from_numpy(little_endian);
   }
   for (const auto& info : kTable) {
     if (info.dtype != DType::kInvalidDataType && lower(info.name) == name) return info.dtype;

@@ -1,0 +1,75 @@
+"""python -m ckptio: the tools over the package.
+  python -m ckptio inspect PATH
+  python -m ckptio validate PATH [--json]
+  python -m ckptio convert SRC DST [--to F] [--dtype T] [--include P]... [--exclude P]... [--rename OLD=NEW]... [--force]
+  python -m ckptio diff A B [--atol X] [--rtol X]
+Exit status: 0 ok (valid, equal), 1 invalid or different, 2 usage or error."""
+import argparse
+import json
+import sys
+
+import ckptio
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ckptio", description="Checkpoint tools (ckptio).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    inspect = commands.add_parser("inspect", help="list the tensors")
+    inspect.add_argument("path")
+    validate = commands.add_parser("validate", help="check every rule of the format")
+    validate.add_argument("path")
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    convert = commands.add_parser("convert", help="convert between formats")
+    convert.add_argument("source")
+    convert.add_argument("destination")
+    convert.add_argument("--to")
+    convert.add_argument("--dtype")
+    convert.add_argument("--include", action="append", default=[])
+    convert.add_argument("--exclude", action="append", default=[])
+    convert.add_argument("--rename", action="append", default=[])
+    convert.add_argument("--force", action="store_true")
+    diff = commands.add_parser("diff", help="compare two checkpoints tensor by tensor")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    diff.add_argument("--atol", type=float, default=0.0)
+    diff.add_argument("--rtol", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "inspect":
+            with ckptio.open(args.path) as ckpt:
+                print(f"{args.path}: {ckpt.format}, {len(ckpt)} tensors")
+                for name in ckpt:
+                    tensor = ckpt.get_slice(name)
+                    print(f"{name} {tensor.dtype} {list(tensor.shape)}")
+            return 0
+        if args.command == "validate":
+            report = ckptio.validate(args.path)
+            if args.json:
+                print(json.dumps(report, indent=2))
+            else:
+                for issue in report["issues"]:
+                    where = f" [{issue['variable']}]" if issue["variable"] else ""
+                    print(f"{issue['severity']} {issue['code']} {issue['name']}{where}: {issue['message']}")
+                print("valid" if report["valid"] else "INVALID")
+            return 0 if report["valid"] else 1
+        if args.command == "convert":
+            done = ckptio.convert(args.source, args.destination, to=args.to, dtype=args.dtype, include=args.include,
+                                  exclude=args.exclude, rename=args.rename, force=args.force)
+            print(f"{args.destination}: {done['variables']} tensors, {done['bytes']} bytes")
+            return 0
+        result = ckptio.diff(args.a, args.b, atol=args.atol, rtol=args.rtol)
+        for name in result["only_in_a"]:
+            print(f"only in {args.a}: {name}")
+        for name in result["only_in_b"]:
+            print(f"only in {args.b}: {name}")
+        for name, reason in result["changed"].items():
+            print(f"{name}: {reason}")
+        print("equal" if result["equal"] else "different")
+        return 0 if result["equal"] else 1
+    except ckptio.CkptError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Checkpoint: an open checkpoint as a read-only Mapping of numpy arrays."""
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from . import _core
+from ._dtypes import to_numpy
+
+
+class TensorSlice:
+    """Rows of one tensor, read on indexing: ``ckpt.get_slice(name)[a:b]``
+    reads only rows a..b-1 (the first axis) from the file."""
+
+    def __init__(self, reader: _core.Reader, description: _core.TensorDescription):
+        self._reader = reader
+        self._description = description
+        self.shape = tuple(description.shape)
+        self.dtype = to_numpy(description.dtype)
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0], key[1:]) if key else (slice(None), ())
+        if not self.shape:
+            raise IndexError("a scalar tensor has no rows to slice")
+        rows = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            index = int(key) + rows if key < 0 else int(key)
+            if not 0 <= index < rows:
+                raise IndexError(f"row {key} is out of range for {rows} rows")
+            return self._rows(index, index + 1)[0][rest]
+        if not isinstance(key, slice):
+            raise TypeError("get_slice takes an integer or a slice on the first axis")
+        indices = range(*key.indices(rows))
+        if not indices:
+            return self._rows(0, 0)[(slice(None),) + rest]
+        low, high = min(indices), max(indices) + 1
+        block = self._rows(low, high)
+        if indices.step != 1:
+            block = block[[index - low for index in indices]]
+        return block[(slice(None),) + rest]
+
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        data = self._reader.read_range(self._description.name, start * row_bytes, (stop - start) * row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape((stop - start,) + self.shape[1:])
+
+
+class Checkpoint(Mapping):
+    """A checkpoint opened with :func:`ckptio.open`: ``ckpt[name]`` is a
+    read-only numpy array, a memory map of the file where the file holds the
+    bytes as they are (OneFlow ``out``, npy, stored npz members, safetensors),
+    a copy otherwise (deflated npz members, torch records). Nothing is read before
+    ``ckpt[name]``. Arrays keep the file's mapping alive: they stay valid after
+    :meth:`close` and after the file is replaced by a crash-safe save."""
+
+    def __init__(self, reader: _core.Reader):
+        self._reader = reader
+        self._tensors = {t.name: t for t in reader.tensors()}
+
+    @property
+    def format(self) -> str:
+        """The format read: "oneflow", "safetensors", "npz", "torch", ..."""
+        return self._reader.format
+
+    @property
+    def path(self) -> str:
+        return self._reader.path
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        description = self._tensors[name]
+        data = self._reader.load(name)
+        return np.frombuffer(data, dtype=to_numpy(description.dtype)).reshape(tuple(description.shape))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def is_mapped(self, name: str) -> bool:
+        """Whether ``self[name]`` is a memory map of the file (no copy)."""
+        self._tensors[name]
+        return self._reader.load(name).mapped
+
+    def get_slice(self, name: str) -> TensorSlice:
+        """A lazy handle on one tensor: index it to read some rows only."""
+        return TensorSlice(self._reader, self._tensors[name])
+
+    def close(self) -> None:
+        """Closes the files; arrays already taken stay valid."""
+        self._reader.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.closed
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ckptio.Checkpoint {self.format} {self.path!r}, {len(self)} tensors>"
