@@ -46,6 +46,14 @@ struct Tensor {
   std::abort();
 }
 
+// Only OneFlow's formats tell kChar from kInt8; the others store one int8.
+bool same_meta(std::string_view format, const ckpt::VariableMeta& read, const ckpt::VariableMeta& written) {
+  if (written.dtype() == ckpt::DType::kChar && !format.starts_with("oneflow")) {
+    return read.dtype() == ckpt::DType::kInt8 && read.shape() == written.shape();
+  }
+  return read == written;
+}
+
 void round_trip(std::string_view format, const fs::path& destination, const std::map<std::string, Tensor>& tensors,
                 const std::vector<std::string>& order) {
   std::error_code ec;
@@ -59,13 +67,14 @@ void round_trip(std::string_view format, const fs::path& destination, const std:
   if (!(*writer)->commit().ok()) return;
   ckpt::OpenOptions options;
   options.format = std::string(format);
+  options.npy.void2_as_bfloat16 = true;  // how npy and npz hold bfloat16 (spec/npy-npz.md)
   auto reader = ckpt::open_checkpoint(destination, options);
   if (!reader.ok()) mismatch(format, "refuses: " + reader.error().describe(), "");
   if ((*reader)->tensors().size() != tensors.size()) mismatch(format, "lists a different number of", "");
   for (const ckpt::TensorInfo& info : (*reader)->tensors()) {
     auto written = tensors.find(info.name);
     if (written == tensors.end()) mismatch(format, "names differently", info.name);
-    if (!(info.meta == written->second.meta)) mismatch(format, "gives another dtype or shape", info.name);
+    if (!same_meta(format, info.meta, written->second.meta)) mismatch(format, "gives another dtype or shape", info.name);
     auto source = (*reader)->open(info.name);
     if (!source.ok()) mismatch(format, "cannot open", info.name);
     std::vector<std::byte> bytes(static_cast<std::size_t>((*source)->size()));
