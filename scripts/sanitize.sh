@@ -11,6 +11,9 @@ ninja -C build-asan >build-asan/build-output.txt 2>&1 || { tail -50 build-asan/b
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export CKPT_SANITIZED=1
+# Fewer kills and races than test.sh runs (200 each): enough to exercise the
+# instrumented code paths, and CI stays within its time.
+export CKPT_KILL_TRIALS=40 CKPT_RACE_ROUNDS=40
 status=0
 # Memory and UB checks of our code: the suites that install packages or run
 # other interpreters against them (packaging, the Python package, the real
