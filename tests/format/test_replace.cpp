@@ -73,6 +73,25 @@ TEST_CASE("a user's directory is never replaced; the refusal names what is insid
   CHECK(read_file(home / "notes.txt") == "my notes");
 }
 
+TEST_CASE("a checkpoint among a user's files is not replaced with them") {
+  TempDir tmp;
+  for (std::string_view format : {"npy", "oneflow"}) {
+    CAPTURE(format);
+    const fs::path folder = tmp / std::string(format);
+    REQUIRE(save(folder, format, 1, {}).ok());  // a real checkpoint...
+    write_file(folder / "notes.txt", "my notes");  // ...with a user's file beside its own
+    auto status = save(folder, format, 2);
+    REQUIRE_FALSE(status.ok());
+    CHECK(status.error().code() == ErrorCode::kReplaceNotCheckpoint);
+    CHECK(read_file(folder / "notes.txt") == "my notes");
+    CHECK(value_in(folder) == 1);
+  }
+  const fs::path snapshot = tmp / "oneflow";
+  auto direct = ckpt::SnapshotWriter::create(snapshot, replacing());
+  REQUIRE_FALSE(direct.ok());
+  CHECK(direct.error().code() == ErrorCode::kReplaceNotCheckpoint);
+}
+
 TEST_CASE("the source, a directory holding it, or a path inside it is never the destination") {
   TempDir tmp;
   const fs::path source = tmp / "p" / "sub" / "src.npz";

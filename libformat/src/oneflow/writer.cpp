@@ -29,9 +29,13 @@ Status check_variable_name(std::string_view name) {
 Result<SnapshotWriter> SnapshotWriter::create(const std::filesystem::path& destination, WriteOptions options) {
   if (!options.is_checkpoint) {
     // Used directly (not through create_checkpoint), overwrite replaces a
-    // directory only if it opens as a OneFlow checkpoint.
+    // directory only if it is a valid OneFlow checkpoint holding nothing else.
     options.is_checkpoint = [](const std::filesystem::path& directory) -> Status {
-      CKPT_TRY(Snapshot::open(directory));
+      for (const Issue& issue : validate_snapshot(directory).issues) {
+        if (issue.severity == Severity::kError || issue.code == ErrorCode::kUnexpectedEntry) {
+          return Error(issue.code, issue.message);
+        }
+      }
       return {};
     };
   }

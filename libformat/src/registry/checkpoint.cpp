@@ -202,16 +202,25 @@ class GuardedWriter final : public CheckpointWriter {
 
 }  // namespace
 
+// Overwrite replaces a directory only if it is a checkpoint of a known format
+// and holds nothing else: a user's folder with one .npy among other files
+// opens as an npy checkpoint, but its other files are not the checkpoint's.
+Status replaceable_checkpoint(const std::filesystem::path& directory) {
+  CKPT_ASSIGN_OR_RETURN(std::string format, detect_format(directory));
+  CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
+  const ValidationReport report = handler->validate(directory, {});
+  for (const Issue& issue : report.issues) {
+    if (issue.severity == Severity::kError || issue.code == ErrorCode::kUnexpectedEntry) {
+      return Error(issue.code, fmt::format("as {}: {}", format, issue.message));
+    }
+  }
+  return {};
+}
+
 Result<std::unique_ptr<CheckpointWriter>> create_checkpoint(const std::filesystem::path& path,
                                                             std::string_view format, WriteOptions options) {
   CKPT_ASSIGN_OR_RETURN(const auto* handler, handler_named(format));
-  if (!options.is_checkpoint) {
-    // Overwrite replaces a directory only if it opens as a checkpoint of a known format.
-    options.is_checkpoint = [](const std::filesystem::path& directory) -> Status {
-      CKPT_TRY(open_checkpoint(directory));
-      return {};
-    };
-  }
+  if (!options.is_checkpoint) options.is_checkpoint = replaceable_checkpoint;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointWriter> writer, handler->create(path, std::move(options)));
   return std::unique_ptr<CheckpointWriter>(std::make_unique<GuardedWriter>(std::move(writer)));
 }
