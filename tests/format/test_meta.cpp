@@ -99,7 +99,8 @@ std::string nested_unknown_fields(std::size_t depth, char open, char close) {
 }
 
 TEST_CASE("deeply nested unknown fields are a syntax error, not a stack overflow") {
-  for (auto [open, close] : {std::pair{'{', '}'}, std::pair{'<', '>'}}) {
+  for (auto brackets : {std::pair{'{', '}'}, std::pair{'<', '>'}}) {
+    const char open = brackets.first, close = brackets.second;  // clang can't capture bindings
     CAPTURE(open);
     // Within the 64 KiB cap: the nesting limit refuses it.
     std::string within_cap = nested_unknown_fields(21'000, open, close);
