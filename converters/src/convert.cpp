@@ -30,12 +30,26 @@ Result<ShapeTable> load_shapes(const fs::path& json_file) {
 
 Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter& destination,
                                const ConvertOptions& options) {
+  std::vector<std::string> skipped;
+  for (const UnsupportedTensor& tensor : source.unsupported()) skipped.push_back(tensor.name);
+  if (!skipped.empty() && !options.skip_unsupported) {
+    const UnsupportedTensor& first = source.unsupported().front();
+    return std::move(Error(ErrorCode::kNpyUnsupportedMember,
+                           fmt::format("{} tensor(s) of types ckpt cannot represent would be lost: {}; the first is "
+                                       "'{}' ({}); filter them out or set skip_unsupported",
+                                       skipped.size(), fmt::join(skipped, ", "), first.descr, first.reason))
+                         .in_file(source.path().string())
+                         .in_variable(first.name));
+  }
   Progress progress;
   progress.variables_total = source.tensors().size();
   for (const TensorInfo& tensor : source.tensors()) progress.bytes_total += tensor.meta.byte_size();
   // Pickle sources carry an object around the tensors (epoch, param_groups);
   // pickle destinations keep it, flat ones keep the tensors only.
   if (const pickle::Value* object = source.object()) CKPT_TRY(destination.set_object(*object));
+  // Like the object: kept where the destination has a place for it, else dropped.
+  if (destination.stores_metadata() && !source.metadata().empty()) CKPT_TRY(destination.set_metadata(source.metadata()));
+  if (!options.metadata.empty()) CKPT_TRY(destination.set_metadata(options.metadata));
   for (const TensorInfo& tensor : source.tensors()) {
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> data, source.open(tensor.name));
     CKPT_TRY(destination.add(tensor.name, tensor.meta, *data));
@@ -45,7 +59,7 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
     if (options.progress) options.progress(progress);
   }
   CKPT_TRY(destination.commit());
-  return ConvertSummary{progress.variables_total, progress.bytes_total};
+  return ConvertSummary{progress.variables_total, progress.bytes_total, std::move(skipped)};
 }
 
 }  // namespace ckpt::convert

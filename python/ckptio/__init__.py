@@ -47,14 +47,23 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def save(tensors: Mapping[str, Any], path: PathLike, format: Optional[str] = None, *, force: bool = False) -> None:
+def save(tensors: Mapping[str, Any], path: PathLike, format: Optional[str] = None, *,
+         metadata: Optional[Mapping[str, str]] = None, force: bool = False) -> None:
     """Writes `tensors` (numpy arrays, array-likes, torch tensors) to `path`
     crash-safely: nothing appears at `path` unless everything was written.
     `format` defaults by extension (.safetensors, .npz, .pt/.pth/.bin), else
     a OneFlow snapshot directory. An existing `path` is replaced only with
-    force=True (atomically)."""
+    force=True (atomically). `metadata` (str to str) is added to a safetensors
+    file's ``__metadata__``, which is {"format": "pt"} without it; other
+    formats have no place for it and raise CkptError."""
     path = os.fspath(path)
     writer = _core.Writer(path, _core.destination_format(path, format), force)
+    if metadata is not None:
+        for key, value in metadata.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError(f"metadata maps str to str, got {key!r}: {value!r}")
+        if metadata:
+            writer.set_metadata(dict(metadata))
     for name, value in tensors.items():
         array = _as_numpy(value)
         little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else None)

@@ -67,6 +67,12 @@ class Checkpoint(Mapping):
     def path(self) -> str:
         return self._reader.path
 
+    @property
+    def metadata(self) -> dict:
+        """The file's text metadata: safetensors' ``__metadata__`` (a sharded
+        set's first shard's), e.g. {"format": "pt"}; {} for other formats."""
+        return dict(self._reader.metadata)
+
     def __getitem__(self, name: str) -> np.ndarray:
         description = self._tensors[name]
         data = self._reader.load(name)

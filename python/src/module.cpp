@@ -122,6 +122,8 @@ class Reader {
 
   std::string format() const { return std::string(reader().format_name()); }
   std::string path() const { return reader().path().string(); }
+  // safetensors' __metadata__; empty for other formats.
+  ckpt::TextMetadata metadata() const { return reader().metadata(); }
 
   std::vector<TensorDescription> tensors() const {
     std::vector<TensorDescription> out;
@@ -212,6 +214,7 @@ class Writer {
     check(writer_->add(name, meta, source));
   }
 
+  void set_metadata(const ckpt::TextMetadata& entries) { check(writer_->set_metadata(entries)); }
   void commit() { check(writer_->commit()); }
 
  private:
@@ -300,6 +303,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("rename"))
       .def_property_readonly("format", &Reader::format)
       .def_property_readonly("path", &Reader::path)
+      .def_property_readonly("metadata", &Reader::metadata)
       .def_property_readonly("closed", &Reader::closed)
       .def("tensors", &Reader::tensors)
       .def("load", &Reader::load, py::arg("name"))
@@ -310,6 +314,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<const std::filesystem::path&, const std::string&, bool>(), py::arg("path"), py::arg("format"),
            py::arg("overwrite"))
       .def("add", &Writer::add, py::arg("name"), py::arg("dtype"), py::arg("shape"), py::arg("data"))
+      .def("set_metadata", &Writer::set_metadata, py::arg("entries"))
       .def("commit", &Writer::commit);
 
   m.def("convert", &convert, py::arg("source"), py::arg("destination"), py::arg("to"), py::arg("dtype"),

@@ -89,6 +89,39 @@ def test_safetensors_package_reads_what_ckptio_writes_and_the_reverse(tmp_path, 
         assert mapped_file_of(ckpt["embed.weight"]) == str(theirs)
 
 
+def test_safetensors_metadata_is_written_and_read(tmp_path, tensors):
+    # Without metadata, the default Hugging Face's loaders expect.
+    plain = tmp_path / "plain.safetensors"
+    ckptio.save(tensors, plain)
+    with safetensors.safe_open(str(plain), framework="np") as peer:
+        assert peer.metadata() == {"format": "pt"}
+    # Given entries go over it, and the safetensors package reads them.
+    tagged = tmp_path / "tagged.safetensors"
+    ckptio.save(tensors, tagged, metadata={"source": "ckptio", "note": "ünïcode", "format": "np"})
+    with safetensors.safe_open(str(tagged), framework="np") as peer:
+        assert peer.metadata() == {"source": "ckptio", "note": "ünïcode", "format": "np"}
+    # A file the safetensors package wrote: Checkpoint.metadata is its __metadata__.
+    theirs = tmp_path / "theirs.safetensors"
+    safetensors.numpy.save_file(tensors, str(theirs), metadata={"format": "pt", "step": "1200"})
+    with ckptio.open(theirs) as ckpt:
+        assert ckpt.metadata == {"format": "pt", "step": "1200"}
+    with ckptio.open(tmp_path / "plain.safetensors", include=["steps"]) as ckpt:
+        assert ckpt.metadata == {"format": "pt"}  # views keep the file's metadata
+
+
+def test_metadata_is_empty_or_refused_where_the_format_has_none(tmp_path, tensors):
+    npz = tmp_path / "t.npz"
+    ckptio.save(tensors, npz)
+    with ckptio.open(npz) as ckpt:
+        assert ckpt.metadata == {}
+    with pytest.raises(ckptio.CkptError) as error:
+        ckptio.save(tensors, tmp_path / "u.npz", metadata={"format": "pt"})
+    assert error.value.name == "invalid_argument"
+    assert not (tmp_path / "u.npz").exists()
+    with pytest.raises(TypeError):
+        ckptio.save(tensors, tmp_path / "v.safetensors", metadata={"step": 3})
+
+
 def test_bfloat16_is_an_ml_dtypes_array(tmp_path):
     values = torch.linspace(-3, 3, 12).reshape(3, 4).to(torch.bfloat16)
     path = tmp_path / "bf16.safetensors"

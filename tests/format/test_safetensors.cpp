@@ -235,9 +235,10 @@ TEST_CASE("written files are padded, aligned, read back and refuse misuse") {
   std::memcpy(&header_length, file.data(), 8);
   CHECK(header_length % 8 == 0);
   CHECK(file.size() == 8 + header_length + 19);
-  // Widest elements first: the doubles at 0, then the bytes.
+  // The default metadata first, then the widest elements: the doubles at 0, then the bytes.
   CHECK(file.substr(8, header_length).starts_with(
-      R"({"b.doubles":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},"a.bytes":{"dtype":"U8")"));
+      R"({"__metadata__":{"format":"pt"},"b.doubles":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},)"
+      R"("a.bytes":{"dtype":"U8")"));
   CHECK(ckpt::detect_format(path).value() == "safetensors");
 
   auto reader = ckpt::open_checkpoint(path);
@@ -252,6 +253,7 @@ TEST_CASE("written files are padded, aligned, read back and refuse misuse") {
   REQUIRE((*source)->read_at(0, std::as_writable_bytes(std::span(back))).ok());
   CHECK(back == doubles);
   CHECK((*reader)->open("nope").error().code() == ErrorCode::kUnknownVariable);
+  CHECK((*reader)->metadata() == ckpt::TextMetadata{{"format", "pt"}});
 
   CHECK(ckpt::create_checkpoint(path, "safetensors").error().code() == ErrorCode::kDestinationExists);
   ckpt::WriteOptions replace;
@@ -259,7 +261,22 @@ TEST_CASE("written files are padded, aligned, read back and refuse misuse") {
   auto again = ckpt::create_checkpoint(path, "safetensors", replace);
   REQUIRE(again.ok());
   REQUIRE((*again)->commit().ok());
-  CHECK(ckpt::testing::read_file(path) == make_file("{}      "));
+  CHECK(ckpt::testing::read_file(path) == make_file(R"({"__metadata__":{"format":"pt"}})"));
+
+  // Entries go over the default; text the reader would refuse is refused before writing.
+  auto tagged = ckpt::create_checkpoint(path, "safetensors", replace);
+  REQUIRE(tagged.ok());
+  CHECK((*tagged)->stores_metadata());
+  CHECK((*tagged)->set_metadata({{"bad", "\xff"}}).error().code() == ErrorCode::kSafetensorsHeaderUtf8);
+  REQUIRE((*tagged)->set_metadata({{"format", "np"}, {"step", "9"}}).ok());
+  REQUIRE((*tagged)->commit().ok());
+  auto reread = ckpt::open_checkpoint(path);
+  REQUIRE(reread.ok());
+  CHECK((*reread)->metadata() == ckpt::TextMetadata{{"format", "np"}, {"step", "9"}});
+  auto npz = ckpt::create_checkpoint(dir.path() / "x.npz", "npz");
+  REQUIRE(npz.ok());
+  CHECK_FALSE((*npz)->stores_metadata());
+  CHECK((*npz)->set_metadata({{"format", "pt"}}).error().code() == ErrorCode::kInvalidArgument);
 }
 
 TEST_CASE("a real OneFlow snapshot converts to safetensors and back byte for byte") {

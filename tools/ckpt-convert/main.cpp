@@ -29,33 +29,6 @@ cast, then renamed: GLOBs see the source's names. int8 arrays become kInt8
 (never kChar). Big-endian arrays are stored little-endian, Fortran-order arrays
 in C order (in memory, up to 1 GiB each).)";
 
-struct ViewOptions {
-  std::vector<std::string> include, exclude;
-  std::optional<ckpt::DType> cast_to;
-  std::vector<ckpt::RenameRule> renames;
-};
-
-// --include/--exclude, then --dtype, then --rename: patterns see the source's names.
-ckpt::Result<std::unique_ptr<ckpt::CheckpointReader>> apply_views(std::unique_ptr<ckpt::CheckpointReader> reader,
-                                                                  ViewOptions views) {
-  if (!views.include.empty() || !views.exclude.empty()) {
-    CKPT_ASSIGN_OR_RETURN(reader, ckpt::filter_view(std::move(reader), std::move(views.include),
-                                                    std::move(views.exclude)));
-  }
-  if (views.cast_to) {
-    CKPT_ASSIGN_OR_RETURN(reader, ckpt::cast_view(std::move(reader), *views.cast_to));
-  }
-  if (!views.renames.empty()) {
-    CKPT_ASSIGN_OR_RETURN(reader, ckpt::rename_view(std::move(reader), std::move(views.renames)));
-  }
-  return reader;
-}
-
-bool is_float(ckpt::DType dtype) {
-  return dtype == ckpt::DType::kBFloat16 || dtype == ckpt::DType::kFloat16 || dtype == ckpt::DType::kFloat ||
-         dtype == ckpt::DType::kDouble;
-}
-
 struct Options {
   std::string source, destination;
   ckpt::cli::ReaderOptions reader;
@@ -64,9 +37,10 @@ struct Options {
   bool compress = false;
   std::optional<std::string> max_shard_size;
   std::string dtype;
-  std::vector<std::string> renames;
   std::vector<std::string> nesting;
-  ViewOptions views;
+  std::vector<std::string> metadata;  // KEY=VALUE
+  ckpt::cli::ViewOptions views;
+  bool skip_unsupported = false;
   bool json = false;
   bool quiet = false;
 };
@@ -80,16 +54,20 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   };
   if (!options.dtype.empty()) {
     auto dtype = ckpt::parse_dtype(options.dtype);
-    if (!dtype || !is_float(*dtype)) {
-      return usage(fmt::format("--dtype needs a floating type (bf16, f16, f32, f64 in any spelling), got '{}'",
+    if (!dtype || !ckpt::is_floating(*dtype)) {
+      return usage(fmt::format("--dtype needs a floating type (bf16, f16, f32, f64, f8_e4m3, f8_e5m2, f8_e8m0 in any "
+                               "spelling), got '{}'",
                                printable(options.dtype)));
     }
     options.views.cast_to = dtype;
   }
-  for (const std::string& text : options.renames) {
-    auto rule = ckpt::parse_rename_rule(text);
-    if (!rule.ok()) return usage(fmt::format("--rename: {}", rule.error().message()));
-    options.views.renames.push_back(std::move(rule).value());
+  ckpt::TextMetadata metadata;
+  for (const std::string& entry : options.metadata) {
+    const auto equals = entry.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      return usage(fmt::format("--metadata: expected KEY=VALUE, got '{}'", printable(entry)));
+    }
+    metadata[entry.substr(0, equals)] = entry.substr(equals + 1);
   }
   auto target = ckpt::format_for_destination(options.destination, options.to);
   if (!target.ok()) return failed(target.error());
@@ -109,7 +87,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   auto opened = options.reader.open(options.source);
   if (!opened.ok()) return failed(opened.error());
   ckpt::cli::describe_checkpoint(out, **opened);
-  auto source = apply_views(std::move(opened).value(), std::move(options.views));
+  auto source = ckpt::cli::apply_views(std::move(opened).value(), std::move(options.views));
   if (!source.ok()) return failed(source.error());
   write_options.overwrite = options.force;
   write_options.sources = {options.source};  // never replaced, never written into
@@ -123,6 +101,8 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   }
 
   ckpt::convert::ConvertOptions convert_options;
+  convert_options.metadata = std::move(metadata);
+  convert_options.skip_unsupported = options.skip_unsupported;
   const bool show_progress = !options.quiet && ::isatty(STDERR_FILENO) == 1;
   if (show_progress) {
     convert_options.progress = [](const ckpt::convert::Progress& p) {
@@ -134,10 +114,15 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   auto summary = ckpt::convert::convert(**source, **destination, convert_options);
   if (show_progress) fmt::print(stderr, "\n");
   if (!summary.ok()) return failed(summary.error());
+  if (!summary->skipped.empty() && !options.json) {
+    fmt::print(stderr, "{}: warning: left out {} tensor(s) of types ckpt cannot represent (--skip-unsupported): {}\n",
+               tool.name(), summary->skipped.size(), printable(fmt::format("{}", fmt::join(summary->skipped, ", "))));
+  }
   if (options.json) {
     for (const auto& tensor : (*source)->tensors()) {
       out["tensors"].push_back(ckpt::cli::tensor_json(tensor.name, &tensor.meta, tensor.meta.byte_size(), *target));
     }
+    if (!summary->skipped.empty()) out["skipped"] = summary->skipped;
     out["variables"] = summary->variables;
     out["bytes"] = summary->bytes;
     ckpt::cli::print_json(out);
@@ -168,31 +153,26 @@ int main(int argc, char** argv) {
                  "powers of 1000, KiB..TiB of 1024); default 5GB; tensors are never split, a larger one gets a shard "
                  "of its own")
       ->type_name("SIZE");
-  app.add_option("--include", options.views.include,
-                 "convert only variables whose name matches GLOB (fnmatch: *, ?, [...]); repeatable, a name "
-                 "matching any is kept; a GLOB matching nothing is an error")
-      ->type_name("GLOB")
-      ->expected(1)
-      ->take_all();
-  app.add_option("--exclude", options.views.exclude, "leave out variables whose name matches GLOB; repeatable")
-      ->type_name("GLOB")
-      ->expected(1)
-      ->take_all();
+  ckpt::cli::add_view_options(app, options.views);
   app.add_option("--dtype", options.dtype,
-                 "cast floating variables (bf16, f16, f32, f64) to T, a floating type in any spelling (bf16, "
-                 "bfloat16, torch.float16, F32, <f8 ...): round to nearest even, NaN stays NaN (quiet), Inf stays "
-                 "Inf, finite values beyond T's range become Inf; other types are kept (spec/casting.md)")
+                 "cast floating variables (bf16, f16, f32, f64, FP8) to T, a floating type in any spelling (bf16, "
+                 "bfloat16, torch.float16, F32, <f8, F8_E4M3, float8_e5m2 ...): round to nearest even, NaN stays "
+                 "NaN (quiet), Inf stays Inf, finite values beyond T's range become Inf (NaN for F8_E4M3, which has "
+                 "no Inf); other types are kept (spec/casting.md)")
       ->type_name("T");
-  app.add_option("--rename", options.renames,
-                 "a name starting with OLD starts with NEW instead; repeatable, the first matching rule applies; "
-                 "OLD empty prefixes all")
-      ->type_name("OLD=NEW")
-      ->expected(1)
-      ->take_all();
   app.add_option("--nest", options.nesting,
                  "pickle destinations: nest dotted names under PREFIX (repeatable; '*' matches one segment), e.g. "
                  "--nest model --nest 'optimizer.state.*' (spec/pickle.md, \"Nesting\")")
       ->type_name("PREFIX")
+      ->expected(1)
+      ->take_all();
+  app.add_flag("--skip-unsupported", options.skip_unsupported,
+               "leave out the tensors of types ckpt cannot represent (npz members of '|S3', '<f16', objects), with a "
+               "warning naming them; without it such a source is refused (E540) rather than silently thinned");
+  app.add_option("--metadata", options.metadata,
+                 "safetensors destinations: set __metadata__ KEY to VALUE, over the source's metadata (kept from a "
+                 "safetensors source) or the default {\"format\": \"pt\"}; repeatable")
+      ->type_name("KEY=VALUE")
       ->expected(1)
       ->take_all();
   app.add_flag("--json", options.json,

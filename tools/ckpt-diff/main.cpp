@@ -28,13 +28,20 @@ dtype mismatches, and for each tensor in both the maximum absolute difference
 Two values are equal within tolerance when |a - b| <= atol + rtol * |b|
 (numpy.isclose), or when both are NaN, or both the same infinity. The defaults,
 atol = rtol = 0, ask for exact equality. Tensors of different dtypes are a
-mismatch and their values are not compared; complex and 128-bit tensors are
-compared byte for byte.)";
+dtype mismatch and their values are not compared, unless --cast: then both
+sides are read as float64 and compared by value (max abs/rel error);
+complex and 128-bit tensors are compared byte for byte.
+
+--include/--exclude/--rename present A as ckpt-convert would with the same
+options (filter, then rename): `ckpt-diff --rename a.=b. --cast A B` checks
+that B is what `ckpt-convert --rename a.=b. --dtype bf16 A B` wrote.)";
 
 struct Options {
   std::string a;
   std::string b;
   ckpt::cli::ReaderOptions reader;
+  ckpt::cli::ViewOptions views;  // on A
+  bool cast = false;
   double atol = 0;
   double rtol = 0;
   bool json = false;
@@ -63,10 +70,11 @@ void compare_values(double a, double b, const Options& options, Comparison& resu
   if (difference > options.atol + options.rtol * std::fabs(b)) ++result.differing;
 }
 
-ckpt::Result<Comparison> compare(const ckpt::ByteSource& a, const ckpt::ByteSource& b, ckpt::DType dtype,
-                                 const Options& options) {
+// `a_dtype` and `b_dtype` differ only with --cast, and then both have real values.
+ckpt::Result<Comparison> compare(const ckpt::ByteSource& a, const ckpt::ByteSource& b, ckpt::DType a_dtype,
+                                 ckpt::DType b_dtype, const Options& options) {
   Comparison result;
-  if (!ckpt::has_real_values(dtype)) {
+  if (!ckpt::has_real_values(a_dtype)) {
     // One-byte "elements": equal or not, no magnitude.
     CKPT_ASSIGN_OR_RETURN(auto a_bytes, ckpt::ValueReader::open(a, ckpt::DType::kUInt8));
     CKPT_ASSIGN_OR_RETURN(auto b_bytes, ckpt::ValueReader::open(b, ckpt::DType::kUInt8));
@@ -79,10 +87,10 @@ ckpt::Result<Comparison> compare(const ckpt::ByteSource& a, const ckpt::ByteSour
     if (result.differing > 0) result.max_abs = result.max_rel = std::numeric_limits<double>::quiet_NaN();
     return result;
   }
-  CKPT_ASSIGN_OR_RETURN(auto a_values, ckpt::ValueReader::open(a, dtype));
-  CKPT_ASSIGN_OR_RETURN(auto b_values, ckpt::ValueReader::open(b, dtype));
+  CKPT_ASSIGN_OR_RETURN(auto a_values, ckpt::ValueReader::open(a, a_dtype));
+  CKPT_ASSIGN_OR_RETURN(auto b_values, ckpt::ValueReader::open(b, b_dtype));
   while (true) {
-    // Same dtype and size on both sides, so the chunks line up.
+    // The same element count on both sides, read in chunks of the same count, so the chunks line up.
     CKPT_ASSIGN_OR_RETURN(auto a_chunk, a_values.next());
     CKPT_ASSIGN_OR_RETURN(auto b_chunk, b_values.next());
     if (a_chunk.empty()) break;
@@ -101,9 +109,11 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   nlohmann::json out = ckpt::cli::envelope("ckpt-diff", options.a);
   out["b"] = {{"path", options.b}, {"format", nullptr}, {"layout", nullptr}};
   auto failed = [&](const ckpt::Error& error) { return tool.fail(error, options.json ? &out : nullptr); };
-  auto a = options.reader.open(options.a);
+  auto opened = options.reader.open(options.a);
+  if (!opened.ok()) return failed(opened.error());
+  ckpt::cli::describe_checkpoint(out, **opened);
+  auto a = ckpt::cli::apply_views(std::move(opened).value(), std::move(options.views));
   if (!a.ok()) return failed(a.error());
-  ckpt::cli::describe_checkpoint(out, **a);
   auto b = options.reader.open(options.b);
   if (!b.ok()) return failed(b.error());
   ckpt::cli::describe_checkpoint(out["b"], **b);
@@ -118,21 +128,30 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
       lines.push_back(fmt::format("missing  {} (only in A)", printable(tensor.name)));
       continue;
     }
-    if (!(tensor.meta == other->meta)) {
+    const bool same_shape = tensor.meta.shape() == other->meta.shape();
+    const bool same_dtype = tensor.meta.dtype() == other->meta.dtype();
+    const bool by_value = options.cast && ckpt::has_real_values(tensor.meta.dtype()) &&
+                          ckpt::has_real_values(other->meta.dtype());
+    if (!same_shape || (!same_dtype && !by_value)) {
+      const char* what = !same_shape ? "shape" : "dtype";
       mismatched.push_back({{"name", tensor.name}, {"a", describe(tensor)}, {"b", describe(*other)}});
-      lines.push_back(fmt::format("mismatch {}: A {} {}, B {} {}", printable(tensor.name),
+      lines.push_back(fmt::format("mismatch {}: {} differs, A {} {}, B {} {}{}", printable(tensor.name), what,
                                   ckpt::dtype_name(tensor.meta.dtype()), ckpt::shape_to_string(tensor.meta.shape()),
-                                  ckpt::dtype_name(other->meta.dtype()), ckpt::shape_to_string(other->meta.shape())));
+                                  ckpt::dtype_name(other->meta.dtype()), ckpt::shape_to_string(other->meta.shape()),
+                                  same_shape && !options.cast ? " (--cast compares the values)" : ""));
       continue;
     }
     auto a_source = (*a)->open(tensor.name);
     auto b_source = a_source.ok() ? (*b)->open(tensor.name) : std::move(a_source);
-    auto result = b_source.ok() ? compare(**a_source, **b_source, tensor.meta.dtype(), options)
-                                : ckpt::Result<Comparison>(std::move(b_source).error());
+    auto result = b_source.ok()
+                      ? compare(**a_source, **b_source, tensor.meta.dtype(), other->meta.dtype(), options)
+                      : ckpt::Result<Comparison>(std::move(b_source).error());
     if (!result.ok()) return failed(std::move(result).error().in_variable(tensor.name));
     bool same = result->differing == 0;
-    out["tensors"].push_back({{"name", tensor.name}, {"equal", same}, {"max_abs", number_or_null(result->max_abs)},
-                              {"max_rel", number_or_null(result->max_rel)}, {"differing", result->differing}});
+    nlohmann::json entry = {{"name", tensor.name}, {"equal", same}, {"max_abs", number_or_null(result->max_abs)},
+                            {"max_rel", number_or_null(result->max_rel)}, {"differing", result->differing}};
+    if (!same_dtype) entry["cast"] = {{"a", ckpt::dtype_name(tensor.meta.dtype())}, {"b", ckpt::dtype_name(other->meta.dtype())}};
+    out["tensors"].push_back(std::move(entry));
     if (!same) {
       lines.push_back(fmt::format("differ   {}: {} elements outside tolerance, max abs {:.6g}, max rel {:.6g}",
                                   printable(tensor.name), result->differing, result->max_abs, result->max_rel));
@@ -181,6 +200,10 @@ int main(int argc, char** argv) {
   app.add_option("--atol", options.atol, "absolute tolerance (default 0)")->check(tolerance)->type_name("X");
   app.add_option("--rtol", options.rtol, "relative tolerance (default 0)")->check(tolerance)->type_name("Y");
   ckpt::cli::add_reader_options(app, options.reader, "--format");
+  ckpt::cli::add_view_options(app, options.views);
+  app.add_flag("--cast", options.cast,
+               "compare tensors of different real dtypes by value (both read as float64), reporting the max abs/rel "
+               "error; without it a dtype difference is a mismatch");
   app.add_flag("--json", options.json,
                "print one JSON document (spec/schema/ckpt-diff.schema.json): the envelope for A, \"b\" for B, "
                "\"equal\", \"missing\", \"extra\", \"mismatched\" and per-tensor results in \"tensors\"");

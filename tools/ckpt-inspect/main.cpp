@@ -25,7 +25,9 @@ the content unless --format names it) with dtype, shape and bytes. The dtype is
 the canonical (OneFlow) name, followed by the file's own name where the format
 has one: "kBFloat16 (BF16)". A whole-module pickle (flow.save(model), torch.save(model))
 also lists its modules: each module's name (its tensors' prefix, "" for the
-saved object) and class, kept as data: the class is never imported.)text";
+saved object) and class, kept as data: the class is never imported. A safetensors
+file's __metadata__ is listed after the summary line; npz members of types
+ckpt cannot represent ('|S3', '<f16', objects) are listed as unsupported.)text";
 
 struct Stats {
   std::uint64_t finite = 0;
@@ -108,6 +110,13 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
     std::string kind = format + ((*reader)->layout().empty() ? "" : fmt::format(" ({})", (*reader)->layout()));
     fmt::print("{}: {}, {} tensors, {} bytes\n", printable(options.path), kind, tensors.size(), total);
   }
+  const ckpt::TextMetadata& metadata = (*reader)->metadata();
+  if (options.json) {
+    if (!metadata.empty()) out["metadata"] = metadata;
+  } else if (!options.quiet && !metadata.empty()) {
+    fmt::print("metadata:\n");
+    for (const auto& [key, value] : metadata) fmt::print("  {}: {}\n", printable(key), printable(value));
+  }
   for (const auto& tensor : tensors) {
     std::optional<Stats> stats;
     if (options.stats) {
@@ -123,6 +132,16 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
       fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}{}\n", printable(tensor.name), name_width,
                  ckpt::cli::dtype_text(tensor.meta.dtype(), format), ckpt::shape_to_string(tensor.meta.shape()),
                  tensor.meta.byte_size(), options.stats ? stats_text(stats) : "");
+    }
+  }
+  const auto& unsupported = (*reader)->unsupported();
+  if (!options.json && !unsupported.empty()) fmt::print("unsupported (types ckpt cannot represent, not read):\n");
+  for (const auto& tensor : unsupported) {
+    if (options.json) {
+      out["unsupported"].push_back({{"name", tensor.name}, {"descr", tensor.descr}, {"reason", tensor.reason}});
+    } else {
+      fmt::print("  {:<{}}  {:<18}  {}\n", printable(tensor.name), name_width, printable(tensor.descr),
+                 printable(tensor.reason));
     }
   }
   std::vector<ckpt::pickle::NamedStub> modules;

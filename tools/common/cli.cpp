@@ -59,6 +59,9 @@ std::optional<std::string> suggestion(const CLI::App& app, int argc, char** argv
 std::optional<std::string_view> hint(const Error& error) {
   const std::string& message = error.message();
   if (error.code() == ErrorCode::kDestinationExists) return "pass --force to replace it";
+  if (error.code() == ErrorCode::kNpyUnsupportedMember) {
+    return "leave them out with --exclude NAME, or convert the rest with --skip-unsupported";
+  }
   if (message.find("void2_as_bfloat16") != std::string::npos) return "pass --v2-as-bfloat16 to read '<V2' as bfloat16";
   if (message.find("shape table") != std::string::npos) {
     return "give dtypes and shapes with --shapes FILE.json ({\"name\": {\"dtype\": \"float32\", \"shape\": [2, 3]}})";
@@ -210,6 +213,44 @@ std::string dtype_text(DType dtype, std::string_view format) {
   std::string_view own = dtype_name_in_format(format, dtype);
   return own.empty() || own == dtype_name(dtype) ? std::string(dtype_name(dtype))
                                                  : fmt::format("{} ({})", dtype_name(dtype), own);
+}
+
+void add_view_options(CLI::App& app, ViewOptions& views) {
+  app.add_option("--include", views.include,
+                 "only variables whose name matches GLOB (fnmatch: *, ?, [...]); repeatable, a name matching any is "
+                 "kept; a GLOB matching nothing is an error")
+      ->type_name("GLOB")
+      ->expected(1)
+      ->take_all();
+  app.add_option("--exclude", views.exclude, "leave out variables whose name matches GLOB; repeatable")
+      ->type_name("GLOB")
+      ->expected(1)
+      ->take_all();
+  app.add_option("--rename", views.renames,
+                 "a name starting with OLD starts with NEW instead; repeatable, the first matching rule applies; "
+                 "OLD empty prefixes all")
+      ->type_name("OLD=NEW")
+      ->expected(1)
+      ->take_all();
+}
+
+Result<std::unique_ptr<CheckpointReader>> apply_views(std::unique_ptr<CheckpointReader> reader, ViewOptions views) {
+  std::vector<RenameRule> rules;
+  for (const std::string& text : views.renames) {
+    auto rule = parse_rename_rule(text);
+    if (!rule.ok()) return Error(ErrorCode::kInvalidArgument, fmt::format("--rename: {}", rule.error().message()));
+    rules.push_back(std::move(rule).value());
+  }
+  if (!views.include.empty() || !views.exclude.empty()) {
+    CKPT_ASSIGN_OR_RETURN(reader, filter_view(std::move(reader), std::move(views.include), std::move(views.exclude)));
+  }
+  if (views.cast_to) {
+    CKPT_ASSIGN_OR_RETURN(reader, cast_view(std::move(reader), *views.cast_to));
+  }
+  if (!rules.empty()) {
+    CKPT_ASSIGN_OR_RETURN(reader, rename_view(std::move(reader), std::move(rules)));
+  }
+  return reader;
 }
 
 }  // namespace ckpt::cli

@@ -5,15 +5,18 @@
 // (spec/schema/).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
+#include "ckpt/format/views.hpp"
 
 namespace ckpt::cli {
 
@@ -77,6 +80,20 @@ struct ReaderOptions {
 };
 // `format_flag` is "--format" or "--from".
 void add_reader_options(CLI::App& app, ReaderOptions& options, const std::string& format_flag);
+
+// ---- views (spec/casting.md) ----
+
+// What ckpt-convert (and ckpt-diff, on A) presents of a checkpoint.
+struct ViewOptions {
+  std::vector<std::string> include, exclude;
+  std::vector<std::string> renames;  // OLD=NEW, parsed by apply_views
+  std::optional<DType> cast_to;
+};
+// --include GLOB, --exclude GLOB and --rename OLD=NEW, each repeatable.
+void add_view_options(CLI::App& app, ViewOptions& views);
+// Filtered, then cast, then renamed: patterns see the source's names. A
+// malformed rename rule is E104.
+Result<std::unique_ptr<CheckpointReader>> apply_views(std::unique_ptr<CheckpointReader> reader, ViewOptions views);
 
 // ---- --json ----
 

@@ -83,7 +83,7 @@ std::optional<DType> dtype_from_numpy(std::string_view descr) {
 namespace {
 
 // Lower-case spellings beyond OneFlow's names and numpy's descrs.
-constexpr std::array<std::pair<std::string_view, DType>, 54> kAliases = {{
+constexpr std::array<std::pair<std::string_view, DType>, 66> kAliases = {{
     {"float32", DType::kFloat},      {"float", DType::kFloat},        {"f32", DType::kFloat},
     {"fp32", DType::kFloat},         {"f4", DType::kFloat},           {"single", DType::kFloat},
     {"float64", DType::kDouble},     {"double", DType::kDouble},      {"f64", DType::kDouble},
@@ -102,6 +102,10 @@ constexpr std::array<std::pair<std::string_view, DType>, 54> kAliases = {{
     {"b1", DType::kBool},            {"complex32", DType::kComplex32}, {"chalf", DType::kComplex32},
     {"complex64", DType::kComplex64}, {"cfloat", DType::kComplex64},  {"c64", DType::kComplex64},
     {"complex128", DType::kComplex128}, {"cdouble", DType::kComplex128}, {"c128", DType::kComplex128},
+    {"f8_e4m3", DType::kFloat8E4M3}, {"float8_e4m3fn", DType::kFloat8E4M3}, {"e4m3", DType::kFloat8E4M3},
+    {"fp8_e4m3", DType::kFloat8E4M3}, {"f8_e5m2", DType::kFloat8E5M2}, {"float8_e5m2", DType::kFloat8E5M2},
+    {"e5m2", DType::kFloat8E5M2},   {"fp8_e5m2", DType::kFloat8E5M2}, {"f8_e8m0", DType::kFloat8E8M0},
+    {"float8_e8m0fnu", DType::kFloat8E8M0}, {"e8m0", DType::kFloat8E8M0}, {"fp8_e8m0", DType::kFloat8E8M0},
 }};
 
 std::string lower(std::string_view text) {

@@ -57,6 +57,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kNpyTruncated: return "npy_truncated";
     case ErrorCode::kNpyTrailingBytes: return "npy_trailing_bytes";
     case ErrorCode::kNpyTooLargeToReorder: return "npy_too_large_to_reorder";
+    case ErrorCode::kNpyUnsupportedMember: return "npy_unsupported_member";
     case ErrorCode::kZipFormat: return "zip_format";
     case ErrorCode::kZipUnsupported: return "zip_unsupported";
     case ErrorCode::kZipUnsafeName: return "zip_unsafe_name";

@@ -30,6 +30,7 @@ bool has_real_values(DType dtype) {
     case DType::kBool: case DType::kChar: case DType::kInt8: case DType::kUInt8: case DType::kInt16:
     case DType::kUInt16: case DType::kInt32: case DType::kUInt32: case DType::kInt64: case DType::kUInt64:
     case DType::kFloat16: case DType::kBFloat16: case DType::kFloat: case DType::kDouble:
+    case DType::kFloat8E4M3: case DType::kFloat8E5M2: case DType::kFloat8E8M0:
       return true;
     default:
       return false;
@@ -82,6 +83,9 @@ Result<std::span<const double>> ValueReader::next() {
       case DType::kBFloat16: values_[i] = bfloat16_to_double(load_u16(element)); break;
       case DType::kFloat: values_[i] = load<float>(element); break;
       case DType::kDouble: values_[i] = load<double>(element); break;
+      case DType::kFloat8E4M3: case DType::kFloat8E5M2: case DType::kFloat8E8M0:
+        values_[i] = detail::float_bits_to_double(std::to_integer<std::uint8_t>(*element), *detail::float_layout(dtype_));
+        break;
       default: break;  // open() admits real types only
     }
   }

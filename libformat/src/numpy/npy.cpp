@@ -230,8 +230,14 @@ Result<NpyDict> parse_npy_dict(std::string_view text, const NpyReadOptions& opti
 
 namespace {
 
-// The header's errors stop it at once; the trailing-bytes warning goes to `problems`.
-Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOptions& options, ProblemSink& problems) {
+struct HeaderText {
+  int major_version;
+  std::uint64_t data_offset;
+  std::string dict;  // the dict literal
+};
+
+// Magic, version and the header's dict text, checked for length.
+Result<HeaderText> read_header_text(const ByteSource& source) {
   auto fail = [&](ErrorCode code, std::string message) { return Error(code, std::move(message)).in_file(source.name()); };
   std::array<std::byte, 12> prefix{};
   const std::uint64_t size = source.size();
@@ -260,11 +266,20 @@ Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOption
   }
   std::string text(static_cast<std::size_t>(header_length), '\0');
   CKPT_TRY(source.read_at(8 + length_bytes, std::as_writable_bytes(std::span(text))));
-  auto dict = DictParser(text, /*allow_long_suffix=*/major < 3).parse(options);
+  return HeaderText{major, data_offset, std::move(text)};
+}
+
+// The header's errors stop it at once; the trailing-bytes warning goes to `problems`.
+Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOptions& options, ProblemSink& problems) {
+  auto fail = [&](ErrorCode code, std::string message) { return Error(code, std::move(message)).in_file(source.name()); };
+  CKPT_ASSIGN_OR_RETURN(HeaderText text, read_header_text(source));
+  const std::uint64_t size = source.size();
+  const std::uint64_t data_offset = text.data_offset;
+  auto dict = DictParser(text.dict, /*allow_long_suffix=*/text.major_version < 3).parse(options);
   if (!dict.ok()) return std::move(dict).error().in_file(source.name());
   auto meta = VariableMeta::make(dict->dtype, dict->shape);
   if (!meta.ok()) return std::move(meta).error().in_file(source.name());
-  NpyHeader header{major, dict->big_endian, dict->fortran_order, data_offset, std::move(meta).value()};
+  NpyHeader header{text.major_version, dict->big_endian, dict->fortran_order, data_offset, std::move(meta).value()};
   const std::uint64_t available = size - data_offset;
   if (available < header.meta.byte_size()) {
     return fail(ErrorCode::kNpyTruncated,
@@ -281,6 +296,37 @@ Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOption
 }
 
 }  // namespace
+
+std::string npy_header_descr(const ByteSource& source) {
+  auto header = read_header_text(source);
+  if (!header.ok()) return {};
+  std::string_view text = header->dict;
+  std::size_t at = std::string_view::npos;
+  for (std::string_view key : {"'descr'", "\"descr\""}) at = std::min(at, text.find(key));
+  if (at == std::string_view::npos) return {};
+  at = text.find_first_not_of(" \t:", at + 7);
+  if (at == std::string_view::npos) return {};
+  if (text[at] == '\'' || text[at] == '"') {
+    const std::size_t end = text.find(text[at], at + 1);
+    return end == std::string_view::npos ? std::string() : std::string(text.substr(at + 1, end - at - 1));
+  }
+  // A structured dtype's list: up to its matching bracket (brackets inside quoted field names aside).
+  int depth = 0;
+  char quote = '\0';
+  for (std::size_t i = at; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quote != '\0') {
+      if (c == quote) quote = '\0';
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+    } else if (c == '[' || c == '(') {
+      ++depth;
+    } else if ((c == ']' || c == ')') && --depth == 0) {
+      return std::string(text.substr(at, i + 1 - at));
+    }
+  }
+  return {};
+}
 
 std::string_view npy_descr(DType dtype) { return dtype == DType::kBFloat16 ? "<V2" : dtype_info(dtype).numpy_descr; }
 

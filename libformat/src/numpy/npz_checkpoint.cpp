@@ -56,16 +56,24 @@ struct Member {
   NpyHeader header;
 };
 
+// A member whose header was refused for its type: listed as unsupported
+// rather than blocking the archive. Other header errors stay errors.
+std::optional<UnsupportedTensor> as_unsupported(const std::string& name, const ByteSource& bytes, const Error& error) {
+  if (error.code() != ErrorCode::kNpyUnsupportedDtype) return std::nullopt;
+  return UnsupportedTensor{name, npy_header_descr(bytes), error.message()};
+}
+
 class NpzReader final : public CheckpointReader {
  public:
   NpzReader(fs::path path, std::shared_ptr<const FileSource> archive, ZipReader zip, std::vector<TensorInfo> tensors,
-            std::vector<Member> members, NpyReadOptions options)
+            std::vector<Member> members, std::vector<UnsupportedTensor> unsupported, NpyReadOptions options)
       : path_(std::move(path)), archive_(std::move(archive)), zip_(std::move(zip)), tensors_(std::move(tensors)),
-        members_(std::move(members)), options_(options) {}
+        members_(std::move(members)), unsupported_(std::move(unsupported)), options_(options) {}
 
   std::string_view format_name() const override { return "npz"; }
   const fs::path& path() const override { return path_; }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
+  const std::vector<UnsupportedTensor>& unsupported() const override { return unsupported_; }
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
     const TensorInfo* tensor = find(name);
@@ -89,6 +97,7 @@ class NpzReader final : public CheckpointReader {
   ZipReader zip_;  // reads *archive_
   std::vector<TensorInfo> tensors_;
   std::vector<Member> members_;  // members_[i] holds tensors_[i]
+  std::vector<UnsupportedTensor> unsupported_;
   NpyReadOptions options_;
 };
 
@@ -152,25 +161,33 @@ Result<std::unique_ptr<CheckpointReader>> open_npz(const fs::path& path, const O
   auto archive = std::make_shared<const FileSource>(std::move(file));
   CKPT_ASSIGN_OR_RETURN(ZipReader zip, ZipReader::open(*archive));
   std::vector<std::pair<TensorInfo, Member>> found;
+  std::vector<UnsupportedTensor> unsupported;
   for (const ZipEntry& entry : zip.entries()) {
     auto name = npz_variable_name(entry.name);
     if (!name.ok()) return std::move(name).error().in_file(path.string());
-    auto header = [&]() -> Result<NpyHeader> {
-      CKPT_ASSIGN_OR_RETURN(std::shared_ptr<const ByteSource> bytes, member_bytes(archive, zip, entry));
-      return read_npy_header(*bytes, options.npy);
-    }();
-    if (!header.ok()) return std::move(std::move(header).error().in_file(path.string()).in_variable(*name));
+    auto bytes = member_bytes(archive, zip, entry);
+    if (!bytes.ok()) return std::move(std::move(bytes).error().in_file(path.string()).in_variable(*name));
+    auto header = read_npy_header(**bytes, options.npy);
+    if (!header.ok()) {
+      if (auto listed = as_unsupported(*name, **bytes, header.error())) {
+        unsupported.push_back(std::move(*listed));
+        continue;
+      }
+      return std::move(std::move(header).error().in_file(path.string()).in_variable(*name));
+    }
     found.push_back({TensorInfo{*name, header->meta}, Member{entry, std::move(header).value()}});
   }
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first.name < b.first.name; });
+  std::sort(unsupported.begin(), unsupported.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   std::vector<TensorInfo> tensors;
   std::vector<Member> members;
   for (auto& [tensor, member] : found) {
     tensors.push_back(std::move(tensor));
     members.push_back(std::move(member));
   }
-  return std::unique_ptr<CheckpointReader>(std::make_unique<NpzReader>(
-      path, std::move(archive), std::move(zip), std::move(tensors), std::move(members), options.npy));
+  return std::unique_ptr<CheckpointReader>(std::make_unique<NpzReader>(path, std::move(archive), std::move(zip),
+                                                                       std::move(tensors), std::move(members),
+                                                                       std::move(unsupported), options.npy));
 }
 
 Result<std::unique_ptr<CheckpointWriter>> create_npz(const fs::path& path, WriteOptions options) {
@@ -222,14 +239,25 @@ ValidationReport validate_npz(const fs::path& path, const NpyReadOptions& option
       in_member.error(std::move(member).error());
       continue;
     }
-    auto header = read_npy_header(**member, options, in_member);
-    if (!header) continue;
-    DiscardSink discard;  // reading every byte checks the CRC
+    std::optional<UnsupportedTensor> listed;
+    if (auto probe = read_npy_header(**member, options); !probe.ok()) listed = as_unsupported(*name, **member, probe.error());
+    std::optional<NpyHeader> header;
+    if (listed) {
+      // Most reasons quote the descr already; a structured one does not.
+      const bool quoted = listed->reason.find(listed->descr) != std::string::npos;
+      in_member.warning(Error(ErrorCode::kNpyUnsupportedMember,
+                              fmt::format("{}{}; listed as unsupported, not read",
+                                          quoted ? "" : fmt::format("descr {}: ", listed->descr), listed->reason)));
+    } else {
+      header = read_npy_header(**member, options, in_member);
+      if (!header) continue;
+    }
+    DiscardSink discard;  // reading every byte checks the CRC, of unsupported members too
     if (auto read = discard.write_from(**member, 0, (*member)->size()); !read.ok()) {
       in_member.error(std::move(read).error());
       continue;
     }
-    report.variables.push_back(VariableInfo{*name, header->meta, header->meta.byte_size()});
+    if (header) report.variables.push_back(VariableInfo{*name, header->meta, header->meta.byte_size()});
   }
   report.issues = std::move(problems.issues());
   detail::require_some_variable(report, ".npy member");

@@ -46,7 +46,21 @@ const TensorInfo* CheckpointReader::find(std::string_view name) const {
   return it != all.end() && it->name == name ? &*it : nullptr;
 }
 
+const TextMetadata& CheckpointReader::metadata() const {
+  static const TextMetadata kNone;
+  return kNone;
+}
+
+const std::vector<UnsupportedTensor>& CheckpointReader::unsupported() const {
+  static const std::vector<UnsupportedTensor> kNone;
+  return kNone;
+}
+
 Status CheckpointWriter::set_object(const pickle::Value& /*object*/) { return {}; }
+
+Status CheckpointWriter::set_metadata(const TextMetadata& /*entries*/) {
+  return Error(ErrorCode::kInvalidArgument, "this format has no place for metadata; only safetensors stores it");
+}
 
 Status CheckpointWriter::set_nesting(std::vector<std::string> /*prefixes*/) {
   return Error(ErrorCode::kInvalidArgument, "this format stores flat names; only torch and oneflow-pickle nest them");
@@ -194,6 +208,8 @@ class GuardedWriter final : public CheckpointWriter {
   }
   Status set_object(const pickle::Value& object) override { return inner_->set_object(object); }
   Status set_nesting(std::vector<std::string> prefixes) override { return inner_->set_nesting(std::move(prefixes)); }
+  bool stores_metadata() const override { return inner_->stores_metadata(); }
+  Status set_metadata(const TextMetadata& entries) override { return inner_->set_metadata(entries); }
 
  private:
   std::unique_ptr<CheckpointWriter> inner_;

@@ -18,20 +18,11 @@ namespace {
 // Elements converted per step of a cast read: bounds its buffers to 1 MiB.
 constexpr std::uint64_t kCastChunkElements = 64 * 1024;
 
-detail::FloatLayout layout_of(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16: return detail::kHalfLayout;
-    case DType::kBFloat16: return detail::kBFloat16Layout;
-    case DType::kFloat: return detail::kFloatLayout;
-    default: return detail::kDoubleLayout;  // cast_source admits floating types only
-  }
-}
-
 class CastSource final : public ByteSource {
  public:
   CastSource(std::unique_ptr<ByteSource> inner, DType from, DType to)
-      : inner_(std::move(inner)), from_(layout_of(from)), to_(layout_of(to)), to_double_(to == DType::kDouble),
-        from_size_(dtype_size(from)), to_size_(dtype_size(to)),
+      : inner_(std::move(inner)), from_(*detail::float_layout(from)), to_(*detail::float_layout(to)),
+        to_double_(to == DType::kDouble), from_size_(dtype_size(from)), to_size_(dtype_size(to)),
         size_(inner_->size() / from_size_ * to_size_), fast_(detail::fast_cast(from, to)) {}
 
   std::uint64_t size() const override { return size_; }
@@ -94,6 +85,9 @@ class ViewReader : public CheckpointReader {
   std::string_view layout() const override { return inner_->layout(); }
   const std::filesystem::path& path() const override { return inner_->path(); }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
+  // About the file, not its tensors: every view keeps it.
+  const TextMetadata& metadata() const override { return inner_->metadata(); }
+  const std::vector<UnsupportedTensor>& unsupported() const override { return inner_->unsupported(); }
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
     const TensorInfo* info = find(name);
@@ -136,12 +130,19 @@ class CastView final : public ViewReader {
 
 class FilterView final : public ViewReader {
  public:
-  using ViewReader::ViewReader;
+  FilterView(std::unique_ptr<CheckpointReader> inner, std::vector<TensorInfo> tensors,
+             std::vector<UnsupportedTensor> unsupported)
+      : ViewReader(std::move(inner), std::move(tensors)), unsupported_(std::move(unsupported)) {}
+  // The patterns filter the unsupported tensors too: --exclude leaves them out.
+  const std::vector<UnsupportedTensor>& unsupported() const override { return unsupported_; }
 
  protected:
   Result<std::unique_ptr<ByteSource>> open_viewed(std::size_t index) const override {
     return inner().open(tensors()[index].name);
   }
+
+ private:
+  std::vector<UnsupportedTensor> unsupported_;
 };
 
 class RenameView final : public ViewReader {
@@ -161,14 +162,13 @@ class RenameView final : public ViewReader {
 
 Error not_floating(DType dtype, std::string_view role) {
   return Error(ErrorCode::kInvalidArgument,
-               fmt::format("{} type must be kFloat16, kBFloat16, kFloat or kDouble, got {}", role, dtype_name(dtype)));
+               fmt::format("{} type must be kFloat16, kBFloat16, kFloat, kDouble or an FP8 type, got {}", role,
+                           dtype_name(dtype)));
 }
 
 }  // namespace
 
-bool is_floating(DType dtype) {
-  return dtype == DType::kFloat16 || dtype == DType::kBFloat16 || dtype == DType::kFloat || dtype == DType::kDouble;
-}
+bool is_floating(DType dtype) { return detail::float_layout(dtype).has_value(); }
 
 Result<std::unique_ptr<ByteSource>> cast_source(std::unique_ptr<ByteSource> source, DType from, DType to) {
   if (!is_floating(from)) return not_floating(from, "source");
@@ -205,9 +205,15 @@ Result<std::unique_ptr<CheckpointReader>> filter_view(std::unique_ptr<Checkpoint
     return std::any_of(patterns.begin(), patterns.end(),
                        [&](const std::string& pattern) { return glob_match(pattern, name); });
   };
+  auto keeps = [&](std::string_view name) {
+    return (include.empty() || matches_any(include, name)) && !matches_any(exclude, name);
+  };
   for (const auto& pattern : include) {
     const auto& all = reader->tensors();
-    if (std::none_of(all.begin(), all.end(), [&](const TensorInfo& t) { return glob_match(pattern, t.name); })) {
+    const auto& unsupported = reader->unsupported();
+    if (std::none_of(all.begin(), all.end(), [&](const TensorInfo& t) { return glob_match(pattern, t.name); }) &&
+        std::none_of(unsupported.begin(), unsupported.end(),
+                     [&](const UnsupportedTensor& t) { return glob_match(pattern, t.name); })) {
       return std::move(Error(ErrorCode::kInvalidArgument,
                              fmt::format("include pattern '{}' matches none of the {} tensors", pattern, all.size()))
                            .in_file(reader->path().string()));
@@ -215,11 +221,14 @@ Result<std::unique_ptr<CheckpointReader>> filter_view(std::unique_ptr<Checkpoint
   }
   std::vector<TensorInfo> kept;
   for (const auto& tensor : reader->tensors()) {
-    if ((include.empty() || matches_any(include, tensor.name)) && !matches_any(exclude, tensor.name)) {
-      kept.push_back(tensor);
-    }
+    if (keeps(tensor.name)) kept.push_back(tensor);
   }
-  return std::unique_ptr<CheckpointReader>(std::make_unique<FilterView>(std::move(reader), std::move(kept)));
+  std::vector<UnsupportedTensor> kept_unsupported;
+  for (const auto& tensor : reader->unsupported()) {
+    if (keeps(tensor.name)) kept_unsupported.push_back(tensor);
+  }
+  return std::unique_ptr<CheckpointReader>(
+      std::make_unique<FilterView>(std::move(reader), std::move(kept), std::move(kept_unsupported)));
 }
 
 Result<RenameRule> parse_rename_rule(std::string_view text) {

@@ -332,14 +332,16 @@ SafetensorsHeader parse_header(const ByteSource& file, ProblemSink& problems) {
 class PlacedReader final : public CheckpointReader {
  public:
   PlacedReader(std::string_view format, fs::path path, std::vector<std::shared_ptr<const FileSource>> files,
-               std::vector<detail::PlacedTensor> placed)
-      : format_(format), path_(std::move(path)), files_(std::move(files)), placed_(std::move(placed)) {
+               std::vector<detail::PlacedTensor> placed, TextMetadata metadata)
+      : format_(format), path_(std::move(path)), files_(std::move(files)), placed_(std::move(placed)),
+        metadata_(std::move(metadata)) {
     for (const auto& tensor : placed_) tensors_.push_back({tensor.name, tensor.meta});
   }
 
   std::string_view format_name() const override { return format_; }
   const fs::path& path() const override { return path_; }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
+  const TextMetadata& metadata() const override { return metadata_; }
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
     const TensorInfo* info = find(name);
@@ -357,6 +359,7 @@ class PlacedReader final : public CheckpointReader {
   std::vector<std::shared_ptr<const FileSource>> files_;
   std::vector<detail::PlacedTensor> placed_;  // in the same (name) order as tensors_
   std::vector<TensorInfo> tensors_;
+  TextMetadata metadata_;
 };
 
 // A cheap look: a plain file whose length field fits and whose JSON starts with '{'.
@@ -388,7 +391,7 @@ Result<std::unique_ptr<CheckpointReader>> open_safetensors(const fs::path& path,
     placed.push_back({std::move(entry.name), std::move(entry.meta), 0, header.data_start + entry.begin});
   }
   return detail::placed_reader("safetensors", path, {std::make_shared<const FileSource>(std::move(file))},
-                               std::move(placed));
+                               std::move(placed), std::move(header.metadata));
 }
 
 // ---- writing ----
@@ -403,6 +406,12 @@ class SafetensorsWriter final : public CheckpointWriter {
       return Error(ErrorCode::kInvalidArgument, "the writer has already committed").in_variable(name).in_file(output_.name());
     }
     return staging_.add(name, meta, data, output_.name());
+  }
+
+  bool stores_metadata() const override { return true; }
+  Status set_metadata(const TextMetadata& entries) override {
+    if (committed_) return Error(ErrorCode::kInvalidArgument, "the writer has already committed").in_file(output_.name());
+    return staging_.set_metadata(entries, output_.name());
   }
 
   Status commit() override {
@@ -471,8 +480,8 @@ namespace detail {
 
 std::unique_ptr<CheckpointReader> placed_reader(std::string_view format, const fs::path& path,
                                                 std::vector<std::shared_ptr<const FileSource>> files,
-                                                std::vector<PlacedTensor> tensors) {
-  return std::make_unique<PlacedReader>(format, path, std::move(files), std::move(tensors));
+                                                std::vector<PlacedTensor> tensors, TextMetadata metadata) {
+  return std::make_unique<PlacedReader>(format, path, std::move(files), std::move(tensors), std::move(metadata));
 }
 
 // An unnamed read-write file beside the destination: tensors are staged here
@@ -553,8 +562,19 @@ Status SafetensorsStaging::add(std::string_view name, const VariableMeta& meta, 
   return scratch_->write_from(data, 0, data.size());
 }
 
-Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors,
-                                      const std::map<std::string, std::string>& metadata) const {
+Status SafetensorsStaging::set_metadata(const TextMetadata& entries, const std::string& output) {
+  for (const auto& [key, value] : entries) {
+    if (!is_valid_utf8(key) || !is_valid_utf8(value)) {
+      return Error(ErrorCode::kSafetensorsHeaderUtf8, fmt::format("the __metadata__ entry '{}' is not valid UTF-8",
+                                                                  printable(key)))
+          .in_file(output);
+    }
+  }
+  for (const auto& [key, value] : entries) metadata_[key] = value;
+  return {};
+}
+
+Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors) const {
   // The reference's order: widest elements first, then by name, so every
   // tensor starts at a multiple of its element size.
   std::sort(tensors.begin(), tensors.end(), [](const StagedTensor& a, const StagedTensor& b) {
@@ -563,7 +583,7 @@ Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> t
     return a_size != b_size ? a_size > b_size : a.name < b.name;
   });
   nlohmann::ordered_json document = nlohmann::ordered_json::object();
-  if (!metadata.empty()) document[std::string(kSafetensorsMetadataKey)] = metadata;
+  if (!metadata_.empty()) document[std::string(kSafetensorsMetadataKey)] = metadata_;
   std::uint64_t offset = 0;
   for (const auto& tensor : tensors) {
     document[tensor.name] = {{"dtype", dtype_info(tensor.meta.dtype()).safetensors},

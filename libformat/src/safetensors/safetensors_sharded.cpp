@@ -31,6 +31,7 @@ struct ShardedSet {
   fs::path index_path;
   std::vector<std::shared_ptr<const FileSource>> shards;  // null where a shard could not be read
   std::vector<detail::PlacedTensor> tensors;              // sorted by name; `file` indexes shards
+  TextMetadata metadata;                                  // the first shard's __metadata__
 };
 
 bool is_index_name(const std::string& name) {
@@ -236,6 +237,7 @@ ShardedSet scan_set(const fs::path& path, ProblemSink& problems) {
     if (stop) return set;
     if (headers[i]) set.shards[i] = std::make_shared<const FileSource>(std::move(shard).value());
   }
+  if (!headers.empty() && headers.front()) set.metadata = headers.front()->metadata;
 
   // Each tensor the index places must be in its shard...
   std::map<std::string_view, std::vector<std::size_t>> holders;
@@ -296,7 +298,8 @@ Result<std::unique_ptr<CheckpointReader>> open_sharded(const fs::path& path, con
   FailFast problems;
   ShardedSet set = scan_set(path, problems);
   CKPT_TRY(problems.status());
-  return detail::placed_reader(kFormatName, path, std::move(set.shards), std::move(set.tensors));
+  return detail::placed_reader(kFormatName, path, std::move(set.shards), std::move(set.tensors),
+                               std::move(set.metadata));
 }
 
 ValidationReport validate_sharded(const fs::path& path, const OpenOptions& /*options*/) {
@@ -327,6 +330,12 @@ class ShardedWriter final : public CheckpointWriter {
     return staging_.add(name, meta, data, directory_.destination().string());
   }
 
+  bool stores_metadata() const override { return true; }
+  Status set_metadata(const TextMetadata& entries) override {
+    if (committed_) return refuse("the writer has already committed");
+    return staging_.set_metadata(entries, directory_.destination().string());
+  }
+
   Status commit() override {
     if (committed_) return refuse("already committed");
     const auto& staged = staging_.tensors();
@@ -334,8 +343,7 @@ class ShardedWriter final : public CheckpointWriter {
     std::vector<std::uint64_t> sizes;
     for (const auto& tensor : staged) sizes.push_back(tensor.meta.byte_size());
     const auto plan = plan_shards(sizes, max_shard_bytes_);
-    // As save_torch_state_dict: every shard says it holds torch-loadable tensors.
-    const std::map<std::string, std::string> shard_metadata = {{"format", "pt"}};
+    // Every shard carries the metadata, as save_torch_state_dict writes it.
     nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
     std::uint64_t total_size = 0;
     for (std::size_t shard = 0; shard < plan.size(); ++shard) {
@@ -347,7 +355,7 @@ class ShardedWriter final : public CheckpointWriter {
         total_size += sizes[index];
       }
       CKPT_ASSIGN_OR_RETURN(FileSink sink, directory_.create_file(file));
-      CKPT_TRY(staging_.write_file(sink, std::move(members), shard_metadata));
+      CKPT_TRY(staging_.write_file(sink, std::move(members)));
       CKPT_TRY(sink.finish());
     }
     nlohmann::ordered_json index = nlohmann::ordered_json::object();

@@ -43,17 +43,22 @@ class SafetensorsStaging {
   // In the order added.
   const std::vector<StagedTensor>& tensors() const { return tensors_; }
 
+  // Adds `entries` to the __metadata__ written (CheckpointWriter::set_metadata);
+  // refuses text that is not UTF-8, as the reader would.
+  Status set_metadata(const TextMetadata& entries, const std::string& output);
+
   // Writes one safetensors file of `tensors` (taken from tensors()) to
-  // `out`, laid out as the reference does: __metadata__ first when not
-  // empty, then widest elements first, then by name.
-  Status write_file(ByteSink& out, std::vector<StagedTensor> tensors,
-                    const std::map<std::string, std::string>& metadata = {}) const;
+  // `out`, laid out as the reference does: __metadata__ first, then widest
+  // elements first, then by name.
+  Status write_file(ByteSink& out, std::vector<StagedTensor> tensors) const;
 
  private:
   explicit SafetensorsStaging(std::unique_ptr<ScratchFile> scratch);
   std::unique_ptr<ScratchFile> scratch_;
   std::vector<StagedTensor> tensors_;
   std::unordered_set<std::string> names_;
+  // As safetensors' save_torch_state_dict: the files say they hold torch-loadable tensors.
+  TextMetadata metadata_ = {{"format", "pt"}};
 };
 
 // A tensor lying in one of several safetensors files.
@@ -64,9 +69,10 @@ struct PlacedTensor {
   std::uint64_t start;  // of its bytes in that file
 };
 
-// A reader of `tensors` (sorted by name), each read as a window of its file.
+// A reader of `tensors` (sorted by name), each read as a window of its
+// file, with the files' text metadata.
 std::unique_ptr<CheckpointReader> placed_reader(std::string_view format, const std::filesystem::path& path,
                                                 std::vector<std::shared_ptr<const FileSource>> files,
-                                                std::vector<PlacedTensor> tensors);
+                                                std::vector<PlacedTensor> tensors, TextMetadata metadata);
 
 }  // namespace ckpt::detail

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
@@ -37,15 +38,23 @@ struct Progress {
 struct ConvertOptions {
   // Called after each tensor is written.
   std::function<void(const Progress&)> progress;
+  // Text metadata to write, over the source's (safetensors destinations only;
+  // others refuse it).
+  TextMetadata metadata;
+  // Convert a source with unsupported tensors (CheckpointReader::unsupported)
+  // without them; otherwise that is refused (E540), as they would be lost.
+  bool skip_unsupported = false;
 };
 
 struct ConvertSummary {
   std::size_t variables = 0;
   std::uint64_t bytes = 0;  // element bytes
+  std::vector<std::string> skipped;  // unsupported tensors left out (skip_unsupported)
 };
 
 // Adds every tensor of `source` to `destination` in name order and commits
-// it. On failure nothing is committed: the caller drops the writer, and the
+// it. A destination that stores text metadata gets the source's, then
+// options.metadata's entries. On failure nothing is committed: the caller drops the writer, and the
 // destination stays absent (or as it was).
 Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter& destination,
                                const ConvertOptions& options = {});

@@ -26,6 +26,19 @@ namespace pickle {
 struct Value;
 }
 
+// Free-form text a format stores beside its tensors: safetensors'
+// __metadata__ ({"format": "pt"}).
+using TextMetadata = std::map<std::string, std::string>;
+
+// A tensor the file holds in a type ckpt cannot represent (an npz member of
+// '|S3', '<f16' or objects): listed, never read, and a conversion leaves it
+// out only when told to (ConvertOptions::skip_unsupported).
+struct UnsupportedTensor {
+  std::string name;
+  std::string descr;   // the file's own spelling of the type ("|S3")
+  std::string reason;  // why ckpt cannot represent it
+};
+
 class CheckpointReader {
  public:
   virtual ~CheckpointReader() = default;
@@ -48,6 +61,14 @@ class CheckpointReader {
   // Its tensor leaves are the tensors() of the same dotted names; other
   // leaves are data only this object has. nullptr for the flat formats.
   virtual const pickle::Value* object() const { return nullptr; }
+
+  // The file's text metadata (safetensors; the first shard's for a sharded
+  // set); empty for formats without it.
+  virtual const TextMetadata& metadata() const;
+
+  // The file's tensors of types ckpt cannot represent, sorted by name; they
+  // are not in tensors().
+  virtual const std::vector<UnsupportedTensor>& unsupported() const;
 };
 
 class CheckpointWriter {
@@ -66,6 +87,13 @@ class CheckpointWriter {
   // Nests the dotted names under `prefixes` (spec/pickle.md, "Nesting");
   // flat formats refuse it.
   virtual Status set_nesting(std::vector<std::string> prefixes);
+
+  // Whether the format stores text metadata (the safetensors family).
+  virtual bool stores_metadata() const { return false; }
+  // Adds `entries` to the metadata written, replacing keys already there;
+  // a safetensors writer starts from {"format": "pt"}, what Hugging Face's
+  // loaders expect. Formats without metadata refuse it (E104).
+  virtual Status set_metadata(const TextMetadata& entries);
 };
 
 // Shapes and dtypes supplied from outside, for checkpoints that do not store

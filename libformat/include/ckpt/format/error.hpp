@@ -72,6 +72,7 @@ enum class ErrorCode : std::uint16_t {
   kNpyTruncated = 505,
   kNpyTrailingBytes = 506,
   kNpyTooLargeToReorder = 507,  // Fortran-order data over the in-memory cap
+  kNpyUnsupportedMember = 540,  // an npz member of a type ckpt cannot represent (listed; dropped only if asked)
 
   // 6xx: zip containers (.npz)
   kZipFormat = 601,

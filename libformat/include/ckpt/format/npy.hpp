@@ -87,6 +87,11 @@ std::optional<NpyHeader> read_npy_header(const ByteSource& source, const NpyRead
 // The same, failing on the first error; warnings are dropped.
 Result<NpyHeader> read_npy_header(const ByteSource& source, const NpyReadOptions& options = {});
 
+// The descr of the .npy held by `source` as its header writes it ("|S3",
+// "[('a', '<i4')]"), for naming a type ckpt cannot represent; empty when
+// the header cannot be read.
+std::string npy_header_descr(const ByteSource& source);
+
 // Presents the big-endian scalars of `inner` little-endian: each read_at
 // swaps what it returns, at any offset (a partial scalar at either end
 // included), holding no more than one scalar of its own.

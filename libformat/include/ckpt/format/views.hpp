@@ -26,7 +26,7 @@
 
 namespace ckpt {
 
-// kFloat16, kBFloat16, kFloat, kDouble: the types a cast converts.
+// kFloat16, kBFloat16, kFloat, kDouble and the FP8 types: the types a cast converts.
 bool is_floating(DType dtype);
 
 // Elements of `from` in `source` read as elements of `to`, converted in
