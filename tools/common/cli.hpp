@@ -1,6 +1,7 @@
 // The command-line layer every ckpt tool shares: CLI11 parsing with one
 // error-line format and --version, the registry-driven format options, the
-// reader options (--format/--from, --shapes, --v2-as-bfloat16), one exit-code
+// reader options (--format/--from, --shapes, --v2-as-bfloat16, the pickle
+// policy's --allow-global and --stub-unknown), one exit-code
 // policy, hints that name the tools' flags, and the --json envelope
 // (spec/schema/).
 #pragma once
@@ -8,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -65,6 +67,8 @@ struct ReaderOptions {
   std::optional<std::string> format;
   std::string shapes_file;
   bool v2_as_bfloat16 = false;
+  std::vector<std::string> allowed_globals;  // --allow-global MODULE.NAME
+  bool stub_unknown = false;                 // --stub-unknown
   ShapeTable shapes;  // loaded by open_options()
 
   // Loads the shapes file, if any, once; the result points into `shapes`.

@@ -79,6 +79,9 @@ struct OpenOptions {
   NpyReadOptions npy = {};
   // A single .npy file: the name of its one tensor (default: the file's stem).
   std::optional<std::string> tensor_name = std::nullopt;
+  // The pickle formats (torch, oneflow-pickle, oneflow-single-file): globals
+  // kept as inert stubs (--allow-global, --stub-unknown).
+  pickle::PicklePolicy pickle_policy = {};
 };
 
 // The format of `path` from its content ("oneflow", "npy", "npz", ...), or
