@@ -4,8 +4,13 @@ Refused by default, naming the global; with --allow-global / --stub-unknown read
 torch again with data.pkl byte for byte as torch wrote it (one documented exception), which torch.load
 itself then rebuilds into equal objects.
 
-Usage: test_pickle_policy.py CKPT_CONVERT CKPT_VALIDATE
+The non-tensor data around the tensors: ckpt-inspect lists each value with Python's own repr() as the
+judge, a conversion to a flat format names what it drops (--strict refuses, E150), and ckpt-diff compares
+the values (a config pickle and an empty npz are not equal).
+
+Usage: test_pickle_policy.py CKPT_CONVERT CKPT_VALIDATE CKPT_INSPECT CKPT_DIFF
 """
+import json
 import argparse
 import functools
 import os
@@ -22,6 +27,8 @@ import torch
 
 CONVERT = sys.argv.pop(1)
 VALIDATE = sys.argv.pop(1)
+INSPECT = sys.argv.pop(1)
+DIFF = sys.argv.pop(1)
 
 NUMPY_ARRAYS = ["numpy.core.multiarray._reconstruct"]
 
@@ -148,6 +155,105 @@ class PicklePolicy(unittest.TestCase):
         done = subprocess.run([VALIDATE, path, "--allow-global", "Namespace"], capture_output=True, text=True)
         self.assertEqual(done.returncode, 2)
         self.assertIn("MODULE.NAME", done.stderr)
+
+
+
+class NonTensorData(unittest.TestCase):
+    def setUp(self):
+        self.directory = tempfile.TemporaryDirectory()
+        self.addCleanup(self.directory.cleanup)
+
+    def path(self, name):
+        return os.path.join(self.directory.name, name)
+
+    def saved(self, obj, name):
+        path = self.path(name)
+        torch.save(obj, path)
+        return path
+
+    def run_tool(self, *argv, code=0):
+        done = subprocess.run(list(argv), capture_output=True, text=True)
+        self.assertEqual(done.returncode, code, done.stdout + done.stderr)
+        return done
+
+    def test_inspect_lists_each_value_as_python_shows_it(self):
+        namespace = argparse.Namespace(lr=0.1, name="run", layers=[1, 2])
+        obj = {"epoch": 3, "lr": 1e-05, "tag": "a\nb\x1b'c", "ok": True, "none": None, "betas": (0.9, 0.999),
+               "state": {}, "args": namespace, "nested": {"seed": -7, "w": torch.ones(2)}, "blob": b"\x00\xffz"}
+        path = self.saved(obj, "train.pt")
+        done = self.run_tool(INSPECT, "--json", path, "--allow-global", "argparse.Namespace")
+        objects = {o["path"]: o for o in json.loads(done.stdout)["objects"]}
+        expected = {"epoch": 3, "lr": 1e-05, "tag": "a\nb\x1b'c", "ok": True, "none": None, "betas": (0.9, 0.999),
+                    "state": {}, "nested.seed": -7, "blob": b"\x00\xffz"}
+        for key, value in expected.items():
+            self.assertEqual(objects[key]["value"], repr(value), key)  # Python's repr is the judge
+            self.assertEqual(objects[key]["type"], type(value).__name__.replace("NoneType", "None"), key)
+        self.assertEqual(objects["args"]["type"], "argparse.Namespace")
+        self.assertEqual(objects["args"]["value"], "argparse." + repr(namespace))
+        self.assertNotIn("nested.w", objects)  # a tensor, listed as one
+        self.assertEqual(len(objects), len(expected) + 1)
+        # Text: escaped for the terminal, no raw control byte.
+        text = self.run_tool(INSPECT, path, "--allow-global", "argparse.Namespace").stdout
+        self.assertIn("objects (non-tensor values", text)
+        self.assertNotIn("\x1b", text)
+        self.assertRegex(text, r"\n  tag +str +\"a\\nb\\x1b'c\"\n")
+
+    def test_numpy_values_show_as_numpy_shows_them(self):
+        path = self.saved(hf_rng_state(), "rng_state.pth")
+        done = self.run_tool(INSPECT, "--json", path, "--allow-global", NUMPY_ARRAYS[0])
+        objects = {o["path"]: o for o in json.loads(done.stdout)["objects"]}
+        self.assertEqual(objects["numpy"]["type"], "tuple")
+        self.assertTrue(objects["numpy"]["value"].startswith("('MT19937', array(shape=(624,), dtype='<u4'), 624, 0, 0.0)"),
+                        objects["numpy"]["value"])
+        self.assertIsNone(objects["python"]["value"])  # 625 ints: longer than 256 bytes
+        scalars = self.saved({"best": np.float64(0.25), "step": np.int64(7), "w": torch.ones(1)}, "scalars.pt")
+        done = self.run_tool(INSPECT, "--json", scalars, "--allow-global", "numpy.core.multiarray.scalar")
+        objects = {o["path"]: o for o in json.loads(done.stdout)["objects"]}
+        self.assertEqual((objects["best"]["type"], objects["best"]["value"]), ("numpy.float64", "float64(0.25)"))
+        self.assertEqual((objects["step"]["type"], objects["step"]["value"]), ("numpy.int64", "int64(7)"))
+
+    def test_a_flat_destination_names_what_it_drops_and_strict_refuses(self):
+        path = self.saved({"epoch": 3, "config": {"lr": 0.1}, "model": {"w": torch.ones(2)}}, "train.pt")
+        out = self.path("train.npz")
+        done = self.run_tool(CONVERT, path, out)
+        self.assertIn("warning: npz keeps tensors only; 2 non-tensor values of the object were dropped: epoch, "
+                      "config.lr", done.stderr)
+        self.assertEqual(sorted(np.load(out).files), ["model.w"])
+        strict = self.path("strict.npz")
+        done = self.run_tool(CONVERT, path, strict, "--strict", code=2)
+        self.assertIn("E150", done.stderr)
+        self.assertIn("2 non-tensor values of the object would be dropped: epoch, config.lr", done.stderr)
+        self.assertFalse(os.path.exists(strict))
+        # Between pickle formats nothing is dropped, so --strict converts.
+        self.run_tool(CONVERT, "-q", path, self.path("copy.pt"), "--strict")
+        doc = json.loads(self.run_tool(CONVERT, "--json", path, self.path("again.npz")).stdout)
+        self.assertEqual(doc["dropped"], ["epoch", "config.lr"])
+
+    def test_diff_compares_the_values_of_pickles(self):
+        ones = torch.ones(2)
+        a = self.saved({"epoch": 3, "args": argparse.Namespace(lr=0.1), "w": ones}, "a.pt")
+        same = self.saved({"epoch": 3, "args": argparse.Namespace(lr=0.1), "w": ones.clone()}, "same.pt")
+        later = self.saved({"epoch": 4, "args": argparse.Namespace(lr=0.2), "w": ones}, "later.pt")
+        allow = ["--allow-global", "argparse.Namespace"]
+        self.run_tool(DIFF, a, same, *allow)
+        done = self.run_tool(DIFF, a, later, *allow, code=1)
+        self.assertIn("differ   object epoch: A int 3, B int 4", done.stdout)
+        self.assertIn("differ   object args: A argparse.Namespace argparse.Namespace(lr=0.1), B argparse.Namespace "
+                      "argparse.Namespace(lr=0.2)", done.stdout)
+        doc = json.loads(self.run_tool(DIFF, "--json", a, later, *allow, code=1).stdout)
+        self.assertEqual([d["path"] for d in doc["objects"]["differing"]], ["args", "epoch"])
+        # Its own npz copy has the tensor and nothing else: not equal.
+        flat = self.path("a.npz")
+        self.run_tool(CONVERT, "-q", a, flat, *allow)
+        done = self.run_tool(DIFF, a, flat, *allow, code=1)
+        self.assertIn("missing  object epoch int (only in A)", done.stdout)
+        # A config pickle and an empty npz.
+        config = self.saved({"lr": 0.1, "name": "run"}, "config.pt")
+        empty = self.path("empty.npz")
+        np.savez(empty)
+        done = self.run_tool(DIFF, config, empty, code=1)
+        self.assertIn("DIFFERENT", done.stdout)
+        self.assertIn("missing  object lr float (only in A)", done.stdout)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ void add_reader_options(CLI::App& app, ReaderOptions& options, const std::string
                  "(nothing is imported or run); numpy.core.multiarray._reconstruct and .scalar read numpy arrays "
                  "and scalars; repeatable")
       ->type_name("MODULE.NAME")
-      ->allow_extra_args(false)
+      ->expected(1)
+      ->take_all()
       ->check([](const std::string& value) {
         auto dot = value.rfind('.');
         return dot == std::string::npos || dot == 0 || dot + 1 == value.size()
@@ -231,6 +232,18 @@ std::string dtype_text(DType dtype, std::string_view format) {
   std::string_view own = dtype_name_in_format(format, dtype);
   return own.empty() || own == dtype_name(dtype) ? std::string(dtype_name(dtype))
                                                  : fmt::format("{} ({})", dtype_name(dtype), own);
+}
+
+std::string printable_repr(std::string_view repr) {
+  // printable() doubles each backslash; a repr's backslashes already begin escapes.
+  std::string escaped = printable(repr);
+  std::string out;
+  out.reserve(escaped.size());
+  for (std::size_t i = 0; i < escaped.size(); ++i) {
+    out += escaped[i];
+    if (escaped[i] == '\\' && i + 1 < escaped.size() && escaped[i + 1] == '\\') ++i;
+  }
+  return out;
 }
 
 }  // namespace ckpt::cli

@@ -101,6 +101,11 @@ void print_json(const nlohmann::json& document);
 
 // ---- text ----
 
+// A Python repr() (pickle::python_repr) for the terminal: its own escapes
+// kept as they are, what is not printable UTF-8 (a lone surrogate, a bidi
+// control) as \xNN, as printable() does.
+std::string printable_repr(std::string_view repr);
+
 // "kBFloat16 (BF16)": the canonical name and the file's own where the format has one.
 std::string dtype_text(DType dtype, std::string_view format);
 

@@ -129,18 +129,6 @@ bool is_module_group(const Value& key) {
   return std::any_of(kModuleGroups.begin(), kModuleGroups.end(), [&](std::string_view group) { return key.is_string(group); });
 }
 
-// Whether a tensor lies anywhere under `value`: one inside a stub's
-// arguments has no name state_dict() would give it, so it is refused.
-bool holds_tensor(const Value& value) {
-  if (value.kind == Kind::kOneflowTensor || value.kind == Kind::kTorchTensor) return true;
-  auto any = [](const auto& range, auto pick) {
-    return std::any_of(range.begin(), range.end(), [&](const auto& item) { return holds_tensor(*pick(item)); });
-  };
-  return any(value.items, [](const Value* item) { return item; }) ||
-         any(value.entries, [](const auto& entry) { return entry.second; }) ||
-         (value.state != nullptr && holds_tensor(*value.state));
-}
-
 Status collect(const Value& value, const std::string& name, std::string_view file, std::vector<NamedTensor>& out);
 
 Status collect_entries(const std::vector<std::pair<const Value*, const Value*>>& entries, const std::string& name,
@@ -356,6 +344,16 @@ const Value* segment_key(Document& into, std::string_view segment) {
 }
 
 }  // namespace
+
+bool holds_tensor(const Value& value) {
+  if (value.kind == Kind::kOneflowTensor || value.kind == Kind::kTorchTensor) return true;
+  auto any = [](const auto& range, auto pick) {
+    return std::any_of(range.begin(), range.end(), [&](const auto& item) { return holds_tensor(*pick(item)); });
+  };
+  return any(value.items, [](const Value* item) { return item; }) ||
+         any(value.entries, [](const auto& entry) { return entry.second; }) ||
+         (value.state != nullptr && holds_tensor(*value.state));
+}
 
 std::vector<NamedStub> module_stubs(const Value& data) {
   std::vector<NamedStub> stubs;

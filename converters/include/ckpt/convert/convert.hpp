@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
@@ -37,16 +38,25 @@ struct Progress {
 struct ConvertOptions {
   // Called after each tensor is written.
   std::function<void(const Progress&)> progress;
+  // Refuse (kObjectDataDropped) rather than drop a pickle's non-tensor data
+  // in a flat destination.
+  bool strict = false;
 };
 
 struct ConvertSummary {
   std::size_t variables = 0;
   std::uint64_t bytes = 0;  // element bytes
+  // The paths of the source object's non-tensor leaves (pickle::object_leaves)
+  // that a flat destination has no place for: "epoch", "args"; "" for a
+  // saved object that is itself one leaf.
+  std::vector<std::string> dropped;
 };
 
 // Adds every tensor of `source` to `destination` in name order and commits
 // it. On failure nothing is committed: the caller drops the writer, and the
-// destination stays absent (or as it was).
+// destination stays absent (or as it was). A pickle source's object goes to
+// a destination that keeps_object(); for another, its non-tensor leaves are
+// listed in `dropped` (or refused when options.strict).
 Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter& destination,
                                const ConvertOptions& options = {});
 

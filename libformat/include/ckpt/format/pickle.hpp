@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -172,6 +173,33 @@ struct NamedStub {
 // for showing the tree of a whole-module pickle. Keys that are neither str
 // nor int hold no named stub and are skipped.
 std::vector<NamedStub> module_stubs(const Value& data);
+
+// Whether a tensor (OneFlow or torch) lies anywhere under `value`.
+bool holds_tensor(const Value& value);
+
+// One piece of non-tensor data of a pickle's object, for showing, comparing
+// and counting what a flat format drops (spec/pickle.md, "Non-tensor data").
+struct ObjectLeaf {
+  std::string path;  // keys and indices joined with "." as tensors are named; "" for the root
+  std::string type;  // "int", "str", "dict", "argparse.Namespace" (a stub), "numpy.ndarray", "numpy.float64"
+  const Value* node = nullptr;
+};
+
+// The non-tensor leaves of `data` in tree order: dicts are walked by key (an
+// empty one is a leaf), lists and tuples by index when they hold a tensor
+// (else each is one leaf), and a stub is one leaf (its dict state walked too
+// when it holds tensors). Module stubs (module_stubs) and tensors are not leaves.
+std::vector<ObjectLeaf> object_leaves(const Value& data);
+
+// Python's repr() of `value` as the object torch.load would rebuild shows it
+// ("0.1", "'run'", "[1, 2]", "argparse.Namespace(lr=0.1)"), tensors and
+// arrays by dtype and shape; nullopt when it is longer than `limit` bytes.
+std::optional<std::string> python_repr(const Value& value, std::size_t limit);
+
+// Whether two values are equal as data: same kinds, values, classes,
+// arguments and states; tensors by dtype, shape and name only (their values
+// are compared as tensors).
+bool same_value(const Value& a, const Value& b);
 
 // A copy of `data` into `into` in which every tensor leaf is replaced by
 // `tensor_named(its dotted name)` (the names named_tensors gives); other
