@@ -82,7 +82,7 @@ def assert_same(test, ours, theirs, where="object"):
         test.assertEqual(ours, theirs, where)
 
 
-class PicklePolicy(unittest.TestCase):
+class InTemporaryDirectory(unittest.TestCase):
     def setUp(self):
         self.directory = tempfile.TemporaryDirectory()
         self.addCleanup(self.directory.cleanup)
@@ -90,6 +90,8 @@ class PicklePolicy(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.directory.name, name)
 
+
+class PicklePolicy(InTemporaryDirectory):
     def saved(self, name):
         obj = CASES[name][0]
         path = self.path(f"{name}.pt")
@@ -158,14 +160,7 @@ class PicklePolicy(unittest.TestCase):
 
 
 
-class NonTensorData(unittest.TestCase):
-    def setUp(self):
-        self.directory = tempfile.TemporaryDirectory()
-        self.addCleanup(self.directory.cleanup)
-
-    def path(self, name):
-        return os.path.join(self.directory.name, name)
-
+class NonTensorData(InTemporaryDirectory):
     def saved(self, obj, name):
         path = self.path(name)
         torch.save(obj, path)
