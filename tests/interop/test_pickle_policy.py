@@ -10,7 +10,6 @@ the values (a config pickle and an empty npz are not equal).
 
 Usage: test_pickle_policy.py CKPT_CONVERT CKPT_VALIDATE CKPT_INSPECT CKPT_DIFF
 """
-import json
 import argparse
 import functools
 import os
@@ -24,6 +23,9 @@ import zipfile
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from schema_check import checked  # noqa: E402  (each --json document against spec/schema)
 
 CONVERT = sys.argv.pop(1)
 VALIDATE = sys.argv.pop(1)
@@ -177,7 +179,7 @@ class NonTensorData(InTemporaryDirectory):
                "state": {}, "args": namespace, "nested": {"seed": -7, "w": torch.ones(2)}, "blob": b"\x00\xffz"}
         path = self.saved(obj, "train.pt")
         done = self.run_tool(INSPECT, "--json", path, "--allow-global", "argparse.Namespace")
-        objects = {o["path"]: o for o in json.loads(done.stdout)["objects"]}
+        objects = {o["path"]: o for o in checked(done.stdout)["objects"]}
         expected = {"epoch": 3, "lr": 1e-05, "tag": "a\nb\x1b'c", "ok": True, "none": None, "betas": (0.9, 0.999),
                     "state": {}, "nested.seed": -7, "blob": b"\x00\xffz"}
         for key, value in expected.items():
@@ -196,14 +198,14 @@ class NonTensorData(InTemporaryDirectory):
     def test_numpy_values_show_as_numpy_shows_them(self):
         path = self.saved(hf_rng_state(), "rng_state.pth")
         done = self.run_tool(INSPECT, "--json", path, "--allow-global", NUMPY_ARRAYS[0])
-        objects = {o["path"]: o for o in json.loads(done.stdout)["objects"]}
+        objects = {o["path"]: o for o in checked(done.stdout)["objects"]}
         self.assertEqual(objects["numpy"]["type"], "tuple")
         self.assertTrue(objects["numpy"]["value"].startswith("('MT19937', array(shape=(624,), dtype='<u4'), 624, 0, 0.0)"),
                         objects["numpy"]["value"])
         self.assertIsNone(objects["python"]["value"])  # 625 ints: longer than 256 bytes
         scalars = self.saved({"best": np.float64(0.25), "step": np.int64(7), "w": torch.ones(1)}, "scalars.pt")
         done = self.run_tool(INSPECT, "--json", scalars, "--allow-global", "numpy.core.multiarray.scalar")
-        objects = {o["path"]: o for o in json.loads(done.stdout)["objects"]}
+        objects = {o["path"]: o for o in checked(done.stdout)["objects"]}
         self.assertEqual((objects["best"]["type"], objects["best"]["value"]), ("numpy.float64", "float64(0.25)"))
         self.assertEqual((objects["step"]["type"], objects["step"]["value"]), ("numpy.int64", "int64(7)"))
 
@@ -221,7 +223,7 @@ class NonTensorData(InTemporaryDirectory):
         self.assertFalse(os.path.exists(strict))
         # Between pickle formats nothing is dropped, so --strict converts.
         self.run_tool(CONVERT, "-q", path, self.path("copy.pt"), "--strict")
-        doc = json.loads(self.run_tool(CONVERT, "--json", path, self.path("again.npz")).stdout)
+        doc = checked(self.run_tool(CONVERT, "--json", path, self.path("again.npz")).stdout)
         self.assertEqual(doc["dropped"], ["epoch", "config.lr"])
 
     def test_diff_compares_the_values_of_pickles(self):
@@ -235,7 +237,7 @@ class NonTensorData(InTemporaryDirectory):
         self.assertIn("differ   object epoch: A int 3, B int 4", done.stdout)
         self.assertIn("differ   object args: A argparse.Namespace argparse.Namespace(lr=0.1), B argparse.Namespace "
                       "argparse.Namespace(lr=0.2)", done.stdout)
-        doc = json.loads(self.run_tool(DIFF, "--json", a, later, *allow, code=1).stdout)
+        doc = checked(self.run_tool(DIFF, "--json", a, later, *allow, code=1).stdout)
         self.assertEqual([d["path"] for d in doc["objects"]["differing"]], ["args", "epoch"])
         # Its own npz copy has the tensor and nothing else: not equal.
         flat = self.path("a.npz")
