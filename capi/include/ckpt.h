@@ -36,7 +36,8 @@
 extern "C" {
 #endif
 
-#define CKPT_API_VERSION 2 /* 2: ckpt_validate_format, reader views (ckpt_reader_cast/filter/rename) */
+#define CKPT_API_VERSION 3 /* 2: ckpt_validate_format, reader views (ckpt_reader_cast/filter/rename);
+                              3: ckpt_open_with (pickle policy), the object's non-tensor values */
 
 typedef int ckpt_status;
 #define CKPT_OK 0
@@ -106,6 +107,23 @@ CKPT_API size_t ckpt_dtype_size(int32_t dtype);
 /* Opens `path`; `format` names the format ("oneflow", "safetensors", ...) or
  * is NULL to detect it from the content. */
 CKPT_API ckpt_status ckpt_open(const char* path, const char* format, ckpt_reader** reader);
+
+/* Options of ckpt_open_with, since CKPT_API_VERSION 3. Zero-initialise it
+ * ({0}), then set what you need. */
+typedef struct ckpt_open_options {
+  const char* format; /* as ckpt_open's; NULL detects the format */
+  /* The pickle formats' policy (spec/pickle.md, "Pickle policy"): globals
+   * ("module.name", e.g. "argparse.Namespace") whose objects are kept as
+   * inert stubs, never imported or called; numpy's
+   * "numpy.core.multiarray._reconstruct" and "...scalar" read numpy arrays
+   * and scalars. Unknown globals are refused (E704) unless listed here or
+   * stub_unknown is nonzero. */
+  const char* const* allowed_globals;
+  size_t allowed_global_count;
+  int stub_unknown;
+} ckpt_open_options;
+/* ckpt_open with options; `options` NULL is ckpt_open(path, NULL, reader). */
+CKPT_API ckpt_status ckpt_open_with(const char* path, const ckpt_open_options* options, ckpt_reader** reader);
 CKPT_API void ckpt_close(ckpt_reader* reader);
 /* The last failure of a call on this reader ("" if none). */
 CKPT_API const char* ckpt_reader_error(const ckpt_reader* reader);
@@ -133,6 +151,32 @@ CKPT_API ckpt_status ckpt_reader_filter(ckpt_reader* reader, const char* const* 
 /* Renames by prefix: each rule is "OLD=NEW"; a name takes the first rule
  * whose OLD it starts with. Two tensors ending with one name fail (E213). */
 CKPT_API ckpt_status ckpt_reader_rename(ckpt_reader* reader, const char* const* rules, size_t rule_count);
+
+/* The non-tensor values of a pickle format's object (an epoch, a config,
+ * a stub of an allowed class), since CKPT_API_VERSION 3: its leaves as
+ * ckpt-inspect lists them (spec/pickle.md, "Non-tensor data"), in tree
+ * order; none for the flat formats. */
+#define CKPT_VALUE_NONE 0
+#define CKPT_VALUE_BOOL 1  /* int_value 0 or 1 */
+#define CKPT_VALUE_INT 2   /* int_value */
+#define CKPT_VALUE_FLOAT 3 /* float_value */
+#define CKPT_VALUE_STR 4   /* text: UTF-8, text_size bytes, NUL-terminated */
+#define CKPT_VALUE_BYTES 5 /* text: text_size bytes (may hold NULs) */
+#define CKPT_VALUE_OTHER 6 /* a container, stub or numpy array: see repr */
+
+typedef struct ckpt_object_leaf {
+  const char* path;  /* keys and indices joined with "." as tensors are named; "" for the root */
+  const char* type;  /* "int", "str", "dict", "argparse.Namespace", "numpy.float64", ... */
+  int32_t kind;      /* CKPT_VALUE_*; a numpy scalar has the kind of its value */
+  int64_t int_value;
+  double float_value;
+  const char* text;
+  size_t text_size;
+  const char* repr;  /* Python's repr(); NULL when longer than 64 KiB */
+} ckpt_object_leaf;
+
+CKPT_API size_t ckpt_object_leaf_count(const ckpt_reader* reader);
+CKPT_API ckpt_status ckpt_object_leaf_at(const ckpt_reader* reader, size_t index, ckpt_object_leaf* leaf);
 
 /* A read-only view of a tensor's bytes: a memory mapping of the file when
  * the format stores the tensor as plain bytes in a file (OneFlow `out`,

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 
 #include "ckpt/convert/convert.hpp"
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/pickle.hpp"
 #include "ckpt/format/validation.hpp"
 #include "ckpt/format/views.hpp"
 #include "tensor_bytes.hpp"
@@ -25,6 +27,12 @@ struct ckpt_reader {
   std::unique_ptr<ckpt::CheckpointReader> reader;  // the top: what the API presents
   std::string last_error;
   std::vector<std::unique_ptr<ckpt::CheckpointReader>> below;  // readers under views, bottom first
+  // The object's non-tensor leaves and their repr(), made on first use.
+  struct Leaf {
+    ckpt::pickle::ObjectLeaf leaf;
+    std::optional<std::string> repr;
+  };
+  mutable std::optional<std::vector<Leaf>> leaves;
 };
 
 struct ckpt_writer {
@@ -167,14 +175,26 @@ size_t ckpt_dtype_size(int32_t dtype) {
 }
 
 ckpt_status ckpt_open(const char* path, const char* format, ckpt_reader** reader) {
+  ckpt_open_options options{};
+  options.format = format;
+  return ckpt_open_with(path, &options, reader);
+}
+
+ckpt_status ckpt_open_with(const char* path, const ckpt_open_options* open_options, ckpt_reader** reader) {
   return boundary(nullptr, [&]() -> ckpt::Status {
     CKPT_TRY(require(reader, "reader"));
     *reader = nullptr;
     CKPT_TRY(require(path, "path"));
     ckpt::OpenOptions options;
-    if (format != nullptr) options.format = format;
+    if (open_options != nullptr) {
+      if (open_options->format != nullptr) options.format = open_options->format;
+      CKPT_ASSIGN_OR_RETURN(options.pickle_policy.allowed_globals,
+                            string_list(open_options->allowed_globals, open_options->allowed_global_count,
+                                        "allowed_globals"));
+      options.pickle_policy.stub_unknown = open_options->stub_unknown != 0;
+    }
     CKPT_ASSIGN_OR_RETURN(auto opened, ckpt::open_checkpoint(path, options));
-    *reader = new ckpt_reader{std::move(opened), {}, {}};
+    *reader = new ckpt_reader{std::move(opened), {}, {}, {}};
     return {};
   });
 }
@@ -251,6 +271,77 @@ ckpt_status ckpt_reader_filter(ckpt_reader* reader, const char* const* include, 
     return push_view(*reader, [&](auto below) {
       return ckpt::filter_view(std::move(below), std::move(included), std::move(excluded));
     });
+  });
+}
+
+// repr() of a leaf for the C API: up to 64 KiB.
+constexpr std::size_t kLeafReprBytes = 64u << 10;
+
+const std::vector<ckpt_reader::Leaf>& leaves_of(const ckpt_reader& reader) {
+  if (!reader.leaves) {
+    std::vector<ckpt_reader::Leaf> leaves;
+    if (const ckpt::pickle::Value* object = reader.reader->object()) {
+      for (auto& leaf : ckpt::pickle::object_leaves(*object)) {
+        auto repr = ckpt::pickle::python_repr(*leaf.node, kLeafReprBytes);
+        leaves.push_back({std::move(leaf), std::move(repr)});
+      }
+    }
+    reader.leaves = std::move(leaves);
+  }
+  return *reader.leaves;
+}
+
+size_t ckpt_object_leaf_count(const ckpt_reader* reader) {
+  if (reader == nullptr) return 0;
+  try {
+    return leaves_of(*reader).size();
+  } catch (...) {
+    fail(nullptr, CKPT_ERR_NO_MEMORY, "out of memory");
+    return 0;
+  }
+}
+
+ckpt_status ckpt_object_leaf_at(const ckpt_reader* reader, size_t index, ckpt_object_leaf* leaf) {
+  return boundary(nullptr, [&]() -> ckpt::Status {
+    CKPT_TRY(require(reader, "reader"));
+    CKPT_TRY(require(leaf, "leaf"));
+    const auto& leaves = leaves_of(*reader);
+    if (index >= leaves.size()) {
+      return ckpt::Error(ckpt::ErrorCode::kInvalidArgument,
+                         fmt::format("index {} is out of range: the object has {} non-tensor values", index,
+                                     leaves.size()));
+    }
+    const auto& [found, repr] = leaves[index];
+    *leaf = ckpt_object_leaf{};
+    leaf->path = found.path.c_str();
+    leaf->type = found.type.c_str();
+    leaf->repr = repr ? repr->c_str() : nullptr;
+    // A numpy scalar reads as the Python value it holds.
+    const ckpt::pickle::Value* value = found.node;
+    if (value->kind == ckpt::pickle::Kind::kNumpyScalar && value->decoded != nullptr) value = value->decoded;
+    switch (value->kind) {
+      case ckpt::pickle::Kind::kNone: leaf->kind = CKPT_VALUE_NONE; break;
+      case ckpt::pickle::Kind::kBool:
+        leaf->kind = CKPT_VALUE_BOOL;
+        leaf->int_value = value->boolean ? 1 : 0;
+        break;
+      case ckpt::pickle::Kind::kInt:
+        leaf->kind = CKPT_VALUE_INT;
+        leaf->int_value = value->integer;
+        break;
+      case ckpt::pickle::Kind::kFloat:
+        leaf->kind = CKPT_VALUE_FLOAT;
+        leaf->float_value = value->real;
+        break;
+      case ckpt::pickle::Kind::kString:
+      case ckpt::pickle::Kind::kBytes:
+        leaf->kind = value->kind == ckpt::pickle::Kind::kString ? CKPT_VALUE_STR : CKPT_VALUE_BYTES;
+        leaf->text = value->text.c_str();
+        leaf->text_size = value->text.size();
+        break;
+      default: leaf->kind = CKPT_VALUE_OTHER; break;
+    }
+    return {};
   });
 }
 

@@ -1,9 +1,13 @@
 #include "ckpt/convert/convert.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <span>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "ckpt/format/pickle.hpp"
 
 
 namespace ckpt::convert {
@@ -46,7 +50,24 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
   for (const TensorInfo& tensor : source.tensors()) progress.bytes_total += tensor.meta.byte_size();
   // Pickle sources carry an object around the tensors (epoch, param_groups);
   // pickle destinations keep it, flat ones keep the tensors only.
-  if (const pickle::Value* object = source.object()) CKPT_TRY(destination.set_object(*object));
+  std::vector<std::string> dropped;
+  if (const pickle::Value* object = source.object()) {
+    if (destination.keeps_object()) {
+      CKPT_TRY(destination.set_object(*object));
+    } else {
+      for (const pickle::ObjectLeaf& leaf : pickle::object_leaves(*object)) dropped.push_back(leaf.path);
+    }
+  }
+  if (options.strict && !dropped.empty()) {
+    constexpr std::size_t kNamed = 10;
+    std::vector<std::string> named(dropped.begin(), dropped.begin() + static_cast<std::ptrdiff_t>(std::min(dropped.size(), kNamed)));
+    for (std::string& name : named) name = name.empty() ? "(the saved object)" : name;
+    return Error(ErrorCode::kObjectDataDropped,
+                 fmt::format("the destination keeps tensors only; {} non-tensor values of the object would be dropped: "
+                             "{}{}",
+                             dropped.size(), fmt::join(named, ", "), dropped.size() > kNamed ? ", ..." : ""))
+        .in_file(source.path().string());
+  }
   // Like the object: kept where the destination has a place for it, else dropped.
   if (destination.stores_metadata() && !source.metadata().empty()) CKPT_TRY(destination.set_metadata(source.metadata()));
   if (!options.metadata.empty()) CKPT_TRY(destination.set_metadata(options.metadata));
@@ -59,7 +80,7 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
     if (options.progress) options.progress(progress);
   }
   CKPT_TRY(destination.commit());
-  return ConvertSummary{progress.variables_total, progress.bytes_total, std::move(skipped)};
+  return ConvertSummary{progress.variables_total, progress.bytes_total, std::move(skipped), std::move(dropped)};
 }
 
 }  // namespace ckpt::convert

@@ -221,3 +221,34 @@ TEST_CASE("truncated and malformed streams are errors, never reads past the end"
   CHECK(r.code == ErrorCode::kPickleStructure);
   CHECK(mentions(r, "'k' twice"));
 }
+
+TEST_CASE("under --stub-unknown hostile globals are inert data and every cap still holds") {
+  ckpt::testing::TempDir dir;
+  auto witness = dir / "pwned";
+  std::string command = "touch " + witness.string();
+  pickle::ReadOptions any;
+  any.policy.stub_unknown = true;
+  for (const std::string& stream :
+       {"\x80\x02" "cposix\nsystem\n" + binunicode(command) + "\x85R.",
+        "\x80\x04\x8c\x0asubprocess\x8c\x05Popen\x93" + binunicode(command) + "\x85R.",
+        "\x80\x02" "c__builtin__\neval\n" + binunicode("__import__('os').system('" + command + "')") + "\x85R."}) {
+    auto document = pickle::read(bytes_of(stream), any, "hostile.pkl");
+    REQUIRE(document.ok());
+    CHECK(document->root()->kind == pickle::Kind::kStub);
+  }
+  CHECK_FALSE(std::filesystem::exists(witness));
+  // A stub that contains itself through its state, a self-referencing list, deep nesting: refused as before.
+  auto refused = [&](const std::string& stream, const pickle::ReadOptions& options) {
+    auto result = pickle::read(bytes_of(stream), options, "hostile.pkl");
+    REQUIRE_FALSE(result.ok());
+    return result.error().code();
+  };
+  CHECK(refused("\x80\x02" "cm\nC\n)\x81q\x00h\x00" "b."s, any) == ErrorCode::kPickleStructure);
+  CHECK(refused("\x80\x02]q\x00h\x00" "a."s, any) == ErrorCode::kPickleStructure);
+  CHECK(refused("\x80\x02" + std::string(300, '(') + ".", any) == ErrorCode::kPickleLimit);
+  pickle::ReadOptions small = any;
+  small.limits.max_decoded_bytes = 4096;
+  std::string many = "\x80\x02](";
+  for (int i = 0; i < 100; ++i) many += "cm\nC\n)R";
+  CHECK(refused(many + "e.", small) == ErrorCode::kPickleLimit);
+}

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include "cli.hpp"
@@ -34,6 +35,7 @@ struct Options {
   ckpt::cli::ReaderOptions reader;
   std::optional<std::string> to;
   bool force = false;
+  bool strict = false;
   bool compress = false;
   std::optional<std::string> max_shard_size;
   std::string dtype;
@@ -103,6 +105,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   ckpt::convert::ConvertOptions convert_options;
   convert_options.metadata = std::move(metadata);
   convert_options.skip_unsupported = options.skip_unsupported;
+  convert_options.strict = options.strict;
   const bool show_progress = !options.quiet && ::isatty(STDERR_FILENO) == 1;
   if (show_progress) {
     convert_options.progress = [](const ckpt::convert::Progress& p) {
@@ -118,7 +121,14 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
     fmt::print(stderr, "{}: warning: left out {} tensor(s) of types ckpt cannot represent (--skip-unsupported): {}\n",
                tool.name(), summary->skipped.size(), printable(fmt::format("{}", fmt::join(summary->skipped, ", "))));
   }
+  if (!summary->dropped.empty() && !options.quiet && !options.json) {
+    std::vector<std::string> names;
+    for (const auto& name : summary->dropped) names.push_back(name.empty() ? "(the saved object)" : printable(name));
+    fmt::print(stderr, "{}: warning: {} keeps tensors only; {} non-tensor values of the object were dropped: {} "
+               "(--strict refuses)\n", tool.name(), *target, names.size(), fmt::join(names, ", "));
+  }
   if (options.json) {
+    out["dropped"] = summary->dropped;
     for (const auto& tensor : (*source)->tensors()) {
       out["tensors"].push_back(ckpt::cli::tensor_json(tensor.name, &tensor.meta, tensor.meta.byte_size(), *target));
     }
@@ -147,6 +157,9 @@ int main(int argc, char** argv) {
                                "what an existing DST holds, else (no extension) oneflow; another extension is "
                                "refused");
   app.add_flag("--force", options.force, "replace an existing DST (atomically)");
+  app.add_flag("--strict", options.strict,
+               "refuse (E150) instead of dropping the non-tensor data of a pickle (epoch, args, config) when DST's "
+               "format keeps tensors only; without it the values dropped are named in a warning");
   app.add_flag("--compress", options.compress, "deflate .npz members (default: stored, as np.savez)");
   app.add_option("--max-shard-size", options.max_shard_size,
                  "safetensors-sharded: the most bytes per shard, as huggingface_hub reads it (5GB, 500MB; KB..TB are "
@@ -177,7 +190,8 @@ int main(int argc, char** argv) {
       ->take_all();
   app.add_flag("--json", options.json,
                "print one JSON document (spec/schema/ckpt-convert.schema.json): the envelope for SRC, "
-               "\"destination\", the tensors written, \"variables\" and \"bytes\"");
+               "\"destination\", the tensors written, \"variables\", \"bytes\" and \"dropped\" (the paths of the "
+               "non-tensor values a flat DST has no place for)");
   app.add_flag("-q,--quiet", options.quiet, "no progress and no summary line");
   app.footer(ckpt::cli::formats_help() + "\nExit status: 0 converted, 1 invalid input, 2 usage or I/O error.");
   if (auto stop = tool.parse(argc, argv)) return *stop;

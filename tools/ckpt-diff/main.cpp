@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 
 #include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/pickle.hpp"
 #include "ckpt/format/values.hpp"
 
 namespace {
@@ -34,7 +36,15 @@ complex and 128-bit tensors are compared byte for byte.
 
 --include/--exclude/--rename present A as ckpt-convert would with the same
 options (filter, then rename): `ckpt-diff --rename a.=b. --cast A B` checks
-that B is what `ckpt-convert --rename a.=b. --dtype bf16 A B` wrote.)";
+that B is what `ckpt-convert --rename a.=b. --dtype bf16 A B` wrote.
+
+The pickle formats' non-tensor values (an epoch, a config, an argparse.Namespace
+kept as a stub) are compared too, by path (spec/pickle.md, "Non-tensor data"):
+a value only in A or only in B, or equal in neither, makes the checkpoints
+different, so a config pickle and an empty npz are not equal.)";
+
+// repr() shown for a differing value, in bytes.
+constexpr std::size_t kShownValueBytes = 80;
 
 struct Options {
   std::string a;
@@ -103,6 +113,46 @@ nlohmann::json describe(const ckpt::TensorInfo& tensor) {
   return {{"dtype", ckpt::dtype_name(tensor.meta.dtype())}, {"shape", tensor.meta.shape()}};
 }
 
+// The non-tensor values of A's and B's objects (none for a flat format),
+// compared by path: a line for each difference, and {"missing", "extra",
+// "differing"} for --json.
+nlohmann::json compare_objects(const ckpt::CheckpointReader& a, const ckpt::CheckpointReader& b,
+                               std::vector<std::string>& lines) {
+  auto leaves_of = [](const ckpt::CheckpointReader& reader) {
+    std::map<std::string, ckpt::pickle::ObjectLeaf, std::less<>> leaves;
+    if (const ckpt::pickle::Value* object = reader.object()) {
+      for (auto& leaf : ckpt::pickle::object_leaves(*object)) leaves.emplace(leaf.path, std::move(leaf));
+    }
+    return leaves;
+  };
+  auto shown = [](const ckpt::pickle::ObjectLeaf& leaf) {
+    return ckpt::cli::printable_repr(ckpt::pickle::python_repr(*leaf.node, kShownValueBytes).value_or("..."));
+  };
+  auto path_text = [](const std::string& path) { return path.empty() ? std::string("(saved object)") : printable(path); };
+  const auto a_leaves = leaves_of(a);
+  const auto b_leaves = leaves_of(b);
+  nlohmann::json result = {{"missing", nlohmann::json::array()}, {"extra", nlohmann::json::array()},
+                           {"differing", nlohmann::json::array()}};
+  for (const auto& [path, leaf] : a_leaves) {
+    auto other = b_leaves.find(path);
+    if (other == b_leaves.end()) {
+      result["missing"].push_back(path);
+      lines.push_back(fmt::format("missing  object {} {} (only in A)", path_text(path), printable(leaf.type)));
+    } else if (!ckpt::pickle::same_value(*leaf.node, *other->second.node)) {
+      result["differing"].push_back({{"path", path}, {"a", leaf.type}, {"b", other->second.type}});
+      lines.push_back(fmt::format("differ   object {}: A {} {}, B {} {}", path_text(path), printable(leaf.type), shown(leaf),
+                                  printable(other->second.type), shown(other->second)));
+    }
+  }
+  for (const auto& [path, leaf] : b_leaves) {
+    if (!a_leaves.contains(path)) {
+      result["extra"].push_back(path);
+      lines.push_back(fmt::format("extra    object {} {} (only in B)", path_text(path), printable(leaf.type)));
+    }
+  }
+  return result;
+}
+
 nlohmann::json number_or_null(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr); }
 
 int run(const ckpt::cli::Tool& tool, Options& options) {
@@ -163,8 +213,10 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
       lines.push_back(fmt::format("extra    {} (only in B)", printable(tensor.name)));
     }
   }
+  nlohmann::json objects = compare_objects(**a, **b, lines);
   bool equal = lines.empty();
   if (options.json) {
+    out["objects"] = std::move(objects);
     out["equal"] = equal;
     out["missing"] = std::move(missing);
     out["extra"] = std::move(extra);

@@ -25,9 +25,17 @@ the content unless --format names it) with dtype, shape and bytes. The dtype is
 the canonical (OneFlow) name, followed by the file's own name where the format
 has one: "kBFloat16 (BF16)". A whole-module pickle (flow.save(model), torch.save(model))
 also lists its modules: each module's name (its tensors' prefix, "" for the
-saved object) and class, kept as data: the class is never imported. A safetensors
+saved object) and class, kept as data: the class is never imported. The pickle
+formats also list the object's non-tensor values ("objects"): each one's path
+(named as tensors are), type and Python repr() when short: an epoch, a config
+dict, an argparse.Namespace kept as a stub (--allow-global). A safetensors
 file's __metadata__ is listed after the summary line; npz members of types
 ckpt cannot represent ('|S3', '<f16', objects) are listed as unsupported.)text";
+
+// repr() up to this many bytes in --json ("value": null beyond), and in text
+// cut to kTextValueBytes with "...".
+constexpr std::size_t kJsonValueBytes = 256;
+constexpr std::size_t kTextValueBytes = 100;
 
 struct Stats {
   std::uint64_t finite = 0;
@@ -91,6 +99,42 @@ struct Options {
   bool json = false;
   bool quiet = false;
 };
+
+// The non-tensor values of a pickle's object: into `out` with --json, else as text.
+void print_objects(const ckpt::pickle::Value& object, bool json, nlohmann::json& out) {
+  const auto leaves = ckpt::pickle::object_leaves(object);
+  if (json) {
+    out["objects"] = nlohmann::json::array();
+    for (const auto& leaf : leaves) {
+      auto value = ckpt::pickle::python_repr(*leaf.node, kJsonValueBytes);
+      out["objects"].push_back(
+          {{"path", leaf.path}, {"type", leaf.type}, {"value", value ? nlohmann::json(*value) : nlohmann::json(nullptr)}});
+    }
+    return;
+  }
+  if (leaves.empty()) return;
+  constexpr std::string_view kSavedObject = "(saved object)";
+  std::size_t path_width = kSavedObject.size();
+  std::size_t type_width = 4;
+  for (const auto& leaf : leaves) {
+    path_width = std::max(path_width, printable(leaf.path).size());
+    type_width = std::max(type_width, printable(leaf.type).size());
+  }
+  fmt::print("objects (non-tensor values, kept as data):\n");
+  for (const auto& leaf : leaves) {
+    auto value = ckpt::pickle::python_repr(*leaf.node, kTextValueBytes);
+    std::string shown;
+    if (value) {
+      shown = ckpt::cli::printable_repr(*value);
+    } else {
+      // Long: its first bytes (a repr of at most 64 KiB is built to cut from).
+      auto longer = ckpt::pickle::python_repr(*leaf.node, 1u << 16);
+      shown = ckpt::cli::printable_repr(longer ? longer->substr(0, kTextValueBytes) : "") + "...";
+    }
+    fmt::print("  {:<{}}  {:<{}}  {}\n", leaf.path.empty() ? kSavedObject : printable(leaf.path), path_width,
+               printable(leaf.type), type_width, shown);
+  }
+}
 
 int run(const ckpt::cli::Tool& tool, Options& options) {
   nlohmann::json out = ckpt::cli::envelope("ckpt-inspect", options.path);
@@ -158,6 +202,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
                  printable(cls));
     }
   }
+  if (const ckpt::pickle::Value* object = (*reader)->object()) print_objects(*object, options.json, out);
   if (options.json) ckpt::cli::print_json(out);
   return ckpt::cli::kExitOk;
 }

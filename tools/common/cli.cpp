@@ -67,6 +67,10 @@ std::optional<std::string_view> hint(const Error& error) {
     return "give dtypes and shapes with --shapes FILE.json ({\"name\": {\"dtype\": \"float32\", \"shape\": [2, 3]}})";
   }
   if (message.find("name the destination format") != std::string::npos) return "name the format with --to";
+  if (error.code() == ErrorCode::kPickleForbiddenGlobal) {
+    return "if the global is harmless data, pass --allow-global MODULE.NAME (or --stub-unknown) to keep it as an "
+           "inert stub; nothing is run";
+  }
   return std::nullopt;
 }
 
@@ -140,6 +144,8 @@ Result<OpenOptions> ReaderOptions::open_options() {
   OpenOptions options;
   options.format = format;
   options.npy.void2_as_bfloat16 = v2_as_bfloat16;
+  options.pickle_policy.allowed_globals = allowed_globals;
+  options.pickle_policy.stub_unknown = stub_unknown;
   if (!shapes_file.empty()) {
     if (!shapes_loaded_) {
       CKPT_ASSIGN_OR_RETURN(shapes, convert::load_shapes(shapes_file));
@@ -163,6 +169,22 @@ void add_reader_options(CLI::App& app, ReaderOptions& options, const std::string
       ->type_name("FILE");
   app.add_flag("--v2-as-bfloat16", options.v2_as_bfloat16,
                "read '<V2' npy/npz arrays (ml_dtypes.bfloat16 saved by numpy) as kBFloat16");
+  app.add_option("--allow-global", options.allowed_globals,
+                 "pickle formats: keep objects of this global (module.name, e.g. argparse.Namespace) as inert stubs "
+                 "(nothing is imported or run); numpy.core.multiarray._reconstruct and .scalar read numpy arrays "
+                 "and scalars; repeatable")
+      ->type_name("MODULE.NAME")
+      ->expected(1)
+      ->take_all()
+      ->check([](const std::string& value) {
+        auto dot = value.rfind('.');
+        return dot == std::string::npos || dot == 0 || dot + 1 == value.size()
+                   ? std::string("expected MODULE.NAME, e.g. argparse.Namespace")
+                   : std::string();
+      });
+  app.add_flag("--stub-unknown", options.stub_unknown,
+               "pickle formats: keep objects of every global off the allow-list as inert stubs (nothing is imported "
+               "or run)");
 }
 
 nlohmann::json envelope(std::string_view tool, std::string_view path) {
@@ -251,6 +273,18 @@ Result<std::unique_ptr<CheckpointReader>> apply_views(std::unique_ptr<Checkpoint
     CKPT_ASSIGN_OR_RETURN(reader, rename_view(std::move(reader), std::move(rules)));
   }
   return reader;
+}
+
+std::string printable_repr(std::string_view repr) {
+  // printable() doubles each backslash; a repr's backslashes already begin escapes.
+  std::string escaped = printable(repr);
+  std::string out;
+  out.reserve(escaped.size());
+  for (std::size_t i = 0; i < escaped.size(); ++i) {
+    out += escaped[i];
+    if (escaped[i] == '\\' && i + 1 < escaped.size() && escaped[i + 1] == '\\') ++i;
+  }
+  return out;
 }
 
 }  // namespace ckpt::cli

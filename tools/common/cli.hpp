@@ -1,6 +1,7 @@
 // The command-line layer every ckpt tool shares: CLI11 parsing with one
 // error-line format and --version, the registry-driven format options, the
-// reader options (--format/--from, --shapes, --v2-as-bfloat16), one exit-code
+// reader options (--format/--from, --shapes, --v2-as-bfloat16, the pickle
+// policy's --allow-global and --stub-unknown), one exit-code
 // policy, hints that name the tools' flags, and the --json envelope
 // (spec/schema/).
 #pragma once
@@ -68,6 +69,8 @@ struct ReaderOptions {
   std::optional<std::string> format;
   std::string shapes_file;
   bool v2_as_bfloat16 = false;
+  std::vector<std::string> allowed_globals;  // --allow-global MODULE.NAME
+  bool stub_unknown = false;                 // --stub-unknown
   ShapeTable shapes;  // loaded by open_options()
 
   // Loads the shapes file, if any, once; the result points into `shapes`.
@@ -113,6 +116,11 @@ nlohmann::json error_json(const Error& error);
 void print_json(const nlohmann::json& document);
 
 // ---- text ----
+
+// A Python repr() (pickle::python_repr) for the terminal: its own escapes
+// kept as they are, what is not printable UTF-8 (a lone surrogate, a bidi
+// control) as \xNN, as printable() does.
+std::string printable_repr(std::string_view repr);
 
 // "kBFloat16 (BF16)": the canonical name and the file's own where the format has one.
 std::string dtype_text(DType dtype, std::string_view format);

@@ -14,6 +14,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kInvalidArgument: return "invalid_argument";
     case ErrorCode::kInjectedFault: return "injected_fault";
     case ErrorCode::kBusy: return "busy";
+    case ErrorCode::kObjectDataDropped: return "object_data_dropped";
     case ErrorCode::kOutOfMemory: return "out_of_memory";
     case ErrorCode::kReplaceNotCheckpoint: return "replace_not_checkpoint";
     case ErrorCode::kReplaceOverlapsSource: return "replace_overlaps_source";

@@ -105,7 +105,7 @@ Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const
   // so everything is opened again.
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
-    CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path));
+    CKPT_ASSIGN_OR_RETURN(Snapshot snapshot, Snapshot::open(path, options.pickle_policy));
     if (snapshot.layout() == Layout::kPickleDir && snapshot.replaced()) {
       if (attempt < kAttempts) continue;
       return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(path.string());
@@ -137,7 +137,9 @@ Result<std::unique_ptr<CheckpointWriter>> create_snapshot(const fs::path& path, 
   return std::unique_ptr<CheckpointWriter>(std::make_unique<OneFlowWriter>(std::move(writer)));
 }
 
-ValidationReport validate_oneflow(const fs::path& path, const OpenOptions&) { return validate_snapshot(path); }
+ValidationReport validate_oneflow(const fs::path& path, const OpenOptions& options) {
+  return validate_snapshot(path, options.pickle_policy);
+}
 
 Result<std::unique_ptr<CheckpointWriter>> create_pickle_dir(const fs::path& path, WriteOptions options) {
   CKPT_ASSIGN_OR_RETURN(OneflowPickleWriter writer, OneflowPickleWriter::create(path, {.write = std::move(options)}));

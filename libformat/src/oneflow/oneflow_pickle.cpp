@@ -41,12 +41,13 @@ Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value
   return tensors;
 }
 
-Result<OneflowPickle> read_oneflow_pickle(const fs::path& root) {
+Result<OneflowPickle> read_oneflow_pickle(const fs::path& root, const pickle::PicklePolicy& policy) {
   std::string file = (root / kPickleFile).string();
   // Never followed: the scan refuses a link leaving the checkpoint (E208),
   // and a caller without the scan must not read (and quote) a file elsewhere.
   CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(root / kPickleFile, FollowSymlink::kNo));
-  CKPT_ASSIGN_OR_RETURN(pickle::Document document, pickle::read(source, {pickle::Flavor::kOneflow}));
+  CKPT_ASSIGN_OR_RETURN(pickle::Document document,
+                        pickle::read(source, {.flavor = pickle::Flavor::kOneflow, .policy = policy}));
   const pickle::Value* top = document.root();
   if (top->kind != pickle::Kind::kDict) {
     return structure(fmt::format("the top level is a {}, OneFlow writes a dict", pickle::kind_name(top->kind)), file);
@@ -108,9 +109,9 @@ Status OneflowPickleWriter::commit(const pickle::Value& data) {
 namespace detail {
 
 PickleVariables name_pickle_variables(const fs::path& root, std::vector<VariableInfo>& variables,
-                                      ProblemSink& problems) {
+                                      ProblemSink& problems, const pickle::PicklePolicy& policy) {
   PickleVariables result;
-  auto pickle = read_oneflow_pickle(root);
+  auto pickle = read_oneflow_pickle(root, policy);
   if (!pickle.ok()) {
     problems.error(std::move(pickle).error());
     return result;

@@ -26,6 +26,6 @@ struct PickleVariables {
 // names). A reference to a missing directory is an error, an unreferenced
 // directory a warning.
 PickleVariables name_pickle_variables(const std::filesystem::path& root, std::vector<VariableInfo>& variables,
-                                      ProblemSink& problems);
+                                      ProblemSink& problems, const pickle::PicklePolicy& policy);
 
 }  // namespace ckpt::detail

@@ -122,10 +122,11 @@ class DocumentBytes final : public ByteSource {
 
 class SingleFileReader final : public CheckpointReader {
  public:
-  static Result<std::unique_ptr<CheckpointReader>> open(const fs::path& path) {
+  static Result<std::unique_ptr<CheckpointReader>> open(const fs::path& path, const pickle::PicklePolicy& policy) {
     std::string file = path.string();
     CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(path));
-    CKPT_ASSIGN_OR_RETURN(pickle::Document document, pickle::read(source, {pickle::Flavor::kOneflow}));
+    CKPT_ASSIGN_OR_RETURN(pickle::Document document,
+                          pickle::read(source, {.flavor = pickle::Flavor::kOneflow, .policy = policy}));
     auto reader = std::unique_ptr<SingleFileReader>(new SingleFileReader(path));
     reader->document_ = std::make_shared<const pickle::Document>(std::move(document));
     const Value* top = reader->document_->root();
@@ -302,8 +303,8 @@ bool looks_like_single_file(const fs::path& path) {
   return text.find(kMagicKey) != std::string_view::npos;
 }
 
-Result<std::unique_ptr<CheckpointReader>> open_single_file(const fs::path& path, const OpenOptions&) {
-  return SingleFileReader::open(path);
+Result<std::unique_ptr<CheckpointReader>> open_single_file(const fs::path& path, const OpenOptions& options) {
+  return SingleFileReader::open(path, options.pickle_policy);
 }
 
 Result<std::unique_ptr<CheckpointWriter>> create_single_file(const fs::path& path, WriteOptions options) {

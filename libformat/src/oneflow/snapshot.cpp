@@ -107,14 +107,14 @@ Result<MappedBytes> MappedBytes::map(const FileSource& file) {
 
 // ---- Snapshot ----
 
-Result<Snapshot> Snapshot::open(const fs::path& root) {
+Result<Snapshot> Snapshot::open(const fs::path& root, const pickle::PicklePolicy& policy) {
   // The scan reads by path; the directory must still be the one opened
   // after it, else a writer swapped it meanwhile and we look again.
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
     auto directory = ReadDirectory::open(root);
     FailFast problems;
-    detail::ScanResult scan = detail::scan_checkpoint(root, problems);
+    detail::ScanResult scan = detail::scan_checkpoint(root, problems, policy);
     CKPT_TRY(problems.status());
     if (!directory.ok()) return std::move(directory).error();
     if (!(*directory)->still_at(root)) {

@@ -30,7 +30,8 @@ struct Entry {
 // The scan's state: the root and where problems go.
 class Scanner {
  public:
-  Scanner(fs::path root, ProblemSink& sink) : root_(std::move(root)), problems_(sink) {}
+  Scanner(fs::path root, ProblemSink& sink, const pickle::PicklePolicy& policy)
+      : root_(std::move(root)), problems_(sink), policy_(policy) {}
 
   ScanResult run();
 
@@ -57,6 +58,7 @@ class Scanner {
   fs::path root_;
   fs::path canonical_root_;
   TrackingSink problems_;
+  const pickle::PicklePolicy& policy_;
   bool has_marker_ = false;
   std::size_t variables_with_meta_ = 0;
   std::vector<std::string> variables_without_meta_;
@@ -259,7 +261,7 @@ ScanResult Scanner::run() {
   if (pickle_dir) {
     result.layout = Layout::kPickleDir;
     if (!pickle_file_readable) return result;
-    PickleVariables named = name_pickle_variables(root_, result.variables, problems_);
+    PickleVariables named = name_pickle_variables(root_, result.variables, problems_, policy_);
     result.pickle_directories = std::move(named.directories);
     result.pickle = std::move(named.pickle);
     if (problems_.stopped()) return result;
@@ -302,6 +304,8 @@ ScanResult Scanner::run() {
 
 }  // namespace
 
-ScanResult scan_checkpoint(const fs::path& root, ProblemSink& problems) { return Scanner(root, problems).run(); }
+ScanResult scan_checkpoint(const fs::path& root, ProblemSink& problems, const pickle::PicklePolicy& policy) {
+  return Scanner(root, problems, policy).run();
+}
 
 }  // namespace ckpt::detail

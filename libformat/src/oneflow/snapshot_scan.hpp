@@ -20,6 +20,6 @@ struct ScanResult {
   std::shared_ptr<const OneflowPickle> pickle;  // P1 only: pickled_data, read once
 };
 
-ScanResult scan_checkpoint(const std::filesystem::path& root, ProblemSink& problems);
+ScanResult scan_checkpoint(const std::filesystem::path& root, ProblemSink& problems, const pickle::PicklePolicy& policy);
 
 }  // namespace ckpt::detail

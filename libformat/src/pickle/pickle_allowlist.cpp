@@ -1,5 +1,6 @@
 #include "pickle/pickle_allowlist.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace ckpt::pickle::detail {
@@ -21,6 +22,8 @@ constexpr std::array kAllowed = {
     // OneFlow 1.0 single files: tensors as numpy arrays (numpy._core under NumPy >= 2), OneFlow dtypes.
     AllowedGlobal{"numpy.core.multiarray", "_reconstruct", Builder::kNumpyReconstruct, Flavor::kOneflow},
     AllowedGlobal{"numpy._core.multiarray", "_reconstruct", Builder::kNumpyReconstruct, Flavor::kOneflow},
+    AllowedGlobal{"numpy.core.multiarray", "scalar", Builder::kNumpyScalar, Flavor::kOneflow},
+    AllowedGlobal{"numpy._core.multiarray", "scalar", Builder::kNumpyScalar, Flavor::kOneflow},
     AllowedGlobal{"numpy", "ndarray", Builder::kNumpyNdarray, Flavor::kOneflow},
     AllowedGlobal{"numpy", "dtype", Builder::kNumpyDtype, Flavor::kOneflow},
     AllowedGlobal{"oneflow._oneflow_internal", "dtype", Builder::kOneflowDtype, Flavor::kOneflow},
@@ -62,6 +65,27 @@ const AllowedGlobal* find_allowed(std::string_view module, std::string_view name
   return nullptr;
 }
 
+const AllowedGlobal* find_allowed(std::string_view module, std::string_view name, Flavor flavor,
+                                  const PicklePolicy& policy) {
+  if (const AllowedGlobal* entry = find_allowed(module, name, flavor)) return entry;
+  const AllowedGlobal* numpy = find_allowed(module, name, Flavor::kOneflow);
+  if (numpy == nullptr) return nullptr;
+  auto allowed_with = [&](Builder builder) {
+    return std::any_of(kAllowed.begin(), kAllowed.end(),
+                       [&](const AllowedGlobal& entry) { return entry.builder == builder && policy.allows(entry.module, entry.name); });
+  };
+  switch (numpy->builder) {
+    case Builder::kNumpyReconstruct:
+    case Builder::kNumpyScalar: return policy.allows(module, name) ? numpy : nullptr;
+    case Builder::kNumpyNdarray:
+    case Builder::kNumpyDtype:
+      return policy.allows(module, name) || allowed_with(Builder::kNumpyReconstruct) || allowed_with(Builder::kNumpyScalar)
+                 ? numpy
+                 : nullptr;
+    default: return nullptr;  // OneFlow's own classes stay OneFlow's
+  }
+}
+
 std::string_view torch_storage_class(DType dtype) {
   for (const AllowedGlobal& entry : kAllowed) {
     if (entry.builder == Builder::kTorchStorageType && entry.dtype == dtype) return entry.name;
@@ -77,3 +101,16 @@ std::string_view torch_v3_dtype_name(DType dtype) {
 }
 
 }  // namespace ckpt::pickle::detail
+
+namespace ckpt::pickle {
+
+bool PicklePolicy::allows(std::string_view module, std::string_view name) const {
+  if (stub_unknown) return true;
+  std::string_view canonical = module == "__builtin__" ? std::string_view("builtins") : module;
+  return std::any_of(allowed_globals.begin(), allowed_globals.end(), [&](const std::string& allowed) {
+    return allowed.size() == canonical.size() + 1 + name.size() && allowed.starts_with(canonical) &&
+           allowed[canonical.size()] == '.' && std::string_view(allowed).substr(canonical.size() + 1) == name;
+  });
+}
+
+}  // namespace ckpt::pickle

@@ -23,6 +23,7 @@ enum class Builder {
   kTorchDtype,        // torch.uint16 etc.: only the dtype argument of _rebuild_tensor_v3
   kNumpyReconstruct,  // numpy.core.multiarray._reconstruct(ndarray, (0,), b'b') then BUILD (1, shape, dtype, fortran, bytes)
   kNumpyNdarray,      // numpy.ndarray: only the first argument of _reconstruct
+  kNumpyScalar,       // numpy.core.multiarray.scalar(numpy dtype, bytes): a numpy scalar
   kNumpyDtype,        // numpy.dtype(str, False, True) then BUILD (3, byte order, None, None, None, -1, -1, 0)
   kOneflowDtype,      // oneflow._oneflow_internal.dtype: NEWOBJ () then BUILD int (its DataType)
 };
@@ -38,6 +39,11 @@ struct AllowedGlobal {
 inline constexpr std::string_view kUntypedStorage = "UntypedStorage";
 
 const AllowedGlobal* find_allowed(std::string_view module, std::string_view name, Flavor flavor);
+// As find_allowed, and numpy's globals in any flavor where `policy` allows
+// them: `_reconstruct` and `scalar` by name, numpy.ndarray and numpy.dtype
+// by name or with either of those.
+const AllowedGlobal* find_allowed(std::string_view module, std::string_view name, Flavor flavor,
+                                  const PicklePolicy& policy);
 
 // torch's legacy storage class for a dtype ("FloatStorage"), empty when torch has none.
 std::string_view torch_storage_class(DType dtype);

@@ -47,6 +47,8 @@ class PickleCheckpointWriter final : public CheckpointWriter {
     return {};
   }
 
+  bool keeps_object() const override { return true; }
+
   Status set_nesting(std::vector<std::string> prefixes) override {
     for (const std::string& prefix : prefixes) {
       if (auto bad = utf8_error_offset(prefix)) {

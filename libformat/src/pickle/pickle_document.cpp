@@ -1,11 +1,18 @@
 #include <algorithm>
+#include <array>
 #include <map>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
 #include "ckpt/format/pickle.hpp"
 
 namespace ckpt::pickle {
+
+namespace {
+// The attributes of an nn.Module whose entries state_dict() names by key alone.
+constexpr std::array<std::string_view, 3> kModuleGroups = {"_parameters", "_buffers", "_modules"};
+}  // namespace
 
 std::string_view kind_name(Kind kind) {
   switch (kind) {
@@ -26,7 +33,8 @@ std::string_view kind_name(Kind kind) {
     case Kind::kNumpyArray: return "numpy array";
     case Kind::kNumpyDtype: return "numpy dtype";
     case Kind::kOneflowDtype: return "oneflow dtype";
-    case Kind::kStub: return "module stub";
+    case Kind::kStub: return "stub";
+    case Kind::kNumpyScalar: return "numpy scalar";
   }
   return "unknown";
 }
@@ -39,6 +47,14 @@ const Value* Value::find(std::string_view key) const {
 std::string_view Value::oneflow_path() const {
   const Value* path = state != nullptr ? state->find("path") : nullptr;
   return path != nullptr && path->kind == Kind::kString ? std::string_view(path->text) : std::string_view();
+}
+
+bool Value::is_module_stub() const {
+  if (kind != Kind::kStub || state == nullptr || state->kind != Kind::kDict) return false;
+  return std::all_of(kModuleGroups.begin(), kModuleGroups.end(), [&](std::string_view group) {
+    const Value* value = state->find(group);
+    return value != nullptr && value->kind == Kind::kDict;
+  });
 }
 
 Value* Document::make(Kind kind) {
@@ -109,34 +125,54 @@ std::string child_name(const std::string& parent, const std::string& segment) {
 
 std::string tensor_name(const std::string& name) { return name.empty() ? std::string(kBareTensorName) : name; }
 
-// The attributes of an nn.Module whose entries state_dict() names by key alone.
 bool is_module_group(const Value& key) {
-  return key.is_string("_parameters") || key.is_string("_buffers") || key.is_string("_modules");
+  return std::any_of(kModuleGroups.begin(), kModuleGroups.end(), [&](std::string_view group) { return key.is_string(group); });
+}
+
+Status collect(const Value& value, const std::string& name, std::string_view file, std::vector<NamedTensor>& out);
+
+Status collect_entries(const std::vector<std::pair<const Value*, const Value*>>& entries, const std::string& name,
+                       std::string_view file, std::vector<NamedTensor>& out) {
+  for (const auto& [key, item] : entries) {
+    CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*key, name, file));
+    CKPT_TRY(collect(*item, child_name(name, segment), file, out));
+  }
+  return {};
 }
 
 Status collect(const Value& value, const std::string& name, std::string_view file, std::vector<NamedTensor>& out) {
   switch (value.kind) {
-    case Kind::kDict:
-      for (const auto& [key, item] : value.entries) {
-        CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*key, name, file));
-        CKPT_TRY(collect(*item, child_name(name, segment), file, out));
-      }
-      return {};
+    case Kind::kDict: return collect_entries(value.entries, name, file, out);
     case Kind::kList:
     case Kind::kTuple:
       for (std::size_t i = 0; i < value.items.size(); ++i) CKPT_TRY(collect(*value.items[i], child_name(name, std::to_string(i)), file, out));
       return {};
     case Kind::kOneflowTensor:
     case Kind::kTorchTensor: out.push_back({tensor_name(name), &value}); return {};
-    case Kind::kStub:
-      for (const auto& [key, group] : value.state->entries) {
-        if (!is_module_group(*key) || group->kind != Kind::kDict) continue;
-        for (const auto& [member, item] : group->entries) {
-          CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*member, name, file));
-          CKPT_TRY(collect(*item, child_name(name, segment), file, out));
+    case Kind::kStub: {
+      if (value.is_module_stub()) {
+        for (const auto& [key, group] : value.state->entries) {
+          if (!is_module_group(*key) || group->kind != Kind::kDict) continue;
+          for (const auto& [member, item] : group->entries) {
+            CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*member, name, file));
+            CKPT_TRY(collect(*item, child_name(name, segment), file, out));
+          }
         }
+        return {};
       }
-      return {};
+      // Another stub: its items and attributes (a dict state) by key, as a dict's.
+      const bool dict_state = value.state != nullptr && value.state->kind == Kind::kDict;
+      if ((!value.items.empty() && holds_tensor(*value.items[0])) ||
+          (value.state != nullptr && !dict_state && holds_tensor(*value.state))) {
+        return std::move(Error(ErrorCode::kPickleStructure,
+                               fmt::format("a tensor inside the arguments or non-dict state of a stub of '{}.{}'",
+                                           value.cls->text, value.cls->name))
+                             .in_file(file)
+                             .in_variable(name));
+      }
+      CKPT_TRY(collect_entries(value.entries, name, file, out));
+      return dict_state ? collect_entries(value.state->entries, name, file, out) : Status{};
+    }
     default: return {};
   }
 }
@@ -156,6 +192,7 @@ void find_stubs(const Value& value, const std::string& name, std::vector<NamedSt
       for (std::size_t i = 0; i < value.items.size(); ++i) find_stubs(*value.items[i], child_name(name, std::to_string(i)), out);
       return;
     case Kind::kStub:
+      if (!value.is_module_stub()) return;
       out.push_back({name, &value});
       if (const Value* modules = value.state->find("_modules"); modules != nullptr && modules->kind == Kind::kDict) {
         each_entry(*modules);
@@ -167,68 +204,126 @@ void find_stubs(const Value& value, const std::string& name, std::vector<NamedSt
 
 using TensorLookup = std::function<Result<const Value*>(const std::string&)>;
 
-// Walks like collect, so every tensor leaf is looked up by the name collect gives it.
-Result<const Value*> copy_tree(const Value& value, const std::string& name, Document& into, const TensorLookup& tensor_named,
-                               std::string_view file) {
-  // Sets and OrderedDict metadata hold no tensors that collect would name.
-  const TensorLookup no_tensors = [&](const std::string& inner) -> Result<const Value*> {
-    return std::move(Error(ErrorCode::kPickleStructure, "a tensor inside a set or an OrderedDict's _metadata")
-                         .in_file(file)
-                         .in_variable(inner));
-  };
-  switch (value.kind) {
-    case Kind::kDict: {
-      Value* copy = into.dict(value.ordered);
-      if (value.metadata != nullptr) {
-        CKPT_ASSIGN_OR_RETURN(copy->metadata, copy_tree(*value.metadata, name, into, no_tensors, file));
-      }
-      for (const auto& [key, item] : value.entries) {
-        CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*key, name, file));
-        CKPT_ASSIGN_OR_RETURN(const Value* key_copy, copy_tree(*key, name, into, no_tensors, file));
-        CKPT_ASSIGN_OR_RETURN(const Value* item_copy, copy_tree(*item, child_name(name, segment), into, tensor_named, file));
-        copy->entries.emplace_back(key_copy, item_copy);
-      }
-      return copy;
+// Walks like collect, so every tensor leaf is looked up by the name collect
+// gives it. A node without tensors that the source shares (a class, a str,
+// a numpy dtype) is shared in the copy too, so the writer memoizes it as
+// the source's pickler did and a stub-holding pickle is written back as it was.
+class TreeCopier {
+ public:
+  TreeCopier(Document& into, std::string_view file) : into_(into), file_(file) {}
+
+  Result<const Value*> copy(const Value& value, const std::string& name, const TensorLookup& lookup) {
+    const bool shareable = &lookup == &no_tensors_ || is_leaf(value.kind);
+    if (shareable) {
+      if (auto it = copies_.find(&value); it != copies_.end()) return it->second;
     }
-    case Kind::kList:
-    case Kind::kTuple:
-    case Kind::kSet: {
-      Value* copy = into.make(value.kind);
-      for (std::size_t i = 0; i < value.items.size(); ++i) {
-        const TensorLookup& lookup = value.kind == Kind::kSet ? no_tensors : tensor_named;
-        CKPT_ASSIGN_OR_RETURN(const Value* item, copy_tree(*value.items[i], child_name(name, std::to_string(i)), into, lookup, file));
-        copy->items.push_back(item);
-      }
-      return copy;
+    CKPT_ASSIGN_OR_RETURN(const Value* copied, copy_node(value, name, lookup));
+    if (shareable) copies_.emplace(&value, copied);
+    return copied;
+  }
+
+ private:
+  static bool is_leaf(Kind kind) {
+    return kind == Kind::kNone || kind == Kind::kBool || kind == Kind::kInt || kind == Kind::kFloat ||
+           kind == Kind::kString || kind == Kind::kBytes || kind == Kind::kGlobal;
+  }
+
+  Result<const Value*> copy_if(const Value* value, const std::string& name, const TensorLookup& lookup) {
+    if (value == nullptr) return static_cast<const Value*>(nullptr);
+    return copy(*value, name, lookup);
+  }
+
+  Status copy_entries(const std::vector<std::pair<const Value*, const Value*>>& entries, const std::string& name,
+                      const TensorLookup& lookup, Value& into) {
+    for (const auto& [key, item] : entries) {
+      CKPT_ASSIGN_OR_RETURN(std::string segment, key_segment(*key, name, file_));
+      CKPT_ASSIGN_OR_RETURN(const Value* key_copy, copy(*key, name, no_tensors_));
+      CKPT_ASSIGN_OR_RETURN(const Value* item_copy, copy(*item, child_name(name, segment), lookup));
+      into.entries.emplace_back(key_copy, item_copy);
     }
-    case Kind::kOneflowTensor:
-    case Kind::kTorchTensor: return tensor_named(tensor_name(name));
-    case Kind::kStub: {
-      // Written as the state_dict its tensors make: the class exists only in
-      // the program that saved it, and load_state_dict takes the dict.
-      std::vector<NamedTensor> members;
-      CKPT_TRY(collect(value, "", file, members));
-      Value* state_dict = into.dict(true);
-      for (const NamedTensor& member : members) {
-        CKPT_ASSIGN_OR_RETURN(const Value* tensor, tensor_named(child_name(name, member.name)));
-        state_dict->entries.emplace_back(into.string(member.name), tensor);
+    return {};
+  }
+
+  Result<const Value*> copy_node(const Value& value, const std::string& name, const TensorLookup& lookup) {
+    switch (value.kind) {
+      case Kind::kDict: {
+        Value* copied = into_.dict(value.ordered);
+        // An OrderedDict's _metadata holds no tensors that collect would name.
+        CKPT_ASSIGN_OR_RETURN(copied->metadata, copy_if(value.metadata, name, no_tensors_));
+        CKPT_TRY(copy_entries(value.entries, name, lookup, *copied));
+        return copied;
       }
-      return state_dict;
-    }
-    case Kind::kTorchStorage:
-    case Kind::kNumpyArray:
-    case Kind::kNumpyDtype:
-    case Kind::kOneflowDtype:
-      return std::move(Error(ErrorCode::kPickleStructure, fmt::format("a {} outside a tensor", kind_name(value.kind)))
-                           .in_file(file)
-                           .in_variable(name));
-    default: {  // None, bool, int, float, str, bytes, global: plain data
-      Value* copy = into.make(value.kind);
-      *copy = value;
-      return copy;
+      case Kind::kList:
+      case Kind::kTuple:
+      case Kind::kSet: {
+        Value* copied = into_.make(value.kind);
+        for (std::size_t i = 0; i < value.items.size(); ++i) {
+          const TensorLookup& inner = value.kind == Kind::kSet ? no_tensors_ : lookup;
+          CKPT_ASSIGN_OR_RETURN(const Value* item, copy(*value.items[i], child_name(name, std::to_string(i)), inner));
+          copied->items.push_back(item);
+        }
+        return copied;
+      }
+      case Kind::kOneflowTensor:
+      case Kind::kTorchTensor: return lookup(tensor_name(name));
+      case Kind::kStub: return value.is_module_stub() ? module_state_dict(value, name, lookup) : copy_object(value, name, lookup);
+      case Kind::kNumpyArray:
+      case Kind::kNumpyDtype:
+      case Kind::kNumpyScalar: return copy_object(value, name, no_tensors_);
+      case Kind::kTorchStorage:
+      case Kind::kOneflowDtype:
+        return std::move(Error(ErrorCode::kPickleStructure, fmt::format("a {} outside a tensor", kind_name(value.kind)))
+                             .in_file(file_)
+                             .in_variable(name));
+      default: {  // None, bool, int, float, str, bytes, global: plain data
+        Value* copied = into_.make(value.kind);
+        *copied = value;
+        return copied;
+      }
     }
   }
-}
+
+  // A module stub is written as the state_dict its tensors make: the class
+  // exists only in the program that saved it, and load_state_dict takes the dict.
+  Result<const Value*> module_state_dict(const Value& value, const std::string& name, const TensorLookup& lookup) {
+    std::vector<NamedTensor> members;
+    CKPT_TRY(collect(value, "", file_, members));
+    Value* state_dict = into_.dict(true);
+    for (const NamedTensor& member : members) {
+      CKPT_ASSIGN_OR_RETURN(const Value* tensor, lookup(child_name(name, member.name)));
+      state_dict->entries.emplace_back(into_.string(member.name), tensor);
+    }
+    return state_dict;
+  }
+
+  // A stub or numpy object as it was: class, arguments, items, state. Its
+  // items and a dict state may hold tensors, named as collect names them.
+  Result<const Value*> copy_object(const Value& value, const std::string& name, const TensorLookup& lookup) {
+    Value* copied = into_.make(value.kind);
+    copied->newobj = value.newobj;
+    CKPT_ASSIGN_OR_RETURN(copied->cls, copy_if(value.cls, name, no_tensors_));
+    for (const Value* item : value.items) {
+      CKPT_ASSIGN_OR_RETURN(const Value* item_copy, copy(*item, name, no_tensors_));
+      copied->items.push_back(item_copy);
+    }
+    CKPT_TRY(copy_entries(value.entries, name, lookup, *copied));
+    const bool dict_state = value.state != nullptr && value.state->kind == Kind::kDict;
+    CKPT_ASSIGN_OR_RETURN(copied->state, copy_if(value.state, name, dict_state ? lookup : no_tensors_));
+    CKPT_ASSIGN_OR_RETURN(copied->decoded, copy_if(value.decoded, name, no_tensors_));
+    return copied;
+  }
+
+  Document& into_;
+  std::string file_;
+  // Where no tensor may be: sets, OrderedDict metadata, keys, stub arguments, numpy objects.
+  const TensorLookup no_tensors_ = [this](const std::string& inner) -> Result<const Value*> {
+    return std::move(Error(ErrorCode::kPickleStructure,
+                           "a tensor inside a set, an OrderedDict's _metadata, a dict key or a stub's arguments")
+                         .in_file(file_)
+                         .in_variable(inner));
+  };
+  std::unordered_map<const Value*, const Value*> copies_;
+};
 
 std::vector<std::string_view> split_dotted(std::string_view name) {
   std::vector<std::string_view> segments;
@@ -250,6 +345,16 @@ const Value* segment_key(Document& into, std::string_view segment) {
 
 }  // namespace
 
+bool holds_tensor(const Value& value) {
+  if (value.kind == Kind::kOneflowTensor || value.kind == Kind::kTorchTensor) return true;
+  auto any = [](const auto& range, auto pick) {
+    return std::any_of(range.begin(), range.end(), [&](const auto& item) { return holds_tensor(*pick(item)); });
+  };
+  return any(value.items, [](const Value* item) { return item; }) ||
+         any(value.entries, [](const auto& entry) { return entry.second; }) ||
+         (value.state != nullptr && holds_tensor(*value.state));
+}
+
 std::vector<NamedStub> module_stubs(const Value& data) {
   std::vector<NamedStub> stubs;
   find_stubs(data, "", stubs);
@@ -258,7 +363,7 @@ std::vector<NamedStub> module_stubs(const Value& data) {
 
 Result<const Value*> copy_replacing_tensors(const Value& data, Document& into, const TensorLookup& tensor_named,
                                             std::string_view file) {
-  return copy_tree(data, "", into, tensor_named, file);
+  return TreeCopier(into, file).copy(data, "", tensor_named);
 }
 
 Result<const Value*> nest_tensors(Document& into, const std::vector<std::pair<std::string, const Value*>>& tensors,

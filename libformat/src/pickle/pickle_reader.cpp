@@ -78,7 +78,13 @@ class Machine {
   Status add_items(Value& set, const std::vector<Value*>& items);
   Status push_global(std::string module, std::string name);
   Error not_allowed(const Value& global, std::string_view use = {}) const;
+  const detail::AllowedGlobal* listed(std::string_view module, std::string_view name) const {
+    return detail::find_allowed(module, name, options_.flavor, options_.policy);
+  }
   bool unlisted(const Value& value) const;
+  bool stubbable(const Value& value) const;
+  Result<Value*> make_stub(Value* cls, Value* args, bool newobj);
+  Result<Value*> numpy_scalar(const std::vector<const Value*>& args, std::string_view qualified);
   Status reduce();
   Status new_object();
   Status build();
@@ -234,7 +240,11 @@ Status Machine::push_integer_bytes(std::span<const std::byte> bytes) {
 }
 
 Status Machine::set_items(Value& dict, const std::vector<Value*>& flat) {
-  if (dict.kind != Kind::kDict) return malformed(fmt::format("SETITEM(S) on a {}, not a dict", kind_name(dict.kind)));
+  // A stub of an allowed class takes items as a dict subclass's reduce gives them.
+  bool stub_items = dict.kind == Kind::kStub && stubbable(*dict.cls);
+  if (dict.kind != Kind::kDict && !stub_items) {
+    return malformed(fmt::format("SETITEM(S) on a {}, not a dict", kind_name(dict.kind)));
+  }
   if (flat.size() % 2 != 0) return malformed("SETITEMS with an odd number of items");
   CKPT_TRY(charge_items(flat.size()));
   for (std::size_t i = 0; i < flat.size(); i += 2) {
@@ -264,16 +274,34 @@ Error Machine::not_allowed(const Value& global, std::string_view use) const {
               fmt::format("global '{}.{}' is not on the allow-list{}; nothing was run", global.text, global.name, use));
 }
 
+// A global off the list that the policy does not allow either.
 bool Machine::unlisted(const Value& value) const {
-  return value.kind == Kind::kGlobal && detail::find_allowed(value.text, value.name, options_.flavor) == nullptr;
+  return value.kind == Kind::kGlobal && listed(value.text, value.name) == nullptr &&
+         !options_.policy.allows(value.text, value.name);
+}
+
+// A global off the list that the policy allows: its objects become stubs.
+bool Machine::stubbable(const Value& value) const {
+  return value.kind == Kind::kGlobal && listed(value.text, value.name) == nullptr &&
+         options_.policy.allows(value.text, value.name);
+}
+
+// cls(*args) kept as data: nothing of cls is imported or called.
+Result<Value*> Machine::make_stub(Value* cls, Value* args, bool newobj) {
+  CKPT_TRY(charge_items(1));
+  CKPT_ASSIGN_OR_RETURN(Value * stub, make(Kind::kStub));
+  stub->cls = cls;
+  stub->items = {args};
+  stub->newobj = newobj;
+  return stub;
 }
 
 // A global off the list is refused here, unless it is a TorchScript class or
 // the policy may keep an object of it as a stub: then it is refused on any
 // use but that one.
 Status Machine::push_global(std::string module, std::string name) {
-  if (detail::find_allowed(module, name, options_.flavor) == nullptr && !is_torchscript_class(options_, module) &&
-      !options_.policy.stub_modules) {
+  if (listed(module, name) == nullptr && !is_torchscript_class(options_, module) && !options_.policy.stub_modules &&
+      !options_.policy.allows(module, name)) {
     return fail(ErrorCode::kPickleForbiddenGlobal,
                 fmt::format("global '{}.{}' is not on the allow-list; nothing was run", module, name));
   }
@@ -293,11 +321,15 @@ Status Machine::reduce() {
   std::string qualified = fmt::format("{}.{}", callable->text, callable->name);
   if (args->kind != Kind::kTuple) return malformed(fmt::format("REDUCE of '{}' with a {} of arguments", qualified, kind_name(args->kind)));
   const auto& a = args->items;
-  const detail::AllowedGlobal* allowed = detail::find_allowed(callable->text, callable->name, options_.flavor);
-  if (allowed == nullptr) return not_allowed(*callable, " (called by REDUCE)");
+  const detail::AllowedGlobal* allowed = listed(callable->text, callable->name);
   for (const Value* argument : a) {
     if (unlisted(*argument)) return not_allowed(*argument, fmt::format(" (an argument of '{}')", qualified));
   }
+  if (allowed == nullptr && stubbable(*callable)) {
+    CKPT_ASSIGN_OR_RETURN(Value * stub, make_stub(callable, args, /*newobj=*/false));
+    return push(stub);
+  }
+  if (allowed == nullptr) return not_allowed(*callable, " (called by REDUCE)");
   auto bad_arguments = [&](std::string_view expected) {
     return fail(ErrorCode::kPickleForbiddenCall,
                 fmt::format("'{}' called with {} arguments; only {} is allowed", qualified, a.size(), expected));
@@ -354,7 +386,7 @@ Status Machine::reduce() {
     }
     case detail::Builder::kNumpyReconstruct: {
       const detail::AllowedGlobal* cls =
-          a.size() == 3 && a[0]->kind == Kind::kGlobal ? detail::find_allowed(a[0]->text, a[0]->name, options_.flavor) : nullptr;
+          a.size() == 3 && a[0]->kind == Kind::kGlobal ? listed(a[0]->text, a[0]->name) : nullptr;
       if (cls == nullptr || cls->builder != detail::Builder::kNumpyNdarray || a[1]->kind != Kind::kTuple ||
           a[2]->kind != Kind::kBytes) {
         return bad_arguments("_reconstruct(numpy.ndarray, tuple, bytes)");
@@ -369,6 +401,10 @@ Status Machine::reduce() {
       CKPT_ASSIGN_OR_RETURN(result, make(Kind::kNumpyDtype));
       break;
     }
+    case detail::Builder::kNumpyScalar: {
+      CKPT_ASSIGN_OR_RETURN(result, numpy_scalar({a.begin(), a.end()}, qualified));
+      break;
+    }
     case detail::Builder::kOneflowTensor:
     case detail::Builder::kTorchStorageType:
     case detail::Builder::kTorchDtype:
@@ -376,11 +412,50 @@ Status Machine::reduce() {
     case detail::Builder::kOneflowDtype:
       return fail(ErrorCode::kPickleForbiddenCall, fmt::format("'{}' may not be called by REDUCE", qualified));
   }
-  if (result->kind == Kind::kNumpyArray || result->kind == Kind::kNumpyDtype) {
+  if (result->kind == Kind::kNumpyArray || result->kind == Kind::kNumpyDtype || result->kind == Kind::kNumpyScalar) {
     result->cls = callable;
     result->items = {args};
   }
   return push(result);
+}
+
+// numpy.core.multiarray.scalar(dtype, bytes), as numpy pickles np.float64(1.5):
+// the value is decoded for bool, int and float dtypes of 1 to 8 bytes in
+// little-endian (or single-byte) order; others keep their bytes only.
+Result<Value*> Machine::numpy_scalar(const std::vector<const Value*>& a, std::string_view qualified) {
+  const Value* dtype = a.size() == 2 ? a[0] : nullptr;
+  const Value* dtype_args = dtype != nullptr && dtype->kind == Kind::kNumpyDtype && dtype->items.size() == 1 ? dtype->items[0] : nullptr;
+  if (dtype_args == nullptr || dtype_args->items.empty() || dtype_args->items[0]->kind != Kind::kString ||
+      dtype->state == nullptr || dtype->state->items[1]->kind != Kind::kString || a[1]->kind != Kind::kBytes) {
+    return fail(ErrorCode::kPickleForbiddenCall,
+                fmt::format("'{}' called with other than (a built numpy dtype, bytes)", qualified));
+  }
+  const std::string& code = dtype_args->items[0]->text;  // "f8", "i4", "u1", "b1"
+  const std::string& order = dtype->state->items[1]->text;
+  const std::string& raw = a[1]->text;
+  CKPT_ASSIGN_OR_RETURN(Value * scalar, make(Kind::kNumpyScalar));
+  const bool little = order == "<" || order == "|" || (order == "=" && std::endian::native == std::endian::little);
+  const std::size_t width = code.size() == 2 && code[1] >= '1' && code[1] <= '8' ? static_cast<std::size_t>(code[1] - '0') : 0;
+  if (!little || width == 0 || raw.size() != width) return scalar;
+  std::uint64_t bits = 0;
+  for (std::size_t i = 0; i < width; ++i) bits |= static_cast<std::uint64_t>(static_cast<unsigned char>(raw[i])) << (8 * i);
+  Value* decoded = nullptr;
+  if (code[0] == 'b' && width == 1 && bits <= 1) {
+    CKPT_ASSIGN_OR_RETURN(decoded, make(Kind::kBool));
+    decoded->boolean = bits == 1;
+  } else if (code[0] == 'i' && (width == 1 || width == 2 || width == 4 || width == 8)) {
+    const unsigned shift = static_cast<unsigned>(64 - 8 * width);
+    CKPT_ASSIGN_OR_RETURN(decoded, make(Kind::kInt));
+    decoded->integer = static_cast<std::int64_t>(bits << shift) >> shift;  // sign-extended
+  } else if (code[0] == 'u' && (width == 1 || width == 2 || width == 4 || (width == 8 && bits <= INT64_MAX))) {
+    CKPT_ASSIGN_OR_RETURN(decoded, make(Kind::kInt));
+    decoded->integer = static_cast<std::int64_t>(bits);
+  } else if (code[0] == 'f' && (width == 4 || width == 8)) {
+    CKPT_ASSIGN_OR_RETURN(decoded, make(Kind::kFloat));
+    decoded->real = width == 8 ? std::bit_cast<double>(bits) : std::bit_cast<float>(static_cast<std::uint32_t>(bits));
+  }
+  scalar->decoded = decoded;
+  return scalar;
 }
 
 // torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]);
@@ -389,7 +464,7 @@ Result<Value*> Machine::rebuild_tensor(const std::vector<const Value*>& all_args
   std::vector<const Value*> a = all_args;
   const detail::AllowedGlobal* dtype = nullptr;
   if (v3) {
-    if (a.size() >= 7 && a[6]->kind == Kind::kGlobal) dtype = detail::find_allowed(a[6]->text, a[6]->name, options_.flavor);
+    if (a.size() >= 7 && a[6]->kind == Kind::kGlobal) dtype = listed(a[6]->text, a[6]->name);
     if (dtype == nullptr || dtype->builder != detail::Builder::kTorchDtype || a[0]->kind != Kind::kTorchStorage ||
         !a[0]->storage.untyped) {
       return fail(ErrorCode::kPickleForbiddenCall,
@@ -439,13 +514,21 @@ Status Machine::new_object() {
     object->cls = cls;
     return push(object);
   }
-  if (unlisted(*cls)) {
-    if (args->kind != Kind::kTuple || !args->items.empty()) return not_allowed(*cls, " (NEWOBJ with arguments)");
-    CKPT_ASSIGN_OR_RETURN(Value * stub, make(Kind::kStub));  // kept only if an nn.Module state follows
-    stub->cls = cls;
+  if (stubbable(*cls)) {
+    if (args->kind != Kind::kTuple) return malformed(fmt::format("NEWOBJ with a {} of arguments", kind_name(args->kind)));
+    for (const Value* argument : args->items) {
+      if (unlisted(*argument)) return not_allowed(*argument, " (an argument of NEWOBJ)");
+    }
+    CKPT_ASSIGN_OR_RETURN(Value * stub, make_stub(cls, args, /*newobj=*/true));
     return push(stub);
   }
-  const detail::AllowedGlobal* allowed = detail::find_allowed(cls->text, cls->name, options_.flavor);
+  if (unlisted(*cls)) {
+    if (args->kind != Kind::kTuple || !args->items.empty()) return not_allowed(*cls, " (NEWOBJ with arguments)");
+    // Kept only if an nn.Module state follows.
+    CKPT_ASSIGN_OR_RETURN(Value * stub, make_stub(cls, args, /*newobj=*/true));
+    return push(stub);
+  }
+  const detail::AllowedGlobal* allowed = listed(cls->text, cls->name);
   bool creatable = allowed != nullptr && (allowed->builder == detail::Builder::kOneflowTensor ||
                                           allowed->builder == detail::Builder::kOneflowDtype);
   if (!creatable || args->kind != Kind::kTuple || !args->items.empty()) {
@@ -475,6 +558,11 @@ Status Machine::build() {
   // A TorchScript object's attributes, set once.
   if (target->kind == Kind::kDict && target->cls != nullptr && target->state == nullptr && state->kind == Kind::kDict) {
     target->entries = state->entries;
+    target->state = state;
+    return {};
+  }
+  if (target->kind == Kind::kStub && stubbable(*target->cls)) {
+    if (target->state != nullptr) return not_allowed(*target->cls, " (a stub built twice)");
     target->state = state;
     return {};
   }
@@ -516,7 +604,7 @@ Status Machine::persistent_id() {
   const detail::AllowedGlobal* type = nullptr;
   if (pid->kind == Kind::kTuple && (a.size() == 5 || (a.size() == 6 && a[5]->kind == Kind::kNone)) &&
       a[0]->is_string("storage") && a[1]->kind == Kind::kGlobal) {
-    type = detail::find_allowed(a[1]->text, a[1]->name, options_.flavor);
+    type = listed(a[1]->text, a[1]->name);
   }
   if (type == nullptr || type->builder != detail::Builder::kTorchStorageType || a[2]->kind != Kind::kString ||
       a[3]->kind != Kind::kString || a[4]->kind != Kind::kInt || a[4]->integer < 0) {
@@ -772,7 +860,7 @@ Status Machine::check_tree(const Value* root) const {
       out.push_back(key);
       out.push_back(value);
     }
-    for (const Value* extra : {v->metadata, v->cls, v->state, v->tensor.storage}) {
+    for (const Value* extra : {v->metadata, v->cls, v->state, v->decoded, v->tensor.storage}) {
       if (extra != nullptr) out.push_back(extra);
     }
     return out;
@@ -794,7 +882,7 @@ Status Machine::check_tree(const Value* root) const {
     return {};
   };
   if (unlisted(*root)) return not_allowed(*root, " (as a value)");
-  if (root->kind == Kind::kStub && root->state == nullptr) {
+  if (root->kind == Kind::kStub && root->state == nullptr && !stubbable(*root->cls)) {
     return not_allowed(*root->cls, " (an object of it without an nn.Module's state)");
   }
   std::vector<Frame> path;
@@ -822,7 +910,7 @@ Status Machine::check_tree(const Value* root) const {
     if (unlisted(*child) && !object_class) {
       return not_allowed(*child, " (as a value)");
     }
-    if (child->kind == Kind::kStub && child->state == nullptr) {
+    if (child->kind == Kind::kStub && child->state == nullptr && !stubbable(*child->cls)) {
       return not_allowed(*child->cls, " (an object of it without an nn.Module's state)");
     }
     auto [it, inserted] = seen.try_emplace(child);

@@ -368,6 +368,27 @@ class Pickler {
     return {};
   }
 
+  // pickle.py save_reduce: cls, args, NEWOBJ or REDUCE, memoize, dict items, BUILD state.
+  Status save_stub(const Value& value) {
+    if (value.is_module_stub()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "a module stub is not written as such; copy_replacing_tensors makes it its state_dict");
+    }
+    if (value.cls == nullptr || value.items.size() != 1) {
+      return Error(ErrorCode::kInvalidArgument, "a stub needs its class and its argument tuple");
+    }
+    CKPT_TRY(save(*value.cls));
+    CKPT_TRY(save(*value.items[0]));
+    put_op(value.newobj ? op::kNewObj : op::kReduce);
+    memoize(&value);
+    CKPT_TRY(save_entries(value.entries));
+    if (value.state != nullptr) {
+      CKPT_TRY(save(*value.state));
+      put_op(op::kBuild);
+    }
+    return {};
+  }
+
   Status save(const Value& value) {
     commit_frame();
     if (value.kind == Kind::kTorchStorage) return save_storage(value);
@@ -404,9 +425,16 @@ class Pickler {
         }
         memoize(&value);
         return {};
-      case Kind::kStub:
-        return Error(ErrorCode::kInvalidArgument,
-                     "a module stub is not written as such; copy_replacing_tensors makes it its state_dict");
+      case Kind::kStub: return save_stub(value);
+      case Kind::kNumpyScalar:
+        if (value.cls == nullptr || value.items.size() != 1) {
+          return Error(ErrorCode::kInvalidArgument, "a numpy scalar needs its callable and its arguments");
+        }
+        CKPT_TRY(save(*value.cls));
+        CKPT_TRY(save(*value.items[0]));
+        put_op(op::kReduce);
+        memoize(&value);
+        return {};
       case Kind::kOneflowTensor:
       case Kind::kOneflowDtype:
         if (value.cls == nullptr || value.state == nullptr) {

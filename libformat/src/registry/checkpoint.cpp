@@ -207,6 +207,7 @@ class GuardedWriter final : public CheckpointWriter {
     return inner_->commit();
   }
   Status set_object(const pickle::Value& object) override { return inner_->set_object(object); }
+  bool keeps_object() const override { return inner_->keeps_object(); }
   Status set_nesting(std::vector<std::string> prefixes) override { return inner_->set_nesting(std::move(prefixes)); }
   bool stores_metadata() const override { return inner_->stores_metadata(); }
   Status set_metadata(const TextMetadata& entries) override { return inner_->set_metadata(entries); }

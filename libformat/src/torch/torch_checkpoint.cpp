@@ -45,8 +45,8 @@ bool looks_like_torch(const fs::path& path) {
          });
 }
 
-Result<std::unique_ptr<CheckpointReader>> open_torch(const fs::path& path, const OpenOptions& /*options*/) {
-  CKPT_ASSIGN_OR_RETURN(TorchFile file, TorchFile::open(path));
+Result<std::unique_ptr<CheckpointReader>> open_torch(const fs::path& path, const OpenOptions& options) {
+  CKPT_ASSIGN_OR_RETURN(TorchFile file, TorchFile::open(path, options.pickle_policy));
   return std::unique_ptr<CheckpointReader>(std::make_unique<TorchReader>(std::move(file)));
 }
 
@@ -58,9 +58,9 @@ Result<std::unique_ptr<CheckpointWriter>> create_torch(const fs::path& path, Wri
 
 // Every problem of the archive's layout and pickle (the first ends it) and of
 // each tensor (all of them); the sound tensors are listed.
-ValidationReport validate_torch(const fs::path& path, const OpenOptions& /*options*/) {
+ValidationReport validate_torch(const fs::path& path, const OpenOptions& options) {
   CollectAll problems;
-  auto file = TorchFile::open(path, problems);
+  auto file = TorchFile::open(path, problems, options.pickle_policy);
   ValidationReport report;
   report.path = path;
   if (file) {

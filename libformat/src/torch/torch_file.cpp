@@ -167,7 +167,7 @@ std::uint64_t legacy_magic_length(const ByteSource& file) {
 
 bool is_legacy_torch(const ByteSource& file) { return legacy_magic_length(file) != 0; }
 
-std::optional<TorchFile> TorchFile::open(const fs::path& path, ProblemSink& problems) {
+std::optional<TorchFile> TorchFile::open(const fs::path& path, ProblemSink& problems, const pickle::PicklePolicy& policy) {
   TorchFile file;
   file.path_ = path;
   auto source = FileSource::open(path);
@@ -177,7 +177,8 @@ std::optional<TorchFile> TorchFile::open(const fs::path& path, ProblemSink& prob
   }
   file.file_ = std::make_shared<const FileSource>(std::move(source).value());
   TrackingSink tensor_problems(problems);
-  Status opened = is_legacy_torch(*file.file_) ? file.open_legacy(tensor_problems) : file.open_zip(tensor_problems);
+  Status opened = is_legacy_torch(*file.file_) ? file.open_legacy(tensor_problems, policy)
+                                                : file.open_zip(tensor_problems, policy);
   if (!opened.ok()) {
     problems.error(std::move(opened).error());
     return std::nullopt;
@@ -193,14 +194,14 @@ std::optional<TorchFile> TorchFile::open(const fs::path& path, ProblemSink& prob
   return file;
 }
 
-Result<TorchFile> TorchFile::open(const fs::path& path) {
+Result<TorchFile> TorchFile::open(const fs::path& path, const pickle::PicklePolicy& policy) {
   FailFast problems;
-  auto file = open(path, problems);
+  auto file = open(path, problems, policy);
   CKPT_TRY(problems.status());
   return std::move(*file);
 }
 
-Status TorchFile::open_zip(ProblemSink& problems) {
+Status TorchFile::open_zip(ProblemSink& problems, const pickle::PicklePolicy& policy) {
   const fs::path& path = path_;
   auto zip = ZipReader::open(*file_);
   if (!zip.ok()) return std::move(std::move(zip).error().in_file(path.string()));
@@ -231,7 +232,8 @@ Status TorchFile::open_zip(ProblemSink& problems) {
   // torch.jit.save adds constants.pkl (torch's own _is_torchscript_zip test).
   const ZipEntry* constants_entry = zip_->find(root_ + "constants.pkl");
   torchscript_ = constants_entry != nullptr;
-  pickle::ReadOptions options{pickle::Flavor::kTorch, {}, /*torchscript_classes=*/torchscript_};
+  pickle::ReadOptions options{
+      .flavor = pickle::Flavor::kTorch, .torchscript_classes = torchscript_, .policy = policy};
   auto read_pickle = [&](const ZipEntry& entry) -> Result<pickle::Document> {
     CKPT_ASSIGN_OR_RETURN(std::string pickled, read_record(*zip_, entry, options.limits.max_input_bytes));
     auto document = pickle::read(as_bytes(pickled), options, path.string() + ":" + entry.name);
@@ -260,9 +262,9 @@ Status TorchFile::open_zip(ProblemSink& problems) {
   return {};
 }
 
-Status TorchFile::open_legacy(ProblemSink& problems) {
+Status TorchFile::open_legacy(ProblemSink& problems, const pickle::PicklePolicy& policy) {
   const std::string name = path_.string();
-  pickle::ReadOptions options{pickle::Flavor::kTorch, {}};
+  pickle::ReadOptions options{.flavor = pickle::Flavor::kTorch, .policy = policy};
   std::uint64_t offset = legacy_magic_length(*file_);
   // The next pickle of the file: read from a window that doubles until the
   // pickle fits, up to the same cap as a zip's data.pkl.

@@ -44,18 +44,27 @@ struct ConvertOptions {
   // Convert a source with unsupported tensors (CheckpointReader::unsupported)
   // without them; otherwise that is refused (E540), as they would be lost.
   bool skip_unsupported = false;
+  // Refuse (kObjectDataDropped) rather than drop a pickle's non-tensor data
+  // in a flat destination.
+  bool strict = false;
 };
 
 struct ConvertSummary {
   std::size_t variables = 0;
   std::uint64_t bytes = 0;  // element bytes
   std::vector<std::string> skipped;  // unsupported tensors left out (skip_unsupported)
+  // The paths of the source object's non-tensor leaves (pickle::object_leaves)
+  // that a flat destination has no place for: "epoch", "args"; "" for a
+  // saved object that is itself one leaf.
+  std::vector<std::string> dropped;
 };
 
 // Adds every tensor of `source` to `destination` in name order and commits
-// it. A destination that stores text metadata gets the source's, then
-// options.metadata's entries. On failure nothing is committed: the caller drops the writer, and the
-// destination stays absent (or as it was).
+// it. On failure nothing is committed: the caller drops the writer, and the
+// destination stays absent (or as it was). A pickle source's object goes to
+// a destination that keeps_object(); for another, its non-tensor leaves are
+// listed in `dropped` (or refused when options.strict). A destination that
+// stores text metadata gets the source's, then options.metadata's entries.
 Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter& destination,
                                const ConvertOptions& options = {});
 

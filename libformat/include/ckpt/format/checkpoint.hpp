@@ -84,6 +84,9 @@ class CheckpointWriter {
   // each tensor leaf replaced by the tensor added under its dotted name;
   // flat formats have no place for it and keep the tensors only.
   virtual Status set_object(const pickle::Value& object);
+  // Whether set_object keeps the object (the pickle formats); the flat
+  // formats drop its non-tensor data.
+  virtual bool keeps_object() const { return false; }
   // Nests the dotted names under `prefixes` (spec/pickle.md, "Nesting");
   // flat formats refuse it.
   virtual Status set_nesting(std::vector<std::string> prefixes);
@@ -107,6 +110,9 @@ struct OpenOptions {
   NpyReadOptions npy = {};
   // A single .npy file: the name of its one tensor (default: the file's stem).
   std::optional<std::string> tensor_name = std::nullopt;
+  // The pickle formats (torch, oneflow-pickle, oneflow-single-file): globals
+  // kept as inert stubs (--allow-global, --stub-unknown).
+  pickle::PicklePolicy pickle_policy = {};
 };
 
 // The format of `path` from its content ("oneflow", "npy", "npz", ...), or

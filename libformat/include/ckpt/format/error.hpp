@@ -20,6 +20,7 @@ enum class ErrorCode : std::uint16_t {
   kInvalidArgument = 104,    // the caller passed something unusable
   kInjectedFault = 105,      // a test hook made an operation fail
   kBusy = 106,               // another writer holds the destination
+  kObjectDataDropped = 150,  // a conversion to a flat format would drop non-tensor data (strict)
   kOutOfMemory = 160,        // an allocation the input asked for failed
   // Replacing (overwrite / --force) and writing what a reader accepts; spec/writing.md
   kReplaceNotCheckpoint = 170,    // the directory to replace is not a checkpoint of a known format

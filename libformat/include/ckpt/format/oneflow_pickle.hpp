@@ -42,7 +42,7 @@ struct OneflowPickle {
 // version 1, every tensor's path a single safe directory name (kUnsafeName
 // otherwise), unique dotted names (kDuplicateName). Does not look at the
 // tensor directories; Snapshot::open does.
-Result<OneflowPickle> read_oneflow_pickle(const std::filesystem::path& root);
+Result<OneflowPickle> read_oneflow_pickle(const std::filesystem::path& root, const pickle::PicklePolicy& policy = {});
 
 // The tensors of a tree with their dotted names; `file` names errors.
 Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value& data, std::string_view file);

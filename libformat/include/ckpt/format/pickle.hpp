@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +26,7 @@
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/dtype.hpp"
 #include "ckpt/format/error.hpp"
+#include "ckpt/format/read_options.hpp"
 #include "ckpt/format/tensor.hpp"
 
 namespace ckpt::pickle {
@@ -48,7 +50,8 @@ enum class Kind : std::uint8_t {
   kNumpyArray,    // _reconstruct(ndarray, (0,), b'b') (cls, items[0]) + BUILD (1, shape, dtype, fortran, bytes) (state)
   kNumpyDtype,    // numpy.dtype('f4', False, True) (cls, items[0]) + BUILD (3, '<', None, None, None, -1, -1, 0) (state)
   kOneflowDtype,  // oneflow._oneflow_internal.dtype() (cls) + BUILD int DataType (state)
-  kStub,          // an object of a class not on the allow-list, kept inert (PicklePolicy): cls + BUILD state
+  kStub,          // an object of a class not on the allow-list, kept inert (PicklePolicy): cls, args, entries, state
+  kNumpyScalar,   // numpy.core.multiarray.scalar(dtype, bytes) (cls, items[0]); `decoded` its Python value
 };
 
 std::string_view kind_name(Kind kind);
@@ -97,6 +100,12 @@ struct Value {
   // kDict: the `__torch__` class of a TorchScript object (ReadOptions::torchscript_classes).
   const Value* cls = nullptr;
   const Value* state = nullptr;
+  // kStub: made by NEWOBJ cls(*args) (else by REDUCE); `items` holds the
+  // argument tuple, `entries` what SETITEMS added, `state` the BUILD state.
+  bool newobj = false;
+  // kNumpyScalar: the scalar as a bool, int or float node; nullptr for a
+  // dtype with no Python value here (complex, float16, big-endian).
+  const Value* decoded = nullptr;
   TorchStorageInfo storage;  // kTorchStorage
   TorchTensorInfo tensor;    // kTorchTensor
 
@@ -105,6 +114,8 @@ struct Value {
   const Value* find(std::string_view key) const;
   // kOneflowTensor: the `path` of its state; empty when missing.
   std::string_view oneflow_path() const;
+  // kStub whose state is an nn.Module's (dicts _parameters, _buffers, _modules).
+  bool is_module_stub() const;
 };
 
 // Owns every Value of one pickle. Movable, not copyable: values point at each other.
@@ -163,6 +174,33 @@ struct NamedStub {
 // nor int hold no named stub and are skipped.
 std::vector<NamedStub> module_stubs(const Value& data);
 
+// Whether a tensor (OneFlow or torch) lies anywhere under `value`.
+bool holds_tensor(const Value& value);
+
+// One piece of non-tensor data of a pickle's object, for showing, comparing
+// and counting what a flat format drops (spec/pickle.md, "Non-tensor data").
+struct ObjectLeaf {
+  std::string path;  // keys and indices joined with "." as tensors are named; "" for the root
+  std::string type;  // "int", "str", "dict", "argparse.Namespace" (a stub), "numpy.ndarray", "numpy.float64"
+  const Value* node = nullptr;
+};
+
+// The non-tensor leaves of `data` in tree order: dicts are walked by key (an
+// empty one is a leaf), lists and tuples by index when they hold a tensor
+// (else each is one leaf), and a stub is one leaf (its dict state walked too
+// when it holds tensors). Module stubs (module_stubs) and tensors are not leaves.
+std::vector<ObjectLeaf> object_leaves(const Value& data);
+
+// Python's repr() of `value` as the object torch.load would rebuild shows it
+// ("0.1", "'run'", "[1, 2]", "argparse.Namespace(lr=0.1)"), tensors and
+// arrays by dtype and shape; nullopt when it is longer than `limit` bytes.
+std::optional<std::string> python_repr(const Value& value, std::size_t limit);
+
+// Whether two values are equal as data: same kinds, values, classes,
+// arguments and states; tensors by dtype, shape and name only (their values
+// are compared as tensors).
+bool same_value(const Value& a, const Value& b);
+
 // A copy of `data` into `into` in which every tensor leaf is replaced by
 // `tensor_named(its dotted name)` (the names named_tensors gives); other
 // values are copied as they are. Writers use it to put their own tensors in
@@ -197,18 +235,6 @@ struct ReadLimits {
 enum class Flavor : std::uint8_t {
   kOneflow,  // OrderedDict, OneFlow tensor and parameter classes
   kTorch,    // OrderedDict, _codecs.encode, torch rebuild functions, storages, persistent ids
-};
-
-// What the reader does with a global that is not on the allow-list. By
-// default it is refused (E704), except where a stub rule keeps it inert.
-// Later rules (extra allowed globals, stubs for any class) extend this struct.
-struct PicklePolicy {
-  // NEWOBJ () of such a class followed by BUILD with an nn.Module's state (a
-  // dict with "_parameters", "_buffers" and "_modules") becomes a kStub: the
-  // class's module and name and its state, never imported or called. Its
-  // tensors are named as state_dict() names them (named_tensors). Any other
-  // use of the class (a call, a value, another state) is still E704.
-  bool stub_modules = true;
 };
 
 struct ReadOptions {

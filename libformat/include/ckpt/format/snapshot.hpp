@@ -24,6 +24,7 @@
 #include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/error.hpp"
+#include "ckpt/format/read_options.hpp"
 #include "ckpt/format/tensor.hpp"
 #include "ckpt/format/validation.hpp"
 
@@ -73,7 +74,8 @@ class Snapshot {
   // its sources are gone), detects the layout, lists the variables (sorted by name) and checks each
   // meta against its `out`. P1 variables are the tensors of pickled_data,
   // named by their dotted keys (oneflow_pickle.hpp).
-  static Result<Snapshot> open(const std::filesystem::path& root);
+  // `policy`: what P1's pickled_data may hold beyond the allow-list.
+  static Result<Snapshot> open(const std::filesystem::path& root, const pickle::PicklePolicy& policy = {});
 
   const std::filesystem::path& root() const { return root_; }
   Layout layout() const { return layout_; }
@@ -123,6 +125,6 @@ class Snapshot {
 
 // Every rule of spec/validation.md checked, every problem collected; the
 // report's layout is layout_id() of what was recognised.
-ValidationReport validate_snapshot(const std::filesystem::path& root);
+ValidationReport validate_snapshot(const std::filesystem::path& root, const pickle::PicklePolicy& policy = {});
 
 }  // namespace ckpt

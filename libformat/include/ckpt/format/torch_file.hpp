@@ -63,9 +63,11 @@ class TorchFile {
   // the file or its pickle ends the reading (nullopt); a tensor with a
   // problem is left out and the others are still checked, unless `problems`
   // says stop.
-  static std::optional<TorchFile> open(const std::filesystem::path& path, ProblemSink& problems);
+  // `policy`: what the pickles may hold beyond the allow-list.
+  static std::optional<TorchFile> open(const std::filesystem::path& path, ProblemSink& problems,
+                                       const pickle::PicklePolicy& policy = {});
   // The same, failing on the first problem.
-  static Result<TorchFile> open(const std::filesystem::path& path);
+  static Result<TorchFile> open(const std::filesystem::path& path, const pickle::PicklePolicy& policy = {});
 
   const std::filesystem::path& path() const { return path_; }
   const pickle::Value& data() const { return *document_.root(); }
@@ -84,8 +86,8 @@ class TorchFile {
   TorchFile() = default;
   // Problems of the file end the reading (the Status); tensors' problems go
   // to `problems`.
-  Status open_zip(ProblemSink& problems);
-  Status open_legacy(ProblemSink& problems);
+  Status open_zip(ProblemSink& problems, const pickle::PicklePolicy& policy);
+  Status open_legacy(ProblemSink& problems, const pickle::PicklePolicy& policy);
   // Names the tensors of `document` (under `prefix`), checks each view
   // against its storage record in records_ and keeps the sound ones; false
   // when `problems` said stop. `record_folder` holds the document's storage

@@ -1,0 +1,257 @@
+"""The pickle policy against files Debian's torch 1.13 writes: argparse.Namespace, pathlib.PosixPath,
+functools.partial, numpy scalars and HF Trainer's rng_state.pth (numpy arrays, random.getstate()).
+Refused by default, naming the global; with --allow-global / --stub-unknown read, and converted to
+torch again with data.pkl byte for byte as torch wrote it (one documented exception), which torch.load
+itself then rebuilds into equal objects.
+
+The non-tensor data around the tensors: ckpt-inspect lists each value with Python's own repr() as the
+judge, a conversion to a flat format names what it drops (--strict refuses, E150), and ckpt-diff compares
+the values (a config pickle and an empty npz are not equal).
+
+Usage: test_pickle_policy.py CKPT_CONVERT CKPT_VALIDATE CKPT_INSPECT CKPT_DIFF
+"""
+import argparse
+import functools
+import os
+import pathlib
+import random
+import subprocess
+import sys
+import tempfile
+import unittest
+import zipfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from schema_check import checked  # noqa: E402  (each --json document against spec/schema)
+
+CONVERT = sys.argv.pop(1)
+VALIDATE = sys.argv.pop(1)
+INSPECT = sys.argv.pop(1)
+DIFF = sys.argv.pop(1)
+
+NUMPY_ARRAYS = ["numpy.core.multiarray._reconstruct"]
+
+
+def data_pkl(path):
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+
+
+def hf_rng_state():
+    """What transformers' Trainer._save_rng_state writes to rng_state.pth (CPU only)."""
+    random.seed(11)
+    np.random.seed(12)
+    torch.manual_seed(13)
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+
+
+CASES = {
+    # name: (object, the global named in the refusal, the flags that allow it)
+    "namespace": ({"args": argparse.Namespace(lr=0.1, name="run", layers=[1, 2]), "w": torch.arange(6.0).reshape(2, 3)},
+                  "argparse.Namespace", ["--allow-global", "argparse.Namespace"]),
+    "posixpath": ({"out": pathlib.PosixPath("/tmp/run/ckpt"), "w": torch.ones(2)},
+                  "pathlib.PosixPath", ["--allow-global", "pathlib.PosixPath"]),
+    "partial": ({"fn": functools.partial(torch.nn.functional.relu, inplace=True), "w": torch.ones(2)},
+                "torch.nn.functional.relu",
+                ["--allow-global", "functools.partial", "--allow-global", "torch.nn.functional.relu"]),
+    "scalars": ({"best": np.float64(0.25), "step": np.int64(7), "flag": np.bool_(True), "w": torch.ones(1)},
+                "numpy.dtype", ["--allow-global", "numpy.core.multiarray.scalar"]),
+    "rng_state": (hf_rng_state(), "numpy.ndarray", ["--allow-global", NUMPY_ARRAYS[0]]),
+}
+
+
+def assert_same(test, ours, theirs, where="object"):
+    test.assertIs(type(ours), type(theirs), where)
+    if isinstance(theirs, dict):
+        test.assertEqual(list(ours), list(theirs), where)
+        for key in theirs:
+            assert_same(test, ours[key], theirs[key], f"{where}[{key!r}]")
+    elif isinstance(theirs, (list, tuple)):
+        test.assertEqual(len(ours), len(theirs), where)
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            assert_same(test, a, b, f"{where}[{i}]")
+    elif isinstance(theirs, torch.Tensor):
+        test.assertTrue(torch.equal(ours, theirs), where)
+    elif isinstance(theirs, np.ndarray):
+        test.assertEqual(ours.dtype, theirs.dtype, where)
+        test.assertTrue(np.array_equal(ours, theirs), where)
+    elif isinstance(theirs, functools.partial):
+        test.assertEqual((ours.func, ours.args, ours.keywords), (theirs.func, theirs.args, theirs.keywords), where)
+    else:
+        test.assertEqual(ours, theirs, where)
+
+
+class InTemporaryDirectory(unittest.TestCase):
+    def setUp(self):
+        self.directory = tempfile.TemporaryDirectory()
+        self.addCleanup(self.directory.cleanup)
+
+    def path(self, name):
+        return os.path.join(self.directory.name, name)
+
+
+class PicklePolicy(InTemporaryDirectory):
+    def saved(self, name):
+        obj = CASES[name][0]
+        path = self.path(f"{name}.pt")
+        torch.save(obj, path)
+        return obj, path
+
+    def test_each_file_is_refused_by_default_naming_the_global(self):
+        for name, (_, global_name, _) in CASES.items():
+            with self.subTest(name):
+                _, path = self.saved(name)
+                done = subprocess.run([VALIDATE, path], capture_output=True, text=True)
+                self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+                self.assertIn("E704", done.stdout)
+                self.assertIn(f"'{global_name}'", done.stdout)
+                self.assertIn("nothing was run", done.stdout)
+                converted = subprocess.run([CONVERT, path, self.path(f"{name}.out.pt"), "--to", "torch"],
+                                           capture_output=True, text=True)
+                self.assertEqual(converted.returncode, 1)
+                self.assertIn("--allow-global", converted.stderr)  # the hint
+                self.assertFalse(os.path.exists(self.path(f"{name}.out.pt")))
+
+    def convert(self, path, out, flags):
+        done = subprocess.run([CONVERT, "-q", path, out, "--to", "torch", *flags], capture_output=True, text=True)
+        self.assertEqual(done.returncode, 0, done.stderr)
+
+    def test_allowed_globals_convert_to_the_same_pickle_and_torch_rebuilds_them(self):
+        for name, (_, _, flags) in CASES.items():
+            for policy in (flags, ["--stub-unknown"]):
+                with self.subTest(name, policy=policy[0]):
+                    obj, path = self.saved(name)
+                    out = self.path(f"{name}.{policy[0][2:]}.pt")
+                    self.convert(path, out, policy)
+                    if name != "rng_state":
+                        self.assertEqual(data_pkl(out), data_pkl(path))
+                    assert_same(self, torch.load(out), obj)
+
+    def test_rng_state_differs_only_where_torch_shared_the_str_cpu(self):
+        # torch's pickle refers back to the dict key 'cpu' for the storage's location 'cpu' (one
+        # interned str); ours writes the location again: the same object, 8 bytes more.
+        _, path = self.saved("rng_state")
+        out = self.path("rng.out.pt")
+        self.convert(path, out, CASES["rng_state"][2])
+        theirs, ours = data_pkl(path), data_pkl(out)
+        self.assertEqual(len(ours) - len(theirs), 8)
+        same = len(os.path.commonprefix([ours, theirs]))
+        self.assertGreater(same, len(theirs) - 100)  # numpy's arrays, random's state: all as torch wrote them
+        self.assertTrue(theirs[same:].startswith(b"h"), theirs[same:same + 8])  # BINGET of the key 'cpu'
+        self.assertTrue(ours[same:].startswith(b"X\x03\x00\x00\x00cpu"), ours[same:same + 8])
+
+    def test_allowing_one_global_does_not_allow_another(self):
+        obj = {"args": argparse.Namespace(out=pathlib.PosixPath("/x")), "w": torch.ones(1)}
+        path = self.path("both.pt")
+        torch.save(obj, path)
+        done = subprocess.run([VALIDATE, path, "--allow-global", "argparse.Namespace"], capture_output=True, text=True)
+        self.assertEqual(done.returncode, 1)
+        self.assertIn("'pathlib.PosixPath'", done.stdout)
+        done = subprocess.run([VALIDATE, path, "--allow-global", "argparse.Namespace", "--allow-global",
+                               "pathlib.PosixPath"], capture_output=True, text=True)
+        self.assertEqual(done.returncode, 0, done.stdout)
+
+    def test_a_module_name_without_a_dot_is_a_usage_error(self):
+        _, path = self.saved("namespace")
+        done = subprocess.run([VALIDATE, path, "--allow-global", "Namespace"], capture_output=True, text=True)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("MODULE.NAME", done.stderr)
+
+
+
+class NonTensorData(InTemporaryDirectory):
+    def saved(self, obj, name):
+        path = self.path(name)
+        torch.save(obj, path)
+        return path
+
+    def run_tool(self, *argv, code=0):
+        done = subprocess.run(list(argv), capture_output=True, text=True)
+        self.assertEqual(done.returncode, code, done.stdout + done.stderr)
+        return done
+
+    def test_inspect_lists_each_value_as_python_shows_it(self):
+        namespace = argparse.Namespace(lr=0.1, name="run", layers=[1, 2])
+        obj = {"epoch": 3, "lr": 1e-05, "tag": "a\nb\x1b'c", "ok": True, "none": None, "betas": (0.9, 0.999),
+               "state": {}, "args": namespace, "nested": {"seed": -7, "w": torch.ones(2)}, "blob": b"\x00\xffz"}
+        path = self.saved(obj, "train.pt")
+        done = self.run_tool(INSPECT, "--json", path, "--allow-global", "argparse.Namespace")
+        objects = {o["path"]: o for o in checked(done.stdout)["objects"]}
+        expected = {"epoch": 3, "lr": 1e-05, "tag": "a\nb\x1b'c", "ok": True, "none": None, "betas": (0.9, 0.999),
+                    "state": {}, "nested.seed": -7, "blob": b"\x00\xffz"}
+        for key, value in expected.items():
+            self.assertEqual(objects[key]["value"], repr(value), key)  # Python's repr is the judge
+            self.assertEqual(objects[key]["type"], type(value).__name__.replace("NoneType", "None"), key)
+        self.assertEqual(objects["args"]["type"], "argparse.Namespace")
+        self.assertEqual(objects["args"]["value"], "argparse." + repr(namespace))
+        self.assertNotIn("nested.w", objects)  # a tensor, listed as one
+        self.assertEqual(len(objects), len(expected) + 1)
+        # Text: escaped for the terminal, no raw control byte.
+        text = self.run_tool(INSPECT, path, "--allow-global", "argparse.Namespace").stdout
+        self.assertIn("objects (non-tensor values", text)
+        self.assertNotIn("\x1b", text)
+        self.assertRegex(text, r"\n  tag +str +\"a\\nb\\x1b'c\"\n")
+
+    def test_numpy_values_show_as_numpy_shows_them(self):
+        path = self.saved(hf_rng_state(), "rng_state.pth")
+        done = self.run_tool(INSPECT, "--json", path, "--allow-global", NUMPY_ARRAYS[0])
+        objects = {o["path"]: o for o in checked(done.stdout)["objects"]}
+        self.assertEqual(objects["numpy"]["type"], "tuple")
+        self.assertTrue(objects["numpy"]["value"].startswith("('MT19937', array(shape=(624,), dtype='<u4'), 624, 0, 0.0)"),
+                        objects["numpy"]["value"])
+        self.assertIsNone(objects["python"]["value"])  # 625 ints: longer than 256 bytes
+        scalars = self.saved({"best": np.float64(0.25), "step": np.int64(7), "w": torch.ones(1)}, "scalars.pt")
+        done = self.run_tool(INSPECT, "--json", scalars, "--allow-global", "numpy.core.multiarray.scalar")
+        objects = {o["path"]: o for o in checked(done.stdout)["objects"]}
+        self.assertEqual((objects["best"]["type"], objects["best"]["value"]), ("numpy.float64", "float64(0.25)"))
+        self.assertEqual((objects["step"]["type"], objects["step"]["value"]), ("numpy.int64", "int64(7)"))
+
+    def test_a_flat_destination_names_what_it_drops_and_strict_refuses(self):
+        path = self.saved({"epoch": 3, "config": {"lr": 0.1}, "model": {"w": torch.ones(2)}}, "train.pt")
+        out = self.path("train.npz")
+        done = self.run_tool(CONVERT, path, out)
+        self.assertIn("warning: npz keeps tensors only; 2 non-tensor values of the object were dropped: epoch, "
+                      "config.lr", done.stderr)
+        self.assertEqual(sorted(np.load(out).files), ["model.w"])
+        strict = self.path("strict.npz")
+        done = self.run_tool(CONVERT, path, strict, "--strict", code=2)
+        self.assertIn("E150", done.stderr)
+        self.assertIn("2 non-tensor values of the object would be dropped: epoch, config.lr", done.stderr)
+        self.assertFalse(os.path.exists(strict))
+        # Between pickle formats nothing is dropped, so --strict converts.
+        self.run_tool(CONVERT, "-q", path, self.path("copy.pt"), "--strict")
+        doc = checked(self.run_tool(CONVERT, "--json", path, self.path("again.npz")).stdout)
+        self.assertEqual(doc["dropped"], ["epoch", "config.lr"])
+
+    def test_diff_compares_the_values_of_pickles(self):
+        ones = torch.ones(2)
+        a = self.saved({"epoch": 3, "args": argparse.Namespace(lr=0.1), "w": ones}, "a.pt")
+        same = self.saved({"epoch": 3, "args": argparse.Namespace(lr=0.1), "w": ones.clone()}, "same.pt")
+        later = self.saved({"epoch": 4, "args": argparse.Namespace(lr=0.2), "w": ones}, "later.pt")
+        allow = ["--allow-global", "argparse.Namespace"]
+        self.run_tool(DIFF, a, same, *allow)
+        done = self.run_tool(DIFF, a, later, *allow, code=1)
+        self.assertIn("differ   object epoch: A int 3, B int 4", done.stdout)
+        self.assertIn("differ   object args: A argparse.Namespace argparse.Namespace(lr=0.1), B argparse.Namespace "
+                      "argparse.Namespace(lr=0.2)", done.stdout)
+        doc = checked(self.run_tool(DIFF, "--json", a, later, *allow, code=1).stdout)
+        self.assertEqual([d["path"] for d in doc["objects"]["differing"]], ["args", "epoch"])
+        # Its own npz copy has the tensor and nothing else: not equal.
+        flat = self.path("a.npz")
+        self.run_tool(CONVERT, "-q", a, flat, *allow)
+        done = self.run_tool(DIFF, a, flat, *allow, code=1)
+        self.assertIn("missing  object epoch int (only in A)", done.stdout)
+        # A config pickle and an empty npz.
+        config = self.saved({"lr": 0.1, "name": "run"}, "config.pt")
+        empty = self.path("empty.npz")
+        np.savez(empty)
+        done = self.run_tool(DIFF, config, empty, code=1)
+        self.assertIn("DIFFERENT", done.stdout)
+        self.assertIn("missing  object lr float (only in A)", done.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
