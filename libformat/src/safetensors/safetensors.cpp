@@ -328,7 +328,7 @@ SafetensorsHeader parse_header(const ByteSource& file, ProblemSink& problems) {
 // ---- reading through the generic interface ----
 
 // Tensors lying in one or more safetensors files: the single-file format
-// and sharded sets read the same way.
+// and sharded sets (chunked or not) read the same way.
 class PlacedReader final : public CheckpointReader {
  public:
   PlacedReader(std::string_view format, fs::path path, std::vector<std::shared_ptr<const FileSource>> files,
@@ -347,6 +347,9 @@ class PlacedReader final : public CheckpointReader {
       return Error(ErrorCode::kUnknownVariable, "no tensor of that name").in_variable(name).in_file(path_.string());
     }
     const auto& tensor = placed_[static_cast<std::size_t>(info - tensors_.data())];
+    if (!tensor.chunks.empty()) {
+      return chunked_source(tensor.chunks, tensor.meta, fmt::format("{} (tensor '{}')", path_.string(), tensor.name));
+    }
     CKPT_ASSIGN_OR_RETURN(SliceSource slice, SliceSource::make(files_[tensor.file], tensor.start, tensor.meta.byte_size()));
     return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(slice)));
   }

@@ -401,42 +401,15 @@ std::vector<ChunkedTensor> all_as_chunks(ShardedSet set) {
   return tensors;
 }
 
-// A set with chunked tensors: each read whole, assembled from its chunks.
-class ChunkedSetReader final : public CheckpointReader {
- public:
-  ChunkedSetReader(fs::path path, std::vector<ChunkedTensor> chunked) : path_(std::move(path)), chunked_(std::move(chunked)) {
-    for (const auto& tensor : chunked_) tensors_.push_back({tensor.name, tensor.meta});
-  }
-  std::string_view format_name() const override { return kFormatName; }
-  const fs::path& path() const override { return path_; }
-  const std::vector<TensorInfo>& tensors() const override { return tensors_; }
-
-  Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
-    const TensorInfo* info = find(name);
-    if (info == nullptr) {
-      return Error(ErrorCode::kUnknownVariable, "no tensor of that name").in_variable(name).in_file(path_.string());
-    }
-    const ChunkedTensor& tensor = chunked_[static_cast<std::size_t>(info - tensors_.data())];
-    if (tensor.chunks.size() == 1) {
-      CKPT_ASSIGN_OR_RETURN(SliceSource slice, SliceSource::make(tensor.chunks[0].file, tensor.chunks[0].start,
-                                                                 tensor.meta.byte_size()));
-      return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(slice)));
-    }
-    return chunked_source(tensor.chunks, tensor.meta, fmt::format("{} (tensor '{}')", path_.string(), tensor.name));
-  }
-
- private:
-  fs::path path_;
-  std::vector<ChunkedTensor> chunked_;  // in the same (name) order as tensors_
-  std::vector<TensorInfo> tensors_;
-};
-
 Result<std::unique_ptr<CheckpointReader>> open_sharded(const fs::path& path, const OpenOptions& /*options*/) {
   FailFast problems;
   ShardedSet set = scan_set(path, problems);
   CKPT_TRY(problems.status());
-  if (set.chunked.empty()) return detail::placed_reader(kFormatName, path, std::move(set.shards), std::move(set.tensors));
-  return std::unique_ptr<CheckpointReader>(std::make_unique<ChunkedSetReader>(path, all_as_chunks(std::move(set))));
+  if (!set.chunked.empty()) {
+    for (auto& tensor : set.chunked) set.tensors.push_back({tensor.name, tensor.meta, 0, 0, std::move(tensor.chunks)});
+    std::sort(set.tensors.begin(), set.tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  }
+  return detail::placed_reader(kFormatName, path, std::move(set.shards), std::move(set.tensors));
 }
 
 ValidationReport validate_sharded(const fs::path& path, const OpenOptions& /*options*/) {

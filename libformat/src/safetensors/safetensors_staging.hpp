@@ -19,6 +19,7 @@
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/meta.hpp"
+#include "ckpt/format/tensor_chunks.hpp"
 
 namespace ckpt::detail {
 
@@ -81,12 +82,14 @@ class SafetensorsStaging {
   std::unordered_set<std::string> names_;
 };
 
-// A tensor lying in one of several safetensors files.
+// A tensor lying in one of several safetensors files, or split in chunks
+// over them (spec/collective.md).
 struct PlacedTensor {
   std::string name;
   VariableMeta meta;
   std::size_t file;     // index into the reader's files
   std::uint64_t start;  // of its bytes in that file
+  std::vector<StoredChunk> chunks = {};  // when split: read from these, not from file and start
 };
 
 // A reader of `tensors` (sorted by name), each read as a window of its file.
