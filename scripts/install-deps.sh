@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev clang libclang-rt-14-dev
   python3 python3-numpy python3-torch python3-jsonschema python3-venv python3-pybind11 cmake
   dataset-fashion-mnist
+  libopenmpi-dev openmpi-bin python3-matplotlib
 )
 
 missing=()

@@ -15,6 +15,8 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kInjectedFault: return "injected_fault";
     case ErrorCode::kBusy: return "busy";
     case ErrorCode::kObjectDataDropped: return "object_data_dropped";
+    case ErrorCode::kCollectiveAborted: return "collective_aborted";
+    case ErrorCode::kCollectivePieces: return "collective_pieces";
     case ErrorCode::kOutOfMemory: return "out_of_memory";
     case ErrorCode::kReplaceNotCheckpoint: return "replace_not_checkpoint";
     case ErrorCode::kReplaceOverlapsSource: return "replace_overlaps_source";
@@ -89,6 +91,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kShardedDuplicateTensor: return "sharded_duplicate_tensor";
     case ErrorCode::kShardedTotalSize: return "sharded_total_size";
     case ErrorCode::kShardedUnlistedTensor: return "sharded_unlisted_tensor";
+    case ErrorCode::kShardedChunks: return "sharded_chunks";
     case ErrorCode::kIdxFormat: return "idx_format";
     case ErrorCode::kIdxTruncated: return "idx_truncated";
     case ErrorCode::kIdxTrailingBytes: return "idx_trailing_bytes";

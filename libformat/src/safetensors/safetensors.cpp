@@ -328,7 +328,7 @@ SafetensorsHeader parse_header(const ByteSource& file, ProblemSink& problems) {
 // ---- reading through the generic interface ----
 
 // Tensors lying in one or more safetensors files: the single-file format
-// and sharded sets read the same way.
+// and sharded sets (chunked or not) read the same way.
 class PlacedReader final : public CheckpointReader {
  public:
   PlacedReader(std::string_view format, fs::path path, std::vector<std::shared_ptr<const FileSource>> files,
@@ -349,6 +349,9 @@ class PlacedReader final : public CheckpointReader {
       return Error(ErrorCode::kUnknownVariable, "no tensor of that name").in_variable(name).in_file(path_.string());
     }
     const auto& tensor = placed_[static_cast<std::size_t>(info - tensors_.data())];
+    if (!tensor.chunks.empty()) {
+      return chunked_source(tensor.chunks, tensor.meta, fmt::format("{} (tensor '{}')", path_.string(), tensor.name));
+    }
     CKPT_ASSIGN_OR_RETURN(SliceSource slice, SliceSource::make(files_[tensor.file], tensor.start, tensor.meta.byte_size()));
     return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(slice)));
   }
@@ -574,34 +577,36 @@ Status SafetensorsStaging::set_metadata(const TextMetadata& entries, const std::
   return {};
 }
 
-Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors) const {
-  // The reference's order: widest elements first, then by name, so every
-  // tensor starts at a multiple of its element size.
-  std::sort(tensors.begin(), tensors.end(), [](const StagedTensor& a, const StagedTensor& b) {
-    auto a_size = dtype_size(a.meta.dtype());
-    auto b_size = dtype_size(b.meta.dtype());
-    return a_size != b_size ? a_size > b_size : a.name < b.name;
-  });
+Result<std::string> safetensors_header_bytes(const std::vector<HeaderEntry>& tensors,
+                                             const std::map<std::string, std::string>& metadata,
+                                             const std::string& file) {
   nlohmann::ordered_json document = nlohmann::ordered_json::object();
-  if (!metadata_.empty()) document[std::string(kSafetensorsMetadataKey)] = metadata_;
+  if (!metadata.empty()) document[std::string(kSafetensorsMetadataKey)] = metadata;
   std::uint64_t offset = 0;
   for (const auto& tensor : tensors) {
-    document[tensor.name] = {{"dtype", dtype_info(tensor.meta.dtype()).safetensors},
-                             {"shape", tensor.meta.shape()},
-                             {"data_offsets", {offset, offset + tensor.meta.byte_size()}}};
-    offset += tensor.meta.byte_size();
+    document[std::string(tensor.name)] = {{"dtype", dtype_info(tensor.meta->dtype()).safetensors},
+                                          {"shape", tensor.meta->shape()},
+                                          {"data_offsets", {offset, offset + tensor.meta->byte_size()}}};
+    offset += tensor.meta->byte_size();
   }
   std::string text = document.dump();
   text.append((kHeaderAlignment - text.size() % kHeaderAlignment) % kHeaderAlignment, ' ');
   if (text.size() > kSafetensorsMaxHeaderBytes) {
     return Error(ErrorCode::kSafetensorsHeaderTooLarge,
                  fmt::format("the header would be {} bytes, over the cap of {}", text.size(), kSafetensorsMaxHeaderBytes))
-        .in_file(out.name());
+        .in_file(file);
   }
-  std::string length_field;
-  detail::append_le(length_field, text.size(), kLengthFieldBytes);
-  CKPT_TRY(out.write(as_bytes(length_field)));
-  CKPT_TRY(out.write(as_bytes(text)));
+  std::string bytes;
+  detail::append_le(bytes, text.size(), kLengthFieldBytes);
+  return bytes + text;
+}
+
+Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors) const {
+  sort_in_safetensors_order(tensors);
+  std::vector<HeaderEntry> entries;
+  for (const auto& tensor : tensors) entries.push_back({tensor.name, &tensor.meta});
+  CKPT_ASSIGN_OR_RETURN(std::string header, safetensors_header_bytes(entries, metadata_, out.name()));
+  CKPT_TRY(out.write(as_bytes(header)));
   for (const auto& tensor : tensors) {
     CKPT_TRY(out.write_from(*scratch_, tensor.scratch_offset, tensor.meta.byte_size()));
   }

@@ -30,8 +30,10 @@ constexpr std::string_view kFormatName = "safetensors-sharded";
 struct ShardedSet {
   fs::path index_path;
   std::vector<std::shared_ptr<const FileSource>> shards;  // null where a shard could not be read
+  std::vector<std::uint64_t> data_starts;                 // where each shard's data section starts
   std::vector<detail::PlacedTensor> tensors;              // sorted by name; `file` indexes shards
   TextMetadata metadata;                                  // the first shard's __metadata__
+  std::vector<ChunkedTensor> chunked;                     // assembled from chunk tensors, sorted by name
 };
 
 bool is_index_name(const std::string& name) {
@@ -174,6 +176,97 @@ const SafetensorsEntry* find_entry(const SafetensorsHeader& header, std::string_
   return it != header.entries.end() && it->name == name ? &*it : nullptr;
 }
 
+std::optional<Shape> read_dims(const json& value) {
+  if (!value.is_array()) return std::nullopt;
+  Shape dims;
+  for (const auto& dim : value) {
+    if (!dim.is_number_unsigned() || dim.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+    dims.push_back(dim.get<std::int64_t>());
+  }
+  return dims;
+}
+
+// One entry of chunked_tensors: the tensor assembled from its chunk tensors
+// (taken from `set.tensors`, marked in `used`), or the reason it cannot be.
+Result<ChunkedTensor> read_chunked_entry(const std::string& name, const json& entry, const std::vector<std::string>& files,
+                                         const std::map<std::string_view, std::size_t>& stored, std::vector<bool>& used,
+                                         const ShardedSet& set) {
+  auto bad = [&](std::string why) { return Error(ErrorCode::kShardedChunks, std::move(why)).in_variable(name); };
+  if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() || !entry.contains("chunks") ||
+      !entry["chunks"].is_array() || entry["chunks"].empty()) {
+    return bad("expected {\"dtype\": \"F32\", \"shape\": [...], \"chunks\": [...]} with at least one chunk");
+  }
+  const auto dtype = dtype_from_safetensors(entry["dtype"].get<std::string>());
+  const auto shape = entry.contains("shape") ? read_dims(entry["shape"]) : std::nullopt;
+  if (!dtype || !shape) return bad(fmt::format("dtype {} or shape {} unusable", entry["dtype"].dump(), entry.value("shape", json()).dump()));
+  auto meta = VariableMeta::make(*dtype, *shape);
+  if (!meta.ok()) return bad(meta.error().message());
+  if (stored.contains(name)) return bad("stored whole as well as in chunks");
+  ChunkedTensor tensor{name, std::move(meta).value(), {}};
+  std::vector<TensorBox> boxes;
+  for (const auto& chunk : entry["chunks"]) {
+    const auto offset = chunk.is_object() && chunk.contains("offset") ? read_dims(chunk["offset"]) : std::nullopt;
+    const auto chunk_shape = chunk.is_object() && chunk.contains("shape") ? read_dims(chunk["shape"]) : std::nullopt;
+    const auto range = chunk.is_object() && chunk.contains("data_offsets") ? read_dims(chunk["data_offsets"]) : std::nullopt;
+    if (!offset || !chunk_shape || !range || range->size() != 2 || !chunk.contains("tensor") ||
+        !chunk["tensor"].is_string() || !chunk.contains("file") || !chunk["file"].is_string()) {
+      return bad(fmt::format("a chunk must be {{\"tensor\", \"offset\", \"shape\", \"file\", \"data_offsets\"}}, found {}", chunk.dump()));
+    }
+    const std::string stored_name = chunk["tensor"].get<std::string>();
+    auto found = stored.find(stored_name);
+    if (found == stored.end()) return bad(fmt::format("chunk '{}' is not a tensor of the weight_map's shards", stored_name));
+    if (used[found->second]) return bad(fmt::format("chunk '{}' is used twice", stored_name));
+    used[found->second] = true;
+    const detail::PlacedTensor& placed = set.tensors[found->second];
+    const std::uint64_t begin = placed.start - set.data_starts[placed.file];
+    const std::string expected_file = files[placed.file];
+    if (chunk["file"].get<std::string>() != expected_file || placed.meta.dtype() != *dtype ||
+        placed.meta.shape() != *chunk_shape || static_cast<std::uint64_t>((*range)[0]) != begin ||
+        static_cast<std::uint64_t>((*range)[1]) != begin + placed.meta.byte_size()) {
+      return bad(fmt::format("chunk '{}' is stored as {} {} at [{}, {}) of {}; the index says {} {} at {} of {}", stored_name,
+                             dtype_info(placed.meta.dtype()).safetensors,
+                             shape_to_string(placed.meta.shape()), begin, begin + placed.meta.byte_size(), expected_file,
+                             entry["dtype"].get<std::string>(), shape_to_string(*chunk_shape), chunk["data_offsets"].dump(),
+                             chunk["file"].get<std::string>()));
+    }
+    boxes.push_back({*offset, *chunk_shape});
+    tensor.chunks.push_back({boxes.back(), set.shards[placed.file], placed.start});
+  }
+  if (auto problem = tiling_problem(tensor.meta.shape(), boxes); !problem.empty()) return bad("chunks: " + problem);
+  return tensor;
+}
+
+// Replaces the chunk tensors the index's chunked_tensors name by the whole
+// tensors they tile (spec/collective.md).
+void gather_chunks(const json& index, const std::vector<std::string>& files, const std::string& index_name,
+                   ShardedSet& set, ProblemSink& problems) {
+  auto listed = index.find(kChunkedTensorsKey);
+  if (listed == index.end()) return;
+  if (!listed->is_object()) {
+    problems.error(Error(ErrorCode::kShardedChunks, fmt::format("\"{}\" must be an object, found a JSON {}",
+                                                                 kChunkedTensorsKey, listed->type_name()))
+                       .in_file(index_name));
+    return;
+  }
+  std::map<std::string_view, std::size_t> stored;
+  for (std::size_t i = 0; i < set.tensors.size(); ++i) stored.emplace(set.tensors[i].name, i);
+  std::vector<bool> used(set.tensors.size());
+  for (const auto& [name, entry] : listed->items()) {
+    auto tensor = read_chunked_entry(name, entry, files, stored, used, set);
+    if (!tensor.ok()) {
+      if (!problems.error(std::move(std::move(tensor).error().in_file(index_name)))) return;
+      continue;
+    }
+    set.chunked.push_back(std::move(tensor).value());
+  }
+  std::vector<detail::PlacedTensor> whole;
+  for (std::size_t i = 0; i < set.tensors.size(); ++i) {
+    if (!used[i]) whole.push_back(std::move(set.tensors[i]));
+  }
+  set.tensors = std::move(whole);
+  std::sort(set.chunked.begin(), set.chunked.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+}
+
 // The one walk behind both open (stops at the first problem) and validate
 // (collects them all): the index, every shard it names, and the checks
 // across them (spec/safetensors-sharded.md).
@@ -226,6 +319,7 @@ ShardedSet scan_set(const fs::path& path, ProblemSink& problems) {
   const fs::path directory = set.index_path.has_parent_path() ? set.index_path.parent_path() : fs::path(".");
   std::vector<std::optional<SafetensorsHeader>> headers(files.size());
   set.shards.resize(files.size());
+  set.data_starts.resize(files.size());
   for (std::size_t i = 0; i < files.size(); ++i) {
     auto shard = open_shard(directory, files[i], index_name, example_tensors[i]);
     if (!shard.ok()) {
@@ -235,7 +329,10 @@ ShardedSet scan_set(const fs::path& path, ProblemSink& problems) {
     bool stop = false;
     headers[i] = read_shard_header(*shard, problems, stop);
     if (stop) return set;
-    if (headers[i]) set.shards[i] = std::make_shared<const FileSource>(std::move(shard).value());
+    if (headers[i]) {
+      set.shards[i] = std::make_shared<const FileSource>(std::move(shard).value());
+      set.data_starts[i] = headers[i]->data_start;
+    }
   }
   if (!headers.empty() && headers.front()) set.metadata = headers.front()->metadata;
 
@@ -281,6 +378,7 @@ ShardedSet scan_set(const fs::path& path, ProblemSink& problems) {
                         fmt::format("metadata.total_size is {}, the tensors hold {} bytes", *total_size, found_bytes))
                       .in_file(index_name));
   }
+  gather_chunks(*index, files, index_name, set, problems);
   return set;
 }
 
@@ -294,10 +392,25 @@ bool looks_like_sharded(const fs::path& path) {
   return false;
 }
 
+// Every tensor of the set as its stored boxes, sorted by name.
+std::vector<ChunkedTensor> all_as_chunks(ShardedSet set) {
+  std::vector<ChunkedTensor> tensors = std::move(set.chunked);
+  for (auto& placed : set.tensors) {
+    TensorBox whole{Shape(placed.meta.shape().size(), 0), placed.meta.shape()};
+    tensors.push_back({std::move(placed.name), placed.meta, {{std::move(whole), set.shards[placed.file], placed.start}}});
+  }
+  std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return tensors;
+}
+
 Result<std::unique_ptr<CheckpointReader>> open_sharded(const fs::path& path, const OpenOptions& /*options*/) {
   FailFast problems;
   ShardedSet set = scan_set(path, problems);
   CKPT_TRY(problems.status());
+  if (!set.chunked.empty()) {
+    for (auto& tensor : set.chunked) set.tensors.push_back({tensor.name, tensor.meta, 0, 0, std::move(tensor.chunks)});
+    std::sort(set.tensors.begin(), set.tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  }
   return detail::placed_reader(kFormatName, path, std::move(set.shards), std::move(set.tensors),
                                std::move(set.metadata));
 }
@@ -308,7 +421,7 @@ ValidationReport validate_sharded(const fs::path& path, const OpenOptions& /*opt
   ValidationReport report;
   report.path = path;
   report.issues = std::move(problems.issues());
-  for (const auto& tensor : set.tensors) {
+  for (const auto& tensor : all_as_chunks(std::move(set))) {
     report.variables.push_back(VariableInfo{tensor.name, tensor.meta, tensor.meta.byte_size()});
   }
   detail::require_some_variable(report, "tensor in the weight_map");
@@ -461,6 +574,17 @@ std::vector<std::vector<std::size_t>> plan_shards(std::span<const std::uint64_t>
   }
   if (!current.empty()) shards.push_back(std::move(current));
   return shards;
+}
+
+std::string chunk_tensor_name(std::string_view name, const Shape& offset) {
+  return fmt::format("{}@{}", name, fmt::join(offset, ","));
+}
+
+Result<std::vector<ChunkedTensor>> open_sharded_chunks(const fs::path& path) {
+  FailFast problems;
+  ShardedSet set = scan_set(path, problems);
+  CKPT_TRY(problems.status());
+  return all_as_chunks(std::move(set));
 }
 
 std::string shard_file_name(std::size_t index, std::size_t count) {

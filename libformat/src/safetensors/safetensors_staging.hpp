@@ -5,6 +5,7 @@
 // single-file writer and the sharded one (one scratch file, many shards).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -18,6 +19,7 @@
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/meta.hpp"
+#include "ckpt/format/tensor_chunks.hpp"
 
 namespace ckpt::detail {
 
@@ -28,6 +30,30 @@ struct StagedTensor {
   VariableMeta meta;
   std::uint64_t scratch_offset;
 };
+
+// The reference's order: widest elements first, then by name, so every
+// tensor starts at a multiple of its element size. T has .name and .meta.
+template <class T>
+void sort_in_safetensors_order(std::vector<T>& tensors) {
+  std::sort(tensors.begin(), tensors.end(), [](const T& a, const T& b) {
+    auto a_size = dtype_size(a.meta.dtype());
+    auto b_size = dtype_size(b.meta.dtype());
+    return a_size != b_size ? a_size > b_size : a.name < b.name;
+  });
+}
+
+// A tensor as a safetensors header lists it.
+struct HeaderEntry {
+  std::string_view name;
+  const VariableMeta* meta;
+};
+
+// The start of a safetensors file holding `tensors` back to back in the
+// order given: the length field, the JSON header (__metadata__ first when not
+// empty) and its padding. `file` names the output in errors.
+Result<std::string> safetensors_header_bytes(const std::vector<HeaderEntry>& tensors,
+                                             const std::map<std::string, std::string>& metadata,
+                                             const std::string& file);
 
 class SafetensorsStaging {
  public:
@@ -61,12 +87,14 @@ class SafetensorsStaging {
   TextMetadata metadata_ = {{"format", "pt"}};
 };
 
-// A tensor lying in one of several safetensors files.
+// A tensor lying in one of several safetensors files, or split in chunks
+// over them (spec/collective.md).
 struct PlacedTensor {
   std::string name;
   VariableMeta meta;
   std::size_t file;     // index into the reader's files
   std::uint64_t start;  // of its bytes in that file
+  std::vector<StoredChunk> chunks = {};  // when split: read from these, not from file and start
 };
 
 // A reader of `tensors` (sorted by name), each read as a window of its

@@ -21,6 +21,8 @@ enum class ErrorCode : std::uint16_t {
   kInjectedFault = 105,      // a test hook made an operation fail
   kBusy = 106,               // another writer holds the destination
   kObjectDataDropped = 150,  // a conversion to a flat format would drop non-tensor data (strict)
+  kCollectiveAborted = 192,  // another MPI rank failed, so this rank's collective save or load stopped
+  kCollectivePieces = 193,   // the ranks' pieces of a tensor do not tile it, or a box is outside it
   kOutOfMemory = 160,        // an allocation the input asked for failed
   // Replacing (overwrite / --force) and writing what a reader accepts; spec/writing.md
   kReplaceNotCheckpoint = 170,    // the directory to replace is not a checkpoint of a known format
@@ -111,6 +113,7 @@ enum class ErrorCode : std::uint16_t {
   kShardedDuplicateTensor = 823,       // a tensor held by two shards
   kShardedTotalSize = 824,             // metadata.total_size differs from the tensors' bytes
   kShardedUnlistedTensor = 825,        // a shard holds a tensor the weight_map does not name
+  kShardedChunks = 892,                // the index's chunked_tensors are malformed or disagree with the shards
 
   // 9xx: training and its data (libtrain); 7xx is the pickle family, 8xx safetensors
   kIdxFormat = 901,          // not an IDX file of unsigned bytes: magic, type or rank

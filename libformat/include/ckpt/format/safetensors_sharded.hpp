@@ -13,12 +13,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "ckpt/format/error.hpp"
+#include "ckpt/format/tensor.hpp"
+#include "ckpt/format/tensor_chunks.hpp"
 
 namespace ckpt {
 
@@ -44,5 +47,25 @@ std::vector<std::vector<std::size_t>> plan_shards(std::span<const std::uint64_t>
 // "model.safetensors" for a single shard, else "model-00002-of-00004.safetensors"
 // (`index` counts from 0).
 std::string shard_file_name(std::size_t index, std::size_t count);
+
+// Tensors split across MPI ranks (spec/collective.md) are stored as chunks:
+// each a tensor of its own in some shard, named by chunk_tensor_name, and
+// listed under this key of the index. The reader returns the whole tensors.
+inline constexpr std::string_view kChunkedTensorsKey = "chunked_tensors";
+
+// "w@0,512": the stored name of the chunk of `name` at `offset`.
+std::string chunk_tensor_name(std::string_view name, const Shape& offset);
+
+// A tensor of a sharded set as the boxes it is stored in: one box covering
+// it for a whole tensor, its chunks for a split one.
+struct ChunkedTensor {
+  std::string name;
+  VariableMeta meta;
+  std::vector<StoredChunk> chunks;
+};
+
+// The set at `path`, checked as open_checkpoint checks it, every tensor as
+// its stored boxes, sorted by name: for reading any box with read_box.
+Result<std::vector<ChunkedTensor>> open_sharded_chunks(const std::filesystem::path& path);
 
 }  // namespace ckpt
