@@ -273,7 +273,7 @@ int main(int argc, char** argv) {
                                 "momentum, weight decay and batch size come from the state (giving one is allowed "
                                 "when it equals the stored value)")
                      ->type_name("DIR");
-  app.add_option("--init", options.init,
+  auto* init = app.add_option("--init", options.init,
                  "start from these weights instead of the seed's: a checkpoint of any readable format holding "
                  "exactly l1.weight, l1.bias, ..., l3.bias as float32 of the model's shapes")
       ->type_name("PATH")
@@ -287,7 +287,8 @@ int main(int argc, char** argv) {
       ->excludes(no_shuffle);
   app.add_option("--eval-only", options.eval_only, "load the snapshot DIR, print \"test acc Z\" and exit")
       ->type_name("DIR")
-      ->excludes(resume);
+      ->excludes(resume)
+      ->excludes(init);
   app.add_flag("--json", options.json,
                "print one JSON document at the end (spec/schema/ckpt-train.schema.json): the envelope for OUT "
                "with \"valid\", \"epochs\" and \"training_state\"; progress lines go to stderr");
