@@ -243,6 +243,14 @@ TEST_CASE("a refused pickled_data over valid tensor_N directories falls back to 
   for (const ckpt::Issue& issue : report.issues) quoted |= issue.message.find("E704") != std::string::npos;
   CHECK(quoted);
 
+  // A global tensor's directory is one of OneFlow's names too.
+  write_two_tensors(dir / "global", state_dict);
+  ckpt::testing::write_file(dir / "global" / "pickled_data", refused);
+  fs::rename(dir / "global" / "tensor_2", dir / "global" / "global_tensor_7");
+  auto global = ckpt::Snapshot::open(dir / "global");
+  REQUIRE_MESSAGE(global.ok(), global.error().describe());
+  CHECK(read_floats(*global, "global_tensor_7") == std::vector<float>{3, 4});
+
   // A directory that is not a valid tensor_N keeps the refusal an error.
   write_two_tensors(dir / "no_meta", state_dict);
   ckpt::testing::write_file(dir / "no_meta" / "pickled_data", refused);

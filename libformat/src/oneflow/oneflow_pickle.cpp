@@ -110,12 +110,15 @@ Status OneflowPickleWriter::commit(const pickle::Value& data) {
 namespace detail {
 namespace {
 
-// tensor_<N>: the names OneFlow gives tensor directories.
+// The names OneFlow gives tensor directories: tensor_<N>, and for global
+// tensors global_tensor_<id> (0.7+) or consistent_tensor_<id> (0.6).
 bool is_tensor_directory(std::string_view name) {
-  constexpr std::string_view kPrefix = "tensor_";
-  if (!name.starts_with(kPrefix) || name.size() == kPrefix.size()) return false;
-  std::string_view digits = name.substr(kPrefix.size());
-  return digits.front() != '0' && digits.find_first_not_of("0123456789") == std::string_view::npos;
+  for (std::string_view prefix : {"tensor_", "global_tensor_", "consistent_tensor_"}) {
+    if (!name.starts_with(prefix) || name.size() == prefix.size()) continue;
+    std::string_view digits = name.substr(prefix.size());
+    return digits.find_first_not_of("0123456789") == std::string_view::npos;
+  }
+  return false;
 }
 
 // Refusals of pickled_data that leave its tensor directories intact: the
