@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 threads=${2:-2}
-export OPENBLAS_NUM_THREADS=$threads
+export OPENBLAS_NUM_THREADS=$threads BLIS_NUM_THREADS=$threads
 out=bench/out
 rm -rf "$out" && mkdir -p "$out"
 python=/usr/bin/python3

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/writer.hpp"
 
@@ -102,6 +103,46 @@ Status check_no_unexpected(const Snapshot& snapshot, std::string_view what, Acce
   return {};
 }
 
+// The model's parameters from `reader`: exactly its names, each float32 of
+// the parameter's shape. Read into a copy so a failure leaves the model
+// unchanged, as load_state_dict.
+Status load_parameters(const CheckpointReader& reader, Mlp& model) {
+  auto mismatch = [&](std::string_view name, std::string message) {
+    Error error(ErrorCode::kStateDictMismatch, std::move(message));
+    error.in_variable(name);
+    error.in_file(reader.path().string());
+    return error;
+  };
+  std::vector<std::string> expected;
+  for (const Parameter& parameter : model.parameters()) expected.push_back(parameter.name);
+  for (const TensorInfo& tensor : reader.tensors()) {
+    if (std::find(expected.begin(), expected.end(), tensor.name) == expected.end()) {
+      return mismatch(tensor.name, fmt::format("unexpected variable: not part of the model (its parameters: {})",
+                                               fmt::join(expected, ", ")));
+    }
+  }
+  std::vector<Parameter> loaded = model.parameters();
+  for (Parameter& parameter : loaded) {
+    const TensorInfo* tensor = reader.find(parameter.name);
+    if (tensor == nullptr) {
+      return mismatch(parameter.name, fmt::format("missing from the {} checkpoint", reader.format_name()));
+    }
+    if (tensor->meta.dtype() != DType::kFloat) {
+      return mismatch(parameter.name, fmt::format("dtype: expected {}, found {}", dtype_name(DType::kFloat),
+                                                  dtype_name(tensor->meta.dtype())));
+    }
+    if (tensor->meta.shape() != parameter.shape) {
+      return mismatch(parameter.name, fmt::format("shape: expected {}, found {}", shape_to_string(parameter.shape),
+                                                  shape_to_string(tensor->meta.shape())));
+    }
+    CKPT_ASSIGN_OR_RETURN(const auto source, reader.open(parameter.name));
+    auto read = source->read_at(0, std::as_writable_bytes(std::span<float>(parameter.values)));
+    if (!read.ok()) return std::move(std::move(read).error().in_variable(parameter.name));
+  }
+  model.parameters() = std::move(loaded);
+  return {};
+}
+
 }  // namespace
 
 Status save_state_dict(const Mlp& model, const fs::path& dir, bool overwrite) {
@@ -114,20 +155,22 @@ Status save_state_dict(const Mlp& model, const fs::path& dir, bool overwrite) {
 }
 
 Status load_state_dict(const fs::path& dir, Mlp& model) {
-  CKPT_ASSIGN_OR_RETURN(const Snapshot snapshot, open_snapshot(dir));
-  CKPT_TRY(check_no_unexpected(snapshot, "the model", [&](std::string_view name) {
-    for (const Parameter& parameter : model.parameters()) {
-      if (parameter.name == name) return true;
-    }
-    return false;
-  }));
-  // Read into a copy so a failure leaves the model unchanged, as load_state_dict.
-  std::vector<Parameter> loaded = model.parameters();
-  for (Parameter& parameter : loaded) {
-    CKPT_TRY(read_checked(snapshot, parameter.name, DType::kFloat, parameter.shape, std::span<float>(parameter.values)));
+  OpenOptions options;
+  options.format = "oneflow";
+  auto reader = open_checkpoint(dir, options);
+  if (!reader.ok()) return std::move(std::move(reader).error().in_file(dir.string()));
+  if ((*reader)->layout() != layout_id(Layout::kSnapshot)) {
+    return Error(ErrorCode::kUnsupportedLayout,
+                 fmt::format("expected OneFlow layout {} (meta + out per variable), found {}",
+                             layout_id(Layout::kSnapshot), (*reader)->layout()))
+        .in_file(dir.string());
   }
-  model.parameters() = std::move(loaded);
-  return {};
+  return load_parameters(**reader, model);
+}
+
+Status load_initial_weights(const fs::path& path, Mlp& model) {
+  CKPT_ASSIGN_OR_RETURN(const auto reader, open_checkpoint(path));
+  return load_parameters(*reader, model);
 }
 
 fs::path training_state_path(const fs::path& model_dir) {

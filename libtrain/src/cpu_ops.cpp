@@ -5,13 +5,15 @@
 
 #include <fmt/format.h>
 
-#if CKPT_TRAIN_HAVE_OPENBLAS
+#if CKPT_TRAIN_HAVE_BLIS
+#include <blis.h>
+#elif CKPT_TRAIN_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
 
 namespace ckpt::train::cpu {
 
-#if !CKPT_TRAIN_HAVE_OPENBLAS
+#if !CKPT_TRAIN_HAVE_BLIS && !CKPT_TRAIN_HAVE_OPENBLAS
 namespace {
 
 // Row (or, with a transpose, column) `i`'s element `j` of op(X), X stored
@@ -27,7 +29,15 @@ void gemm(Transpose transpose_a, Transpose transpose_b, std::int64_t m, std::int
           const float* a, const float* b, float beta, float* c) {
   const std::int64_t lda = transpose_a == Transpose::kYes ? m : k;
   const std::int64_t ldb = transpose_b == Transpose::kYes ? k : n;
-#if CKPT_TRAIN_HAVE_OPENBLAS
+#if CKPT_TRAIN_HAVE_BLIS
+  // Row-major storage is row stride ld, column stride 1; BLIS reads its
+  // operands only, whatever its prototype's missing const says.
+  float alpha_value = alpha;
+  float beta_value = beta;
+  bli_sgemm(transpose_a == Transpose::kYes ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+            transpose_b == Transpose::kYes ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &alpha_value,
+            const_cast<float*>(a), lda, 1, const_cast<float*>(b), ldb, 1, &beta_value, c, n, 1);
+#elif CKPT_TRAIN_HAVE_OPENBLAS
   cblas_sgemm(CblasRowMajor, transpose_a == Transpose::kYes ? CblasTrans : CblasNoTrans,
               transpose_b == Transpose::kYes ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
               static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
@@ -128,7 +138,11 @@ void argmax_rows(std::int64_t batch, std::int64_t classes, const float* logits, 
 }
 
 std::string blas_description() {
-#if CKPT_TRAIN_HAVE_OPENBLAS
+#if CKPT_TRAIN_HAVE_BLIS
+  // Without BLIS_NUM_THREADS (or OMP_NUM_THREADS) BLIS runs on one thread and reports -1.
+  return fmt::format("BLIS {}, {} kernels, {} threads", bli_info_get_version_str(),
+                     bli_arch_string(bli_arch_query_id()), std::max<long>(bli_thread_get_num_threads(), 1));
+#elif CKPT_TRAIN_HAVE_OPENBLAS
   return fmt::format("OpenBLAS, {} threads", openblas_get_num_threads());
 #else
   return "portable loops";

@@ -193,17 +193,27 @@ Result<std::int64_t> Trainer::count_correct(std::int64_t batch, std::span<const 
 }
 
 Result<EpochReport> Trainer::train_epoch(const Dataset& train, const Dataset& test) {
-  CKPT_TRY(check_dataset(train, host_model_.shape()));
   std::vector<std::uint32_t> order(train.size());
   std::iota(order.begin(), order.end(), 0U);
   shuffle(order, shuffle_rng_);
+  return train_epoch(train, test, order);
+}
 
+Result<EpochReport> Trainer::train_epoch(const Dataset& train, const Dataset& test,
+                                         std::span<const std::uint32_t> order) {
+  CKPT_TRY(check_dataset(train, host_model_.shape()));
+  const auto outside = std::find_if(order.begin(), order.end(), [&](std::uint32_t index) { return index >= train.size(); });
+  if (outside != order.end()) {
+    return Error(ErrorCode::kDatasetMismatch,
+                 fmt::format("batch order: sample index {} at position {} is outside the training set [0, {})",
+                             *outside, outside - order.begin(), train.size()));
+  }
   const auto batch_size = static_cast<std::size_t>(config_.batch_size);
   double loss_sum = 0;
   std::int64_t correct = 0;
   std::vector<float> losses(batch_size);
   for (std::size_t start = 0; start < order.size(); start += batch_size) {
-    const auto indices = std::span<const std::uint32_t>(order).subspan(start, std::min(batch_size, order.size() - start));
+    const auto indices = order.subspan(start, std::min(batch_size, order.size() - start));
     const auto batch = static_cast<std::int64_t>(indices.size());
     CKPT_TRY(upload_batch(train, indices));
     CKPT_TRY(forward(batch));

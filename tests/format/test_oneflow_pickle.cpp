@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/validate.hpp"
 #include "test_support.hpp"
@@ -185,4 +187,128 @@ TEST_CASE("P1 defects: escaping paths, missing and unreferenced tensor directori
 
   // The writer never replaces an existing checkpoint unless asked.
   CHECK(ckpt::OneflowPickleWriter::create(dir / "missing").error().code() == ErrorCode::kDestinationExists);
+}
+
+namespace {
+
+// A P1 directory of two float tensors [2] (tensor_1 = {1, 2}, tensor_2 = {3, 4}) whose object is
+// made by `object` from the tensor nodes.
+void write_two_tensors(const fs::path& root,
+                       const std::function<const pickle::Value*(pickle::Document&, const pickle::Value*,
+                                                                const pickle::Value*)>& object) {
+  auto writer = ckpt::OneflowPickleWriter::create(root);
+  REQUIRE(writer.ok());
+  std::vector<float> first = {1, 2};
+  std::vector<float> second = {3, 4};
+  auto a = writer->add_tensor(meta({2}), ckpt::MemorySource(std::as_bytes(std::span(first))));
+  auto b = writer->add_tensor(meta({2}), ckpt::MemorySource(std::as_bytes(std::span(second))));
+  REQUIRE((a.ok() && b.ok()));
+  REQUIRE(writer->commit(*object(writer->document(), *a, *b)).ok());
+}
+
+std::vector<std::string> issue_variables(const ckpt::ValidationReport& report, ErrorCode code) {
+  std::vector<std::string> variables;
+  for (const ckpt::Issue& issue : report.issues) {
+    if (issue.code == code) variables.push_back(issue.variable);
+  }
+  return variables;
+}
+
+}  // namespace
+
+TEST_CASE("a refused pickled_data over valid tensor_N directories falls back to those names with E730") {
+  ckpt::testing::TempDir dir;
+  const std::string refused = std::string("\x80\x02" "cposix\nsystem\n.");
+  auto state_dict = [](pickle::Document& doc, const pickle::Value* a, const pickle::Value* b) {
+    pickle::Value* dict = doc.dict();
+    dict->entries.emplace_back(doc.string("a"), a);
+    dict->entries.emplace_back(doc.string("b"), b);
+    return dict;
+  };
+  write_two_tensors(dir / "refused", state_dict);
+  ckpt::testing::write_file(dir / "refused" / "pickled_data", refused);
+
+  auto snapshot = ckpt::Snapshot::open(dir / "refused");
+  REQUIRE_MESSAGE(snapshot.ok(), snapshot.error().describe());
+  CHECK(snapshot->layout() == ckpt::Layout::kPickleDir);
+  CHECK(snapshot->pickle() == nullptr);
+  REQUIRE(snapshot->variables().size() == 2);
+  CHECK(read_floats(*snapshot, "tensor_1") == std::vector<float>{1, 2});
+  CHECK(read_floats(*snapshot, "tensor_2") == std::vector<float>{3, 4});
+  auto report = ckpt::validate_snapshot(dir / "refused");
+  CHECK(report.valid());
+  CHECK(has_issue(report, ErrorCode::kPickleNamesFallback, ckpt::Severity::kWarning));
+  CHECK_FALSE(has_issue(report, ErrorCode::kPickleForbiddenGlobal, ckpt::Severity::kError));
+  bool quoted = false;  // the warning says why pickled_data gave no names
+  for (const ckpt::Issue& issue : report.issues) quoted |= issue.message.find("E704") != std::string::npos;
+  CHECK(quoted);
+
+  // A global tensor's directory is one of OneFlow's names too.
+  write_two_tensors(dir / "global", state_dict);
+  ckpt::testing::write_file(dir / "global" / "pickled_data", refused);
+  fs::rename(dir / "global" / "tensor_2", dir / "global" / "global_tensor_7");
+  auto global = ckpt::Snapshot::open(dir / "global");
+  REQUIRE_MESSAGE(global.ok(), global.error().describe());
+  CHECK(read_floats(*global, "global_tensor_7") == std::vector<float>{3, 4});
+
+  // A directory that is not a valid tensor_N keeps the refusal an error.
+  write_two_tensors(dir / "no_meta", state_dict);
+  ckpt::testing::write_file(dir / "no_meta" / "pickled_data", refused);
+  fs::remove(dir / "no_meta" / "tensor_2" / "meta");
+  CHECK(ckpt::Snapshot::open(dir / "no_meta").error().code() == ErrorCode::kPickleForbiddenGlobal);
+  write_two_tensors(dir / "other_name", state_dict);
+  ckpt::testing::write_file(dir / "other_name" / "pickled_data", refused);
+  fs::rename(dir / "other_name" / "tensor_2", dir / "other_name" / "weights");
+  CHECK(ckpt::Snapshot::open(dir / "other_name").error().code() == ErrorCode::kPickleForbiddenGlobal);
+  auto other_report = ckpt::validate_snapshot(dir / "other_name");
+  CHECK(has_issue(other_report, ErrorCode::kPickleForbiddenGlobal, ckpt::Severity::kError));
+  CHECK_FALSE(has_issue(other_report, ErrorCode::kPickleNamesFallback, ckpt::Severity::kWarning));
+  // A truncated pickle is damage, not policy: still refused.
+  write_two_tensors(dir / "truncated", state_dict);
+  ckpt::testing::write_file(dir / "truncated" / "pickled_data", std::string("\x80\x02}q\x00"));
+  CHECK(ckpt::Snapshot::open(dir / "truncated").error().code() == ErrorCode::kPickleTruncated);
+}
+
+TEST_CASE("a tensor the pickle holds outside any dict or list is read under its directory name with E730") {
+  ckpt::testing::TempDir dir;
+  // {"named": a, "bag": {b}}: a set gives its items no names.
+  write_two_tensors(dir / "set", [](pickle::Document& doc, const pickle::Value* a, const pickle::Value* b) {
+    pickle::Value* bag = doc.make(pickle::Kind::kSet);
+    bag->items.push_back(b);
+    pickle::Value* dict = doc.dict();
+    dict->entries.emplace_back(doc.string("named"), a);
+    dict->entries.emplace_back(doc.string("bag"), bag);
+    return dict;
+  });
+  auto snapshot = ckpt::Snapshot::open(dir / "set");
+  REQUIRE_MESSAGE(snapshot.ok(), snapshot.error().describe());
+  REQUIRE(snapshot->variables().size() == 2);
+  CHECK(read_floats(*snapshot, "named") == std::vector<float>{1, 2});
+  CHECK(read_floats(*snapshot, "tensor_2") == std::vector<float>{3, 4});
+  auto report = ckpt::validate_snapshot(dir / "set");
+  CHECK(report.valid());
+  CHECK(issue_variables(report, ErrorCode::kPickleNamesFallback) == std::vector<std::string>{"tensor_2"});
+  CHECK_FALSE(has_issue(report, ErrorCode::kUnexpectedEntry, ckpt::Severity::kWarning));
+}
+
+TEST_CASE("E480 in a P1 directory names the tensor by its dotted name") {
+  ckpt::testing::TempDir dir;
+  write_two_tensors(dir / "bf16", [](pickle::Document& doc, const pickle::Value* a, const pickle::Value* b) {
+    pickle::Value* layer = doc.dict();
+    layer->entries.emplace_back(doc.string("weight"), a);
+    layer->entries.emplace_back(doc.string("bias"), b);
+    pickle::Value* dict = doc.dict();
+    dict->entries.emplace_back(doc.string("layer"), layer);
+    return dict;
+  });
+  // tensor_1 becomes a kBFloat16 [2] whose out holds two float32 values, as OneFlow 0.9 saves it.
+  ckpt::testing::write_file(dir / "bf16" / "tensor_1" / "meta", "shape {\n  dim: 2\n}\ndata_type: kBFloat16\n");
+  auto report = ckpt::validate_snapshot(dir / "bf16");
+  CHECK(report.valid());
+  CHECK(issue_variables(report, ErrorCode::kBf16StoredAsFloat32) == std::vector<std::string>{"layer.weight"});
+  auto snapshot = ckpt::Snapshot::open(dir / "bf16");
+  REQUIRE(snapshot.ok());
+  std::vector<std::uint16_t> bits(2);
+  REQUIRE(snapshot->read("layer.weight", std::as_writable_bytes(std::span(bits))).ok());
+  CHECK(bits == std::vector<std::uint16_t>{0x3f80, 0x4000});  // 1.0 and 2.0
 }

@@ -146,6 +146,9 @@ def main():
                            {"name": "l3", "class": "oneflow.nn.modules.linear.Linear"}], modules
         report = run(VALIDATE, os.path.join(work, "bf16")).stdout
         assert "E480" in report and "E401" not in report, report
+        # The warning names the tensor as the pickle does ("w"), not its directory.
+        issues = json.loads(run(VALIDATE, "--json", os.path.join(work, "bf16")).stdout)["issues"]
+        assert [(i["code"], i["variable"]) for i in issues] == [("E480", "w")], issues
 
         # We write -> flow.load reads.
         plan = []

@@ -4,11 +4,16 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <numeric>
+
 #include "fashion_mnist.hpp"
 
+#include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/snapshot.hpp"
 #include "ckpt/format/validate.hpp"
 #include "ckpt/format/writer.hpp"
+#include "ckpt/train/random.hpp"
 #include "test_support.hpp"
 
 using namespace ckpt::train;
@@ -249,4 +254,70 @@ TEST_CASE("resuming after epoch 1 gives bit-identical parameters to an uninterru
     }
     CHECK(parameter_fingerprint(actual) == parameter_fingerprint(expected));
   }
+}
+
+TEST_CASE("an explicit batch order equal to the shuffle trains bit-identically; an index outside is E904") {
+  const TrainConfig config = momentum_config();
+  const Dataset train = small_data().train.head(600);
+  const Dataset& test = small_data().test;
+  Trainer shuffled = make_trainer(config);
+  REQUIRE(shuffled.train_epoch(train, test).ok());
+
+  // The permutation the trainer drew: the shuffling stream of the same seed.
+  std::vector<std::uint32_t> order(train.size());
+  std::iota(order.begin(), order.end(), 0U);
+  Pcg32 rng(config.seed, kShuffleStream);
+  shuffle(order, rng);
+  Trainer ordered = make_trainer(config);
+  REQUIRE(ordered.train_epoch(train, test, order).ok());
+  const Mlp a = download(shuffled);
+  const Mlp b = download(ordered);
+  for (std::size_t i = 0; i < a.parameters().size(); ++i) {
+    CHECK_MESSAGE(a.parameters()[i].values == b.parameters()[i].values, a.parameters()[i].name);
+  }
+  // A different order gives different weights: the order is what was used.
+  std::reverse(order.begin(), order.end());
+  Trainer reversed = make_trainer(config);
+  REQUIRE(reversed.train_epoch(train, test, order).ok());
+  CHECK(download(reversed).parameters()[0].values != a.parameters()[0].values);
+
+  order.back() = static_cast<std::uint32_t>(train.size());
+  auto outside = make_trainer(config).train_epoch(train, test, order);
+  REQUIRE_FALSE(outside.ok());
+  CHECK(outside.error().code() == ErrorCode::kDatasetMismatch);
+  CHECK(outside.error().message().find("sample index 600") != std::string::npos);
+}
+
+TEST_CASE("load_initial_weights reads any format and names what does not fit") {
+  TempDir dir;
+  auto source = Mlp::create(MlpShape{}, 11);
+  REQUIRE(source.ok());
+  {
+    auto writer = ckpt::create_checkpoint(dir / "init.safetensors", "safetensors");
+    REQUIRE(writer.ok());
+    for (const Parameter& parameter : source->parameters()) {
+      auto meta = ckpt::VariableMeta::make(ckpt::DType::kFloat, parameter.shape);
+      REQUIRE(meta.ok());
+      ckpt::MemorySource bytes(std::as_bytes(std::span<const float>(parameter.values)));
+      REQUIRE((*writer)->add(parameter.name, *meta, bytes).ok());
+    }
+    REQUIRE((*writer)->commit().ok());
+  }
+  auto model = Mlp::create(MlpShape{}, 0);
+  REQUIRE(model.ok());
+  REQUIRE(load_initial_weights(dir / "init.safetensors", *model).ok());
+  for (std::size_t i = 0; i < model->parameters().size(); ++i) {
+    CHECK(model->parameters()[i].values == source->parameters()[i].values);
+  }
+
+  auto other = Mlp::create(MlpShape{{784, 100, 64, 10}}, 0);
+  REQUIRE(other.ok());
+  REQUIRE(save_state_dict(*other, dir / "shape", false).ok());
+  const Mlp before = *model;
+  const auto shape = load_initial_weights(dir / "shape", *model);
+  REQUIRE_FALSE(shape.ok());
+  CHECK(shape.error().code() == ErrorCode::kStateDictMismatch);
+  CHECK(shape.error().variable() == "l1.weight");
+  CHECK(shape.error().message() == "shape: expected [128, 784], found [100, 784]");
+  CHECK(model->parameters()[0].values == before.parameters()[0].values);
 }

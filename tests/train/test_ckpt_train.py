@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from schema_check import checked  # noqa: E402
 
@@ -103,9 +105,71 @@ def main():
         shutil.rmtree(os.path.join(wrong, "l2.bias"))
         failed = run("--device", "cpu", "--eval-only", wrong, expect=1)
         assert "E905" in failed.stderr and "l2.bias" in failed.stderr, failed.stderr
+        check_init_and_order(work, out)
     finally:
         shutil.rmtree(work)
     print("ok")
+
+
+def read_out(directory, name):
+    return np.fromfile(os.path.join(directory, name, "out"), dtype="<f4")
+
+
+def check_init_and_order(work, trained):
+    """--init from any format, --no-shuffle and --order FILE, and their refusals."""
+    names = ["l1.weight", "l1.bias", "l2.weight", "l2.bias", "l3.weight", "l3.bias"]
+    shapes = {"l1.weight": (128, 784), "l1.bias": (128,), "l2.weight": (64, 128), "l2.bias": (64,),
+              "l3.weight": (10, 64), "l3.bias": (10,)}
+    rng = np.random.default_rng(7)
+    init = {name: rng.uniform(-0.05, 0.05, shapes[name]).astype(np.float32) for name in names}
+    init_npz = os.path.join(work, "init.npz")
+    np.savez(init_npz, **init)
+    # 0 epochs from --init saves the given weights exactly.
+    kept = os.path.join(work, "kept")
+    run("--device", "cpu", "--epochs", "0", "--init", init_npz, "--out", kept)
+    for name in names:
+        assert np.array_equal(read_out(kept, name), init[name].ravel()), name
+    # Any readable format: ckpt-train's own E1 output too.
+    run(*SMALL, "--epochs", "0", "--init", trained, "--out", os.path.join(work, "from-e1"))
+    assert np.array_equal(read_out(os.path.join(work, "from-e1"), "l2.weight"), read_out(trained, "l2.weight"))
+    wrong = dict(init, **{"l2.bias": np.zeros(63, np.float32)})
+    np.savez(os.path.join(work, "wrong.npz"), **wrong)
+    failed = run("--device", "cpu", "--init", os.path.join(work, "wrong.npz"), "--out", os.path.join(work, "never"),
+                 expect=1)
+    assert "E905" in failed.stderr and "l2.bias" in failed.stderr and "expected [64], found [63]" in failed.stderr, \
+        failed.stderr
+    np.savez(os.path.join(work, "extra.npz"), **init, extra=np.zeros(1, np.float32))
+    failed = run("--device", "cpu", "--init", os.path.join(work, "extra.npz"), "--out", os.path.join(work, "never"),
+                 expect=1)
+    assert "E905" in failed.stderr and "extra" in failed.stderr and "l3.bias" in failed.stderr, failed.stderr
+    run("--init", init_npz, "--resume", trained, "--out", os.path.join(work, "never"), expect=2)
+
+    # --no-shuffle is the order file whose rows are 0..N-1, bit for bit; another order gives other weights.
+    samples = 640
+    small = ["--device", "cpu", "--train-samples", str(samples), "--epochs", "2", "--init", init_npz, "--lr", "0.2"]
+    plain = os.path.join(work, "plain")
+    run(*small, "--no-shuffle", "--out", plain)
+    sequential = os.path.join(work, "sequential.npy")
+    np.save(sequential, np.tile(np.arange(samples, dtype=np.int64), (2, 1)))
+    ordered = os.path.join(work, "ordered")
+    run(*small, "--order", sequential, "--out", ordered)
+    reversed_order = os.path.join(work, "reversed.npy")
+    np.save(reversed_order, np.tile(np.arange(samples, dtype=np.int32)[::-1], (2, 1)))
+    backwards = os.path.join(work, "backwards")
+    run(*small, "--order", reversed_order, "--out", backwards)
+    for name in names:
+        assert np.array_equal(read_out(plain, name), read_out(ordered, name)), name
+    assert not np.array_equal(read_out(plain, "l1.weight"), read_out(backwards, "l1.weight"))
+    run(*small, "--order", sequential, "--no-shuffle", "--out", os.path.join(work, "never"), expect=2)
+    # An index outside the (--train-samples) training set, too few rows, a float tensor: E904, nothing saved.
+    outside = os.path.join(work, "outside.npy")
+    np.save(outside, np.array([[0, 1, samples]], dtype=np.int64))
+    for order, expected in [(outside, f"sample index {samples}"), (reversed_order, "2 epochs"),
+                            (init_npz, "one tensor")]:
+        args = small[:small.index("--epochs")] + ["--epochs", "3" if order == reversed_order else "1"]
+        failed = run(*args, "--order", order, "--out", os.path.join(work, "never"), expect=1)
+        assert "E904" in failed.stderr and expected in failed.stderr, failed.stderr
+    assert not os.path.exists(os.path.join(work, "never"))
 
 
 if __name__ == "__main__":

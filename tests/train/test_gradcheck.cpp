@@ -2,6 +2,7 @@
 // then of the whole MLP through the trainer.
 #include "cpu_ops.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <vector>
@@ -144,6 +145,49 @@ TEST_CASE("gemm handles every transpose combination") {
           for (std::int64_t p = 0; p < k; ++p) expected += 2.0 * a[i * k + p] * b[p * n + j];
           CHECK(c[i * n + j] == doctest::Approx(expected).epsilon(1e-5));
         }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm at the trainer's shapes stays within float32 rounding of a double-precision product") {
+  // Whatever BLAS was built in (BLIS, OpenBLAS, loops): the forward product, the weight gradient and the
+  // input gradient of each layer, for a full batch and the last, short batch of an epoch (60,000 % 128 = 96).
+  struct Product {
+    Transpose ta, tb;
+    std::int64_t m, n, k;
+  };
+  const std::int64_t widths[] = {784, 128, 64, 10};
+  for (const std::int64_t batch : {128, 96}) {
+    for (std::size_t layer = 0; layer < 3; ++layer) {
+      const std::int64_t in = widths[layer], out = widths[layer + 1];
+      for (const Product p : {Product{Transpose::kNo, Transpose::kYes, batch, out, in},
+                              Product{Transpose::kYes, Transpose::kNo, out, in, batch},
+                              Product{Transpose::kNo, Transpose::kNo, batch, in, out}}) {
+        const std::int64_t lda = p.ta == Transpose::kYes ? p.m : p.k;
+        const std::int64_t ldb = p.tb == Transpose::kYes ? p.k : p.n;
+        const auto seed = static_cast<std::uint64_t>(batch + 10 * static_cast<std::int64_t>(layer));
+        const std::vector<float> a = random_values(static_cast<std::size_t>(p.m * p.k), seed);
+        const std::vector<float> b = random_values(static_cast<std::size_t>(p.k * p.n), seed + 1);
+        std::vector<float> c(static_cast<std::size_t>(p.m * p.n), 7.0f);  // beta 0: never read
+        cpu::gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), b.data(), 0.0f, c.data());
+        double worst = 0;  // error over its bound; <= 1 passes
+        for (std::int64_t i = 0; i < p.m; ++i) {
+          for (std::int64_t j = 0; j < p.n; ++j) {
+            double exact = 0, magnitude = 0;
+            for (std::int64_t q = 0; q < p.k; ++q) {
+              const double x = a[static_cast<std::size_t>(p.ta == Transpose::kYes ? q * lda + i : i * lda + q)];
+              const double y = b[static_cast<std::size_t>(p.tb == Transpose::kYes ? j * ldb + q : q * ldb + j)];
+              exact += x * y;
+              magnitude += std::abs(x * y);
+            }
+            // The classic bound for a float32 dot product of length k: k * 2^-24 * sum |x y|.
+            const double bound = static_cast<double>(p.k) * 0x1p-24 * magnitude + 1e-30;
+            worst = std::max(worst, std::abs(c[static_cast<std::size_t>(i * p.n + j)] - exact) / bound);
+          }
+        }
+        INFO("batch " << batch << " layer " << layer + 1 << " m " << p.m << " n " << p.n << " k " << p.k);
+        CHECK(worst <= 1.0);
       }
     }
   }

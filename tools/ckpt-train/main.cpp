@@ -1,6 +1,7 @@
 // ckpt-train: trains the tutorial's MLP, saves it as a OneFlow state_dict
 // snapshot with its training state beside it, and validates what it wrote.
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "ckpt/format/validate.hpp"
 #include "ckpt/train/checkpoint.hpp"
 #include "ckpt/train/dataset.hpp"
+#include "ckpt/train/order.hpp"
 #include "ckpt/train/trainer.hpp"
 
 namespace {
@@ -37,6 +39,9 @@ struct Options {
   TrainConfig config;
   std::optional<std::size_t> train_samples;
   std::optional<fs::path> resume;
+  std::optional<fs::path> init;
+  std::optional<fs::path> order;
+  bool no_shuffle = false;
   std::optional<fs::path> eval_only;
   bool json = false;
   bool quiet = false;
@@ -130,6 +135,9 @@ int train(const ckpt::cli::Tool& tool, Options options, Device device, const Giv
   std::FILE* progress = options.quiet ? nullptr : options.json ? stderr : stdout;
   auto model = Mlp::create(MlpShape{}, options.config.seed);
   if (!model.ok()) return fail(model.error());
+  if (options.init) {
+    if (auto loaded = load_initial_weights(*options.init, *model); !loaded.ok()) return fail(loaded.error());
+  }
   std::optional<TrainingState> resumed;
   if (options.resume) {
     if (auto loaded = load_state_dict(*options.resume, *model); !loaded.ok()) return fail(loaded.error());
@@ -147,6 +155,20 @@ int train(const ckpt::cli::Tool& tool, Options options, Device device, const Giv
   if (options.train_samples) *train_set = train_set->head(*options.train_samples);
   auto test_set = load_mnist(options.data, Split::kTest);
   if (!test_set.ok()) return fail(test_set.error());
+  std::optional<EpochOrder> order;
+  if (options.order) {
+    auto loaded = load_epoch_order(*options.order, train_set->size());
+    if (!loaded.ok()) return fail(loaded.error());
+    order = std::move(*loaded);
+  } else if (options.no_shuffle) {
+    order = sequential_order(static_cast<std::size_t>(options.epochs), train_set->size());
+  }
+  if (order && order->size() < static_cast<std::size_t>(options.epochs)) {
+    return fail(ckpt::Error(ckpt::ErrorCode::kDatasetMismatch,
+                            fmt::format("batch order: {} epochs of sample indices, training runs to epoch {}",
+                                        order->size(), options.epochs))
+                    .in_file(options.order->string()));
+  }
 
   auto backend = make_backend(device);
   if (!backend.ok()) return fail(backend.error());
@@ -161,7 +183,9 @@ int train(const ckpt::cli::Tool& tool, Options options, Device device, const Giv
   nlohmann::json epochs = nlohmann::json::array();
   while (trainer->epochs_done() < options.epochs) {
     const auto start = std::chrono::steady_clock::now();
-    auto report = trainer->train_epoch(*train_set, *test_set);
+    const std::clock_t cpu_start = std::clock();  // process CPU time: what the epoch costs on a shared machine
+    auto report = order ? trainer->train_epoch(*train_set, *test_set, (*order)[static_cast<std::size_t>(trainer->epochs_done())])
+                        : trainer->train_epoch(*train_set, *test_set);
     if (!report.ok()) return fail(report.error());
     const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
     epochs.push_back({{"epoch", report->epoch},
@@ -172,7 +196,8 @@ int train(const ckpt::cli::Tool& tool, Options options, Device device, const Giv
       fmt::print(progress, "epoch {}, train loss {:.4f}, train acc {:.3f}, test acc {:.3f}\n", report->epoch,
                  report->train_loss, report->train_accuracy, report->test_accuracy);
       std::fflush(progress);
-      fmt::print(stderr, "epoch {} took {:.3f} s\n", report->epoch, seconds.count());
+      const double cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+      fmt::print(stderr, "epoch {} took {:.3f} s ({:.3f} s CPU)\n", report->epoch, seconds.count(), cpu_seconds);
     }
     if (options.save_every_epoch) {
       const fs::path dir = fmt::format("{}.epoch-{}", options.out.string(), report->epoch);
@@ -251,9 +276,22 @@ int main(int argc, char** argv) {
                                 "momentum, weight decay and batch size come from the state (giving one is allowed "
                                 "when it equals the stored value)")
                      ->type_name("DIR");
+  auto* init = app.add_option("--init", options.init,
+                 "start from these weights instead of the seed's: a checkpoint of any readable format holding "
+                 "exactly l1.weight, l1.bias, ..., l3.bias as float32 of the model's shapes")
+      ->type_name("PATH")
+      ->excludes(resume);
+  auto* no_shuffle = app.add_flag("--no-shuffle", options.no_shuffle,
+                                  "take the training samples in file order every epoch (batches 0-127, 128-255, ...)");
+  app.add_option("--order", options.order,
+                 "take each epoch's samples in the order FILE gives: one integer tensor [epochs, samples] of "
+                 "sample indices, row e for epoch e+1 (an .npy; spec/training-state.md)")
+      ->type_name("FILE")
+      ->excludes(no_shuffle);
   app.add_option("--eval-only", options.eval_only, "load the snapshot DIR, print \"test acc Z\" and exit")
       ->type_name("DIR")
-      ->excludes(resume);
+      ->excludes(resume)
+      ->excludes(init);
   app.add_flag("--json", options.json,
                "print one JSON document at the end (spec/schema/ckpt-train.schema.json): the envelope for OUT "
                "with \"valid\", \"epochs\" and \"training_state\"; progress lines go to stderr");

@@ -72,6 +72,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kPickleForbiddenCall: return "pickle_forbidden_call";
     case ErrorCode::kPickleLimit: return "pickle_limit";
     case ErrorCode::kPickleStructure: return "pickle_structure";
+    case ErrorCode::kPickleNamesFallback: return "pickle_names_fallback";
     case ErrorCode::kSafetensorsTooSmall: return "safetensors_too_small";
     case ErrorCode::kSafetensorsHeaderTooLarge: return "safetensors_header_too_large";
     case ErrorCode::kSafetensorsHeaderLength: return "safetensors_header_length";

@@ -1,6 +1,8 @@
 #include "ckpt/format/oneflow_pickle.hpp"
 
 #include <algorithm>
+#include <set>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -107,12 +109,79 @@ Status OneflowPickleWriter::commit(const pickle::Value& data) {
 // ---- the scan's view of P1 ----
 
 namespace detail {
+namespace {
+
+// The names OneFlow gives tensor directories: tensor_<N>, and for global
+// tensors global_tensor_<id> (0.7+) or consistent_tensor_<id> (0.6).
+bool is_tensor_directory(std::string_view name) {
+  for (std::string_view prefix : {"tensor_", "global_tensor_", "consistent_tensor_"}) {
+    if (!name.starts_with(prefix) || name.size() == prefix.size()) continue;
+    std::string_view digits = name.substr(prefix.size());
+    return digits.find_first_not_of("0123456789") == std::string_view::npos;
+  }
+  return false;
+}
+
+// Refusals of pickled_data that leave its tensor directories intact: the
+// pickle was well formed, its content is what this reader will not build.
+bool refusal_leaves_tensors_readable(ErrorCode code) {
+  return code == ErrorCode::kPickleUnsupportedOpcode || code == ErrorCode::kPickleForbiddenGlobal ||
+         code == ErrorCode::kPickleForbiddenCall || code == ErrorCode::kPickleStructure;
+}
+
+// The directory of every tensor in the tree wherever it sits (a set, a dict
+// key, a stub's other attributes), each shared node visited once.
+std::set<std::string, std::less<>> tensor_directories(const pickle::Value& data) {
+  std::set<std::string, std::less<>> directories;
+  std::unordered_set<const pickle::Value*> seen{&data};
+  std::vector<const pickle::Value*> pending{&data};
+  auto visit = [&](const pickle::Value* value) {
+    if (value != nullptr && seen.insert(value).second) pending.push_back(value);
+  };
+  while (!pending.empty()) {
+    const pickle::Value* value = pending.back();
+    pending.pop_back();
+    if (value->kind == pickle::Kind::kOneflowTensor) {
+      directories.emplace(value->oneflow_path());
+      continue;
+    }
+    for (const pickle::Value* item : value->items) visit(item);
+    for (const auto& [key, item] : value->entries) {
+      visit(key);
+      visit(item);
+    }
+    visit(value->state);
+    visit(value->metadata);
+  }
+  return directories;
+}
+
+Error names_fallback(std::string message, const fs::path& file, std::string_view variable = {}) {
+  Error warning(ErrorCode::kPickleNamesFallback, std::move(message));
+  warning.in_file(file.string());
+  if (!variable.empty()) warning.in_variable(variable);
+  return warning;
+}
+
+}  // namespace
 
 PickleVariables name_pickle_variables(const fs::path& root, std::vector<VariableInfo>& variables,
-                                      ProblemSink& problems, const pickle::PicklePolicy& policy) {
+                                      bool directories_valid, ProblemSink& problems,
+                                      const pickle::PicklePolicy& policy) {
   PickleVariables result;
+  const bool fallback_allowed =
+      directories_valid && std::all_of(variables.begin(), variables.end(),
+                                       [](const VariableInfo& v) { return is_tensor_directory(v.name); });
   auto pickle = read_oneflow_pickle(root, policy);
   if (!pickle.ok()) {
+    if (!variables.empty() && fallback_allowed && refusal_leaves_tensors_readable(pickle.error().code())) {
+      // Keep the directories as the variables, under their own names.
+      problems.warning(names_fallback(fmt::format("pickled_data gives no tensor names ({}); its {} tensor "
+                                                  "directories are read under their own names (tensor_N)",
+                                                  pickle.error().describe(), variables.size()),
+                                      root / kPickleFile));
+      return result;
+    }
     problems.error(std::move(pickle).error());
     return result;
   }
@@ -136,11 +205,26 @@ PickleVariables name_pickle_variables(const fs::path& root, std::vector<Variable
     named.back().name = ref.name;
     result.directories.emplace(ref.name, ref.directory);
   }
+  std::set<std::string, std::less<>> held;  // tensor directories the pickle holds, named or not
+  if (fallback_allowed && std::find(referenced.begin(), referenced.end(), false) != referenced.end()) {
+    held = tensor_directories(*result.pickle->data);
+  }
   for (std::size_t i = 0; i < variables.size(); ++i) {
     if (referenced[i]) continue;
+    const std::string& directory = variables[i].name;
+    const bool name_free = !result.directories.contains(directory);
+    if (held.contains(directory) && name_free) {
+      named.push_back(variables[i]);
+      bool go_on = problems.warning(
+          names_fallback("pickled_data holds this tensor outside any dict, list or module attribute, so it has no "
+                         "name there; read under its directory name",
+                         root / directory, directory));
+      if (!go_on) return result;
+      continue;
+    }
     bool go_on = problems.warning(
         std::move(Error(ErrorCode::kUnexpectedEntry, "tensor directory not referenced by pickled_data; OneFlow never reads it")
-                      .in_file((root / variables[i].name).string())));
+                      .in_file((root / directory).string())));
     if (!go_on) return result;
   }
   std::sort(named.begin(), named.end(), [](const auto& a, const auto& b) { return a.name < b.name; });

@@ -24,8 +24,12 @@ struct PickleVariables {
 // Reads pickled_data once and replaces the scanned tensor directories in
 // `variables` by the tensors it names (a tied tensor under each of its
 // names). A reference to a missing directory is an error, an unreferenced
-// directory a warning.
+// directory a warning. When pickled_data gives a tensor no name (refused by
+// policy or structure, or the tensor held outside any dict, list or module)
+// and every directory is a valid tensor_N (`directories_valid`: the scan
+// found no error), the directory is kept under its own name with E730.
 PickleVariables name_pickle_variables(const std::filesystem::path& root, std::vector<VariableInfo>& variables,
-                                      ProblemSink& problems, const pickle::PicklePolicy& policy);
+                                      bool directories_valid, ProblemSink& problems,
+                                      const pickle::PicklePolicy& policy);
 
 }  // namespace ckpt::detail

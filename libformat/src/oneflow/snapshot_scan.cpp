@@ -52,6 +52,13 @@ class Scanner {
   bool stays_inside(const fs::path& path, const Entry& entry, std::string_view variable);
   void scan_variable(const Entry& entry, ScanResult& result);
   std::optional<VariableMeta> read_meta(const fs::path& path, const Entry& entry, std::string_view variable);
+  void warn_bf16_stored_as_float32(const VariableInfo& info, const fs::path& data_path) {
+    warning(ErrorCode::kBf16StoredAsFloat32,
+            fmt::format("kBFloat16 {} with {} bytes, twice its size: float32 values, as OneFlow 0.9 saves bfloat16 "
+                        "(OneFlow cannot load it back); read rounded to bfloat16",
+                        shape_to_string(info.meta->shape()), info.byte_size),
+            data_path, info.name);
+  }
   void check_marker(const Entry& entry);
   bool check_pickle_file(const Entry& entry);
 
@@ -60,6 +67,7 @@ class Scanner {
   TrackingSink problems_;
   const pickle::PicklePolicy& policy_;
   bool has_marker_ = false;
+  bool pickle_dir_ = false;  // P1: variables get their names from pickled_data after the scan
   std::size_t variables_with_meta_ = 0;
   std::vector<std::string> variables_without_meta_;
 };
@@ -200,11 +208,8 @@ void Scanner::scan_variable(const Entry& entry, ScanResult& result) {
   if (info.meta && info.meta->dtype() == DType::kBFloat16 && info.byte_size == 2 * info.meta->byte_size() &&
       info.byte_size > 0) {
     info.bf16_stored_as_float32 = true;
-    warning(ErrorCode::kBf16StoredAsFloat32,
-            fmt::format("kBFloat16 {} with {} bytes, twice its size: float32 values, as OneFlow 0.9 saves bfloat16 "
-                        "(OneFlow cannot load it back); read rounded to bfloat16",
-                        shape_to_string(info.meta->shape()), info.byte_size),
-            data_path, name);
+    // A P1 tensor is reported once pickled_data has given it its name.
+    if (!pickle_dir_) warn_bf16_stored_as_float32(info, data_path);
   } else if (info.meta && info.meta->byte_size() != info.byte_size) {
     const VariableMeta& meta = *info.meta;
     std::string_view relation = info.byte_size < meta.byte_size() ? "truncated" : "has extra bytes";
@@ -236,9 +241,9 @@ ScanResult Scanner::run() {
   auto has = [&](std::string_view name) {
     return std::any_of(entries->begin(), entries->end(), [&](const Entry& e) { return e.name == name; });
   };
-  bool pickle_dir = has(kPickleFile);
+  pickle_dir_ = has(kPickleFile);
   bool pickle_file_readable = false;
-  bool graph = !pickle_dir && has(kGraphFile);
+  bool graph = !pickle_dir_ && has(kGraphFile);
 
   for (const Entry& entry : *entries) {
     if (problems_.stopped()) return result;
@@ -248,7 +253,7 @@ ScanResult Scanner::run() {
       check_marker(entry);
     } else if (entry.name.find(kStagingMarker) != std::string::npos) {
       warning(ErrorCode::kUnexpectedEntry, "leftover of an interrupted ckpt write; safe to delete", path);
-    } else if (pickle_dir && entry.name == kPickleFile) {
+    } else if (pickle_dir_ && entry.name == kPickleFile) {
       pickle_file_readable = check_pickle_file(entry);
     } else if (is_directory) {
       scan_variable(entry, result);
@@ -258,13 +263,20 @@ ScanResult Scanner::run() {
   }
   if (problems_.stopped()) return result;
 
-  if (pickle_dir) {
+  if (pickle_dir_) {
     result.layout = Layout::kPickleDir;
     if (!pickle_file_readable) return result;
-    PickleVariables named = name_pickle_variables(root_, result.variables, problems_, policy_);
+    const bool directories_valid = !problems_.failed() && variables_without_meta_.empty();
+    PickleVariables named = name_pickle_variables(root_, result.variables, directories_valid, problems_, policy_);
     result.pickle_directories = std::move(named.directories);
     result.pickle = std::move(named.pickle);
     if (problems_.stopped()) return result;
+    for (const VariableInfo& info : result.variables) {
+      if (!info.bf16_stored_as_float32) continue;
+      auto directory = result.pickle_directories.find(info.name);
+      const std::string& on_disk = directory != result.pickle_directories.end() ? directory->second : info.name;
+      warn_bf16_stored_as_float32(info, root_ / on_disk / kDataFile);
+    }
   } else if (graph) {
     result.layout = Layout::kGraph;
   } else if (variables_with_meta_ > 0) {

@@ -91,6 +91,7 @@ enum class ErrorCode : std::uint16_t {
   kPickleForbiddenCall = 705,       // REDUCE/NEWOBJ/BUILD/persistent id the allow-list does not permit
   kPickleLimit = 706,               // a cap on stack, memo, depth, size or nodes was exceeded
   kPickleStructure = 707,           // a valid pickle whose content the format does not allow
+  kPickleNamesFallback = 730,       // P1 tensors read under their tensor_N names: pickled_data gives none
 
   // 8xx: safetensors files
   kSafetensorsTooSmall = 801,          // shorter than the 8-byte header length

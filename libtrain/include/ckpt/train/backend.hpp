@@ -112,8 +112,8 @@ class Backend {
   static Status check_fits(std::size_t host, std::size_t device);
 };
 
-// The CPU backend: OpenBLAS when built with it (threads from
-// OPENBLAS_NUM_THREADS), portable loops otherwise.
+// The CPU backend: BLIS (threads from BLIS_NUM_THREADS, default 1) or
+// OpenBLAS (OPENBLAS_NUM_THREADS) when built with one, portable loops otherwise.
 std::unique_ptr<Backend> make_cpu_backend();
 
 // kAuto picks CUDA when it was compiled in and a GPU is usable, else CPU.

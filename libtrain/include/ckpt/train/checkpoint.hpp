@@ -26,6 +26,12 @@ Status save_state_dict(const Mlp& model, const std::filesystem::path& dir, bool 
 // kStateDictMismatch naming the variable, expected and found.
 Status load_state_dict(const std::filesystem::path& dir, Mlp& model);
 
+// The starting weights of `ckpt-train --init`: a checkpoint of any format
+// libformat reads holding exactly the model's parameters, each float32 of
+// its shape; otherwise kStateDictMismatch naming the tensor (unexpected,
+// missing, dtype or shape with expected and found), the model unchanged.
+Status load_initial_weights(const std::filesystem::path& path, Mlp& model);
+
 // "<dir>.train-state", the sibling holding the training state of `dir`.
 std::filesystem::path training_state_path(const std::filesystem::path& model_dir);
 

@@ -56,6 +56,9 @@ class Trainer {
 
   // One pass over `train` in a freshly shuffled order, then test accuracy.
   Result<EpochReport> train_epoch(const Dataset& train, const Dataset& test);
+  // The same over `order` (sample indices, batches in that order); the
+  // shuffling generator is left as it is.
+  Result<EpochReport> train_epoch(const Dataset& train, const Dataset& test, std::span<const std::uint32_t> order);
   // Fraction of `data` whose argmax matches the label.
   Result<double> evaluate(const Dataset& data);
 
