@@ -18,9 +18,11 @@ namespace {
 
 using ckpt::printable;
 
-constexpr std::string_view kDescription = R"(Converts a checkpoint between formats, one variable at a time, crash-safe:
-DST appears complete or not at all, and SIGINT, SIGTERM or SIGHUP remove the
-partial output before the tool exits.
+constexpr std::string_view kDescription = R"(Converts a checkpoint between formats, crash-safe: DST appears complete or
+not at all, and SIGINT, SIGTERM or SIGHUP remove the partial output before the
+tool exits. Into safetensors (single or sharded), up to --jobs variables are
+read, cast and written at once, within --memory-budget; the output is the
+same bytes for every --jobs.
 
 Nested objects of the pickle formats ({"model": ..., "optimizer": ..., "epoch": 3})
 become dotted names in flat formats ("model.l1.weight"); between pickle formats
@@ -67,6 +69,7 @@ struct Options {
   std::vector<std::string> renames;
   std::vector<std::string> nesting;
   ViewOptions views;
+  ckpt::cli::ParallelFlags parallel;
   bool json = false;
   bool quiet = false;
 };
@@ -123,6 +126,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   }
 
   ckpt::convert::ConvertOptions convert_options;
+  convert_options.parallel = options.parallel.options();
   const bool show_progress = !options.quiet && ::isatty(STDERR_FILENO) == 1;
   if (show_progress) {
     convert_options.progress = [](const ckpt::convert::Progress& p) {
@@ -195,6 +199,7 @@ int main(int argc, char** argv) {
       ->type_name("PREFIX")
       ->expected(1)
       ->take_all();
+  ckpt::cli::add_parallel_options(app, options.parallel);
   app.add_flag("--json", options.json,
                "print one JSON document (spec/schema/ckpt-convert.schema.json): the envelope for SRC, "
                "\"destination\", the tensors written, \"variables\" and \"bytes\"");

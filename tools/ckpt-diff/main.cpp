@@ -14,6 +14,7 @@
 
 #include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/parallel.hpp"
 #include "ckpt/format/values.hpp"
 
 namespace {
@@ -37,6 +38,7 @@ struct Options {
   ckpt::cli::ReaderOptions reader;
   double atol = 0;
   double rtol = 0;
+  ckpt::cli::ParallelFlags parallel;
   bool json = false;
   bool quiet = false;
 };
@@ -91,6 +93,77 @@ ckpt::Result<Comparison> compare(const ckpt::ByteSource& a, const ckpt::ByteSour
   return result;
 }
 
+// The larger, NaN (a byte comparison that found differences) winning.
+double larger(double a, double b) { return std::isnan(a) || std::isnan(b) ? std::numeric_limits<double>::quiet_NaN() : std::max(a, b); }
+
+void merge(Comparison& into, const Comparison& part) {
+  into.max_abs = larger(into.max_abs, part.max_abs);
+  into.max_rel = larger(into.max_rel, part.max_rel);
+  into.differing += part.differing;
+}
+
+// The comparisons of the tensors A and B both hold with equal dtype and
+// shape (by index into A's tensors), their element ranges compared in
+// parallel and merged in order. On a failure, the tensor it names is
+// `failed_tensor` and only the tensors before it are compared.
+struct Comparisons {
+  std::vector<std::optional<Comparison>> by_tensor;
+  std::optional<ckpt::Error> failure;
+  std::size_t failed_tensor = 0;
+};
+
+Comparisons compare_all(const ckpt::CheckpointReader& a, const ckpt::CheckpointReader& b, const Options& options) {
+  const auto& tensors = a.tensors();
+  Comparisons result;
+  result.by_tensor.resize(tensors.size());
+  std::vector<ckpt::cli::ElementRange> ranges;
+  for (std::size_t i = 0; i < tensors.size() && !result.failure; ++i) {
+    const ckpt::TensorInfo* other = b.find(tensors[i].name);
+    if (other == nullptr || !(tensors[i].meta == other->meta)) continue;
+    bool split = false;
+    if (tensors[i].meta.element_count() > ckpt::cli::kRangeElements) {
+      auto a_window = ckpt::cli::is_file_window(a, tensors[i]);
+      auto b_window = a_window.ok() ? ckpt::cli::is_file_window(b, tensors[i]) : a_window;
+      if (!b_window.ok()) {
+        result.failure = std::move(b_window).error();
+        result.failed_tensor = i;
+        break;
+      }
+      split = *a_window && *b_window;
+    }
+    ckpt::cli::append_ranges(ranges, i, tensors[i].meta.element_count(), split);
+  }
+  std::vector<Comparison> range_results(ranges.size());
+  std::vector<char> range_done(ranges.size(), 0);  // not vector<bool>: threads set neighbours
+  ckpt::Status status = ckpt::run_tasks(
+      ranges.size(), options.parallel.options(), [](std::size_t) { return 2 * ckpt::cli::kRangeBufferBytes; },
+      [&](std::size_t index) -> ckpt::Status {
+        const auto& range = ranges[index];
+        const auto& tensor = tensors[range.tensor];
+        CKPT_ASSIGN_OR_RETURN(auto a_source, ckpt::cli::open_range(a, tensor, range));
+        CKPT_ASSIGN_OR_RETURN(auto b_source, ckpt::cli::open_range(b, tensor, range));
+        CKPT_ASSIGN_OR_RETURN(range_results[index], compare(*a_source, *b_source, tensor.meta.dtype(), options));
+        range_done[index] = 1;
+        return {};
+      });
+  for (std::size_t index = 0; index < ranges.size(); ++index) {
+    const std::size_t tensor = ranges[index].tensor;
+    if (range_done[index] == 0) {
+      // The lowest range not done is the one that failed (tasks start in order).
+      if (!result.failure || tensor < result.failed_tensor) {
+        result.failure = std::move(status).error();
+        result.failed_tensor = tensor;
+      }
+      result.by_tensor[tensor].reset();
+      break;
+    }
+    auto& merged = result.by_tensor[tensor];
+    if (!merged) merged.emplace();
+    merge(*merged, range_results[index]);
+  }
+  return result;
+}
+
 nlohmann::json describe(const ckpt::TensorInfo& tensor) {
   return {{"dtype", ckpt::dtype_name(tensor.meta.dtype())}, {"shape", tensor.meta.shape()}};
 }
@@ -111,7 +184,9 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   nlohmann::json extra = nlohmann::json::array();
   nlohmann::json mismatched = nlohmann::json::array();
   std::vector<std::string> lines;
-  for (const auto& tensor : (*a)->tensors()) {
+  Comparisons comparisons = compare_all(**a, **b, options);
+  for (std::size_t i = 0; i < (*a)->tensors().size(); ++i) {
+    const auto& tensor = (*a)->tensors()[i];
     const ckpt::TensorInfo* other = (*b)->find(tensor.name);
     if (other == nullptr) {
       missing.push_back(tensor.name);
@@ -125,11 +200,10 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
                                   ckpt::dtype_name(other->meta.dtype()), ckpt::shape_to_string(other->meta.shape())));
       continue;
     }
-    auto a_source = (*a)->open(tensor.name);
-    auto b_source = a_source.ok() ? (*b)->open(tensor.name) : std::move(a_source);
-    auto result = b_source.ok() ? compare(**a_source, **b_source, tensor.meta.dtype(), options)
-                                : ckpt::Result<Comparison>(std::move(b_source).error());
-    if (!result.ok()) return failed(std::move(result).error().in_variable(tensor.name));
+    if (comparisons.failure && comparisons.failed_tensor == i) {
+      return failed(std::move(comparisons.failure->in_variable(tensor.name)));
+    }
+    const auto& result = comparisons.by_tensor[i];
     bool same = result->differing == 0;
     out["tensors"].push_back({{"name", tensor.name}, {"equal", same}, {"max_abs", number_or_null(result->max_abs)},
                               {"max_rel", number_or_null(result->max_rel)}, {"differing", result->differing}});
@@ -181,6 +255,7 @@ int main(int argc, char** argv) {
   app.add_option("--atol", options.atol, "absolute tolerance (default 0)")->check(tolerance)->type_name("X");
   app.add_option("--rtol", options.rtol, "relative tolerance (default 0)")->check(tolerance)->type_name("Y");
   ckpt::cli::add_reader_options(app, options.reader, "--format");
+  ckpt::cli::add_parallel_options(app, options.parallel);
   app.add_flag("--json", options.json,
                "print one JSON document (spec/schema/ckpt-diff.schema.json): the envelope for A, \"b\" for B, "
                "\"equal\", \"missing\", \"extra\", \"mismatched\" and per-tensor results in \"tensors\"");
