@@ -23,13 +23,13 @@ def run(*args):
 
 
 def peak_rss_bytes(*args):
-    """Runs the command and returns its exit status and its own peak resident set size."""
-    process = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    stderr = process.stderr.read()
-    process.stderr.close()
-    return process.returncode, usage.ru_maxrss * 1024, stderr
+    """Runs the command under GNU time and returns its exit status, its peak
+    resident set size and its stderr. (wait4 from Python would not do: a
+    child keeps the peak of the interpreter it was forked from across exec.)"""
+    with tempfile.NamedTemporaryFile("r") as report:
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *[str(a) for a in args]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        return done.returncode, int(report.read().split()[-1]) * 1024, done.stderr
 
 
 def tree(path):
