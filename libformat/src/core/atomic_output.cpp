@@ -529,8 +529,13 @@ Result<AtomicDirectory> AtomicDirectory::create(const fs::path& requested, Write
   CKPT_ASSIGN_OR_RETURN(std::optional<FileIdentity> checked, check_destination(destination, options));
   fs::path staging = sibling_name(destination, kStagingMarker);
   CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, destination));
-  if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create a staging directory beside", destination.string());
+  // Tracked before it exists: a signal right after the mkdir still removes it.
   track_staging(staging);
+  if (::mkdir(staging.c_str(), 0755) != 0) {
+    Error error = detail::io_error("create a staging directory beside", destination.string());
+    untrack_staging(staging);
+    return error;
+  }
   return AtomicDirectory(destination, std::move(staging), std::move(options), checked);
 }
 
@@ -578,9 +583,14 @@ Result<AtomicFile> AtomicFile::create(const fs::path& requested, WriteOptions op
   const fs::path destination = without_trailing_separator(requested);
   CKPT_ASSIGN_OR_RETURN(std::optional<FileIdentity> checked, check_destination(destination, options));
   fs::path staging = sibling_name(destination, kStagingMarker);
-  CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook, SyncMode::kFsync, destination));
+  // Tracked before it exists: a signal right after the open still removes it.
   track_staging(staging);
-  return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options), checked);
+  auto sink = FileSink::create(staging, options.fault_hook, SyncMode::kFsync, destination);
+  if (!sink.ok()) {
+    untrack_staging(staging);
+    return std::move(sink).error();
+  }
+  return AtomicFile(destination, std::move(staging), std::move(sink).value(), std::move(options), checked);
 }
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
