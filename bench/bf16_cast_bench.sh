@@ -2,8 +2,9 @@
 # The bf16 cast of issue 15: `ckpt-convert big.npz out.safetensors --dtype bf16`
 # on ~512 MiB of float32 (8 tensors), against torch doing the same job
 # (np.load, torch.from_numpy(a).bfloat16(), safetensors.torch.save_file), with
-# and without an fsync of its output (ckpt-convert always syncs). An optional
-# second ckpt-convert (an older build) is timed alongside. Page cache warm;
+# and without an fsync of its output (ckpt-convert always syncs), with
+# --jobs 1 and with the default (the cores). An optional second ckpt-convert
+# (an older build, run without --jobs) is timed alongside. Page cache warm;
 # runs alternate; medians of RUNS. Outputs get fresh names and are deleted
 # only after all runs. torch is Debian's; safetensors comes from the venv of
 # scripts/make-hf-venv.sh, appended to torch's interpreter path.
@@ -48,13 +49,15 @@ seconds() { /usr/bin/python3 -c 'import subprocess, sys, time; t = time.perf_cou
 declare -A times
 for run in $(seq "$runs"); do
   times[ckpt]+="$(seconds "$convert" "$work/big.npz" "$work/out-new-$run.safetensors" --dtype bf16) "
+  times[ckpt_jobs1]+="$(seconds "$convert" "$work/big.npz" "$work/out-j1-$run.safetensors" --dtype bf16 --jobs 1) "
   [ -n "$older" ] && times[older]+="$(seconds "$older" "$work/big.npz" "$work/out-old-$run.safetensors" --dtype bf16) "
   times[torch]+="$(/usr/bin/python3 "$work/peer.py" "$work/big.npz" "$work/out-torch-$run.safetensors" "$site" nosync) "
   times[torch_sync]+="$(/usr/bin/python3 "$work/peer.py" "$work/big.npz" "$work/out-torchs-$run.safetensors" "$site" sync) "
 done
 cmp "$work/out-new-1.safetensors" "$work/out-torch-1.safetensors" && echo "ckpt-convert and torch wrote identical bytes"
+cmp "$work/out-new-1.safetensors" "$work/out-j1-1.safetensors" && echo "--jobs 1 and the default wrote identical bytes"
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-for key in ckpt older torch torch_sync; do
+for key in ckpt ckpt_jobs1 older torch torch_sync; do
   [ -n "${times[$key]:-}" ] && echo "$key: median $(echo "${times[$key]}" | median) s of: ${times[$key]}"
 done
 rm -rf "$work"

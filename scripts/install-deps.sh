@@ -8,7 +8,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev doctest-dev zlib1g-dev libcli11-dev
   libopenblas-dev libblis-dev clang libclang-rt-14-dev
   python3 python3-numpy python3-torch python3-jsonschema python3-venv python3-pybind11 cmake
-  dataset-fashion-mnist
+  dataset-fashion-mnist time
   libopenmpi-dev openmpi-bin python3-matplotlib
 )
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <span>
 
 #include <fmt/format.h>
@@ -32,6 +33,8 @@ Result<ShapeTable> load_shapes(const fs::path& json_file) {
   return parse_shape_table(text, json_file.string());
 }
 
+std::uint64_t tensor_buffer_bytes(std::uint64_t bytes) { return std::min<std::uint64_t>(bytes, kCopyBufferBytes); }
+
 Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter& destination,
                                const ConvertOptions& options) {
   std::vector<std::string> skipped;
@@ -45,9 +48,10 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
                          .in_file(source.path().string())
                          .in_variable(first.name));
   }
+  const auto& tensors = source.tensors();
   Progress progress;
-  progress.variables_total = source.tensors().size();
-  for (const TensorInfo& tensor : source.tensors()) progress.bytes_total += tensor.meta.byte_size();
+  progress.variables_total = tensors.size();
+  for (const TensorInfo& tensor : tensors) progress.bytes_total += tensor.meta.byte_size();
   // Pickle sources carry an object around the tensors (epoch, param_groups);
   // pickle destinations keep it, flat ones keep the tensors only.
   std::vector<std::string> dropped;
@@ -71,14 +75,24 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
   // Like the object: kept where the destination has a place for it, else dropped.
   if (destination.stores_metadata() && !source.metadata().empty()) CKPT_TRY(destination.set_metadata(source.metadata()));
   if (!options.metadata.empty()) CKPT_TRY(destination.set_metadata(options.metadata));
-  for (const TensorInfo& tensor : source.tensors()) {
+  CKPT_TRY(destination.plan(tensors));
+  std::mutex progress_mutex;
+  auto add = [&](std::size_t index) -> Status {
+    const TensorInfo& tensor = tensors[index];
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> data, source.open(tensor.name));
     CKPT_TRY(destination.add(tensor.name, tensor.meta, *data));
+    std::lock_guard lock(progress_mutex);
     ++progress.variables_done;
     progress.bytes_done += tensor.meta.byte_size();
     progress.variable = tensor.name;
     if (options.progress) options.progress(progress);
-  }
+    return {};
+  };
+  ParallelOptions parallel = options.parallel;
+  if (!destination.concurrent_adds()) parallel.jobs = 1;
+  CKPT_TRY(run_tasks(
+      tensors.size(), parallel, [&](std::size_t index) { return tensor_buffer_bytes(tensors[index].meta.byte_size()); },
+      add));
   CKPT_TRY(destination.commit());
   return ConvertSummary{progress.variables_total, progress.bytes_total, std::move(skipped), std::move(dropped)};
 }

@@ -19,9 +19,11 @@ namespace {
 
 using ckpt::printable;
 
-constexpr std::string_view kDescription = R"(Converts a checkpoint between formats, one variable at a time, crash-safe:
-DST appears complete or not at all, and SIGINT, SIGTERM or SIGHUP remove the
-partial output before the tool exits.
+constexpr std::string_view kDescription = R"(Converts a checkpoint between formats, crash-safe: DST appears complete or
+not at all, and SIGINT, SIGTERM or SIGHUP remove the partial output before the
+tool exits. Into safetensors (single or sharded), up to --jobs variables are
+read, cast and written at once, within --memory-budget; the output is the
+same bytes for every --jobs.
 
 Nested objects of the pickle formats ({"model": ..., "optimizer": ..., "epoch": 3})
 become dotted names in flat formats ("model.l1.weight"); between pickle formats
@@ -43,6 +45,7 @@ struct Options {
   std::vector<std::string> metadata;  // KEY=VALUE
   ckpt::cli::ViewOptions views;
   bool skip_unsupported = false;
+  ckpt::cli::ParallelFlags parallel;
   bool json = false;
   bool quiet = false;
 };
@@ -106,6 +109,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   convert_options.metadata = std::move(metadata);
   convert_options.skip_unsupported = options.skip_unsupported;
   convert_options.strict = options.strict;
+  convert_options.parallel = options.parallel.options();
   const bool show_progress = !options.quiet && ::isatty(STDERR_FILENO) == 1;
   if (show_progress) {
     convert_options.progress = [](const ckpt::convert::Progress& p) {
@@ -188,6 +192,7 @@ int main(int argc, char** argv) {
       ->type_name("KEY=VALUE")
       ->expected(1)
       ->take_all();
+  ckpt::cli::add_parallel_options(app, options.parallel);
   app.add_flag("--json", options.json,
                "print one JSON document (spec/schema/ckpt-convert.schema.json): the envelope for SRC, "
                "\"destination\", the tensors written, \"variables\", \"bytes\" and \"dropped\" (the paths of the "

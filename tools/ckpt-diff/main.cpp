@@ -16,6 +16,7 @@
 #include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/pickle.hpp"
+#include "ckpt/format/parallel.hpp"
 #include "ckpt/format/values.hpp"
 
 namespace {
@@ -54,6 +55,7 @@ struct Options {
   bool cast = false;
   double atol = 0;
   double rtol = 0;
+  ckpt::cli::ParallelFlags parallel;
   bool json = false;
   bool quiet = false;
 };
@@ -105,6 +107,89 @@ ckpt::Result<Comparison> compare(const ckpt::ByteSource& a, const ckpt::ByteSour
     CKPT_ASSIGN_OR_RETURN(auto b_chunk, b_values.next());
     if (a_chunk.empty()) break;
     for (std::size_t i = 0; i < a_chunk.size(); ++i) compare_values(a_chunk[i], b_chunk[i], options, result);
+  }
+  return result;
+}
+
+// The larger, NaN (a byte comparison that found differences) winning.
+double larger(double a, double b) { return std::isnan(a) || std::isnan(b) ? std::numeric_limits<double>::quiet_NaN() : std::max(a, b); }
+
+void merge(Comparison& into, const Comparison& part) {
+  into.max_abs = larger(into.max_abs, part.max_abs);
+  into.max_rel = larger(into.max_rel, part.max_rel);
+  into.differing += part.differing;
+}
+
+// Whether A's and B's tensors of one name are compared element by element:
+// the same shape, and the same dtype or (--cast) both with real values.
+bool comparable(const ckpt::TensorInfo& a, const ckpt::TensorInfo& b, const Options& options) {
+  if (a.meta.shape() != b.meta.shape()) return false;
+  return a.meta.dtype() == b.meta.dtype() ||
+         (options.cast && ckpt::has_real_values(a.meta.dtype()) && ckpt::has_real_values(b.meta.dtype()));
+}
+
+// The comparisons of the tensors A and B both hold and that are comparable()
+// (by index into A's tensors), their element ranges compared in
+// parallel and merged in order. On a failure, the tensor it names is
+// `failed_tensor` and only the tensors before it are compared.
+struct Comparisons {
+  std::vector<std::optional<Comparison>> by_tensor;
+  std::optional<ckpt::Error> failure;
+  std::size_t failed_tensor = 0;
+};
+
+Comparisons compare_all(const ckpt::CheckpointReader& a, const ckpt::CheckpointReader& b, const Options& options) {
+  const auto& tensors = a.tensors();
+  Comparisons result;
+  result.by_tensor.resize(tensors.size());
+  std::vector<ckpt::cli::ElementRange> ranges;
+  std::vector<const ckpt::TensorInfo*> others(tensors.size(), nullptr);
+  for (std::size_t i = 0; i < tensors.size() && !result.failure; ++i) {
+    const ckpt::TensorInfo* other = b.find(tensors[i].name);
+    if (other == nullptr || !comparable(tensors[i], *other, options)) continue;
+    others[i] = other;
+    bool split = false;
+    if (tensors[i].meta.element_count() > ckpt::cli::kRangeElements) {
+      auto a_window = ckpt::cli::is_file_window(a, tensors[i]);
+      auto b_window = a_window.ok() ? ckpt::cli::is_file_window(b, *other) : a_window;
+      if (!b_window.ok()) {
+        result.failure = std::move(b_window).error();
+        result.failed_tensor = i;
+        break;
+      }
+      split = *a_window && *b_window;
+    }
+    ckpt::cli::append_ranges(ranges, i, tensors[i].meta.element_count(), split);
+  }
+  std::vector<Comparison> range_results(ranges.size());
+  std::vector<char> range_done(ranges.size(), 0);  // not vector<bool>: threads set neighbours
+  ckpt::Status status = ckpt::run_tasks(
+      ranges.size(), options.parallel.options(), [](std::size_t) { return 2 * ckpt::cli::kRangeBufferBytes; },
+      [&](std::size_t index) -> ckpt::Status {
+        const auto& range = ranges[index];
+        const auto& tensor = tensors[range.tensor];
+        CKPT_ASSIGN_OR_RETURN(auto a_source, ckpt::cli::open_range(a, tensor, range));
+        const ckpt::TensorInfo& other = *others[range.tensor];
+        CKPT_ASSIGN_OR_RETURN(auto b_source, ckpt::cli::open_range(b, other, range));
+        CKPT_ASSIGN_OR_RETURN(range_results[index],
+                              compare(*a_source, *b_source, tensor.meta.dtype(), other.meta.dtype(), options));
+        range_done[index] = 1;
+        return {};
+      });
+  for (std::size_t index = 0; index < ranges.size(); ++index) {
+    const std::size_t tensor = ranges[index].tensor;
+    if (range_done[index] == 0) {
+      // The lowest range not done is the one that failed (tasks start in order).
+      if (!result.failure || tensor < result.failed_tensor) {
+        result.failure = std::move(status).error();
+        result.failed_tensor = tensor;
+      }
+      result.by_tensor[tensor].reset();
+      break;
+    }
+    auto& merged = result.by_tensor[tensor];
+    if (!merged) merged.emplace();
+    merge(*merged, range_results[index]);
   }
   return result;
 }
@@ -171,7 +256,9 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   nlohmann::json extra = nlohmann::json::array();
   nlohmann::json mismatched = nlohmann::json::array();
   std::vector<std::string> lines;
-  for (const auto& tensor : (*a)->tensors()) {
+  Comparisons comparisons = compare_all(**a, **b, options);
+  for (std::size_t i = 0; i < (*a)->tensors().size(); ++i) {
+    const auto& tensor = (*a)->tensors()[i];
     const ckpt::TensorInfo* other = (*b)->find(tensor.name);
     if (other == nullptr) {
       missing.push_back(tensor.name);
@@ -180,9 +267,7 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
     }
     const bool same_shape = tensor.meta.shape() == other->meta.shape();
     const bool same_dtype = tensor.meta.dtype() == other->meta.dtype();
-    const bool by_value = options.cast && ckpt::has_real_values(tensor.meta.dtype()) &&
-                          ckpt::has_real_values(other->meta.dtype());
-    if (!same_shape || (!same_dtype && !by_value)) {
+    if (!comparable(tensor, *other, options)) {
       const char* what = !same_shape ? "shape" : "dtype";
       mismatched.push_back({{"name", tensor.name}, {"a", describe(tensor)}, {"b", describe(*other)}});
       lines.push_back(fmt::format("mismatch {}: {} differs, A {} {}, B {} {}{}", printable(tensor.name), what,
@@ -191,12 +276,10 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
                                   same_shape && !options.cast ? " (--cast compares the values)" : ""));
       continue;
     }
-    auto a_source = (*a)->open(tensor.name);
-    auto b_source = a_source.ok() ? (*b)->open(tensor.name) : std::move(a_source);
-    auto result = b_source.ok()
-                      ? compare(**a_source, **b_source, tensor.meta.dtype(), other->meta.dtype(), options)
-                      : ckpt::Result<Comparison>(std::move(b_source).error());
-    if (!result.ok()) return failed(std::move(result).error().in_variable(tensor.name));
+    if (comparisons.failure && comparisons.failed_tensor == i) {
+      return failed(std::move(comparisons.failure->in_variable(tensor.name)));
+    }
+    const auto& result = comparisons.by_tensor[i];
     bool same = result->differing == 0;
     nlohmann::json entry = {{"name", tensor.name}, {"equal", same}, {"max_abs", number_or_null(result->max_abs)},
                             {"max_rel", number_or_null(result->max_rel)}, {"differing", result->differing}};
@@ -256,6 +339,7 @@ int main(int argc, char** argv) {
   app.add_flag("--cast", options.cast,
                "compare tensors of different real dtypes by value (both read as float64), reporting the max abs/rel "
                "error; without it a dtype difference is a mismatch");
+  ckpt::cli::add_parallel_options(app, options.parallel);
   app.add_flag("--json", options.json,
                "print one JSON document (spec/schema/ckpt-diff.schema.json): the envelope for A, \"b\" for B, "
                "\"equal\", \"missing\", \"extra\", \"mismatched\" and per-tensor results in \"tensors\"");

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,7 @@
 
 #include "cli.hpp"
 #include "ckpt/format/checkpoint.hpp"
+#include "ckpt/format/parallel.hpp"
 #include "ckpt/format/pickle.hpp"
 #include "ckpt/format/values.hpp"
 
@@ -44,36 +46,93 @@ struct Stats {
   double min = std::numeric_limits<double>::infinity();
   double max = -std::numeric_limits<double>::infinity();
   double mean = 0;
-  double sum_squares = 0;  // of differences from the mean (Welford)
+  double sum_squares = 0;  // of differences from the mean
 
-  void add(double value) {
-    if (std::isnan(value)) {
-      ++nan;
-    } else if (std::isinf(value)) {
-      ++inf;
-    } else {
-      ++finite;
-      min = std::min(min, value);
-      max = std::max(max, value);
-      double delta = value - mean;
-      mean += delta / static_cast<double>(finite);
-      sum_squares += delta * (value - mean);
+  // One pass for the counts, sum and extremes, one for the squared
+  // differences from the chunk's own mean, then merged: no division per value.
+  void add(std::span<const double> values) {
+    Stats chunk;
+    double sum = 0;
+    for (double value : values) {
+      if (std::isnan(value)) {
+        ++chunk.nan;
+      } else if (std::isinf(value)) {
+        ++chunk.inf;
+      } else {
+        ++chunk.finite;
+        sum += value;
+        chunk.min = std::min(chunk.min, value);
+        chunk.max = std::max(chunk.max, value);
+      }
     }
+    if (chunk.finite > 0) {
+      chunk.mean = sum / static_cast<double>(chunk.finite);
+      for (double value : values) {
+        if (std::isfinite(value)) chunk.sum_squares += (value - chunk.mean) * (value - chunk.mean);
+      }
+    }
+    merge(chunk);
+  }
+
+  // Chan, Golub and LeVeque's pairwise update of mean and sum of squares.
+  void merge(const Stats& other) {
+    nan += other.nan;
+    inf += other.inf;
+    if (other.finite == 0) return;
+    const double n = static_cast<double>(finite + other.finite);
+    const double delta = other.mean - mean;
+    mean += delta * static_cast<double>(other.finite) / n;
+    sum_squares += other.sum_squares + delta * delta * static_cast<double>(finite) * static_cast<double>(other.finite) / n;
+    finite += other.finite;
+    min = std::min(min, other.min);
+    max = std::max(max, other.max);
   }
   double std_dev() const { return finite > 0 ? std::sqrt(sum_squares / static_cast<double>(finite)) : 0; }
 };
 
-ckpt::Result<std::optional<Stats>> compute_stats(const ckpt::CheckpointReader& reader, const ckpt::TensorInfo& tensor) {
-  if (!ckpt::has_real_values(tensor.meta.dtype())) return std::optional<Stats>();
-  CKPT_ASSIGN_OR_RETURN(auto source, reader.open(tensor.name));
-  CKPT_ASSIGN_OR_RETURN(auto values, ckpt::ValueReader::open(*source, tensor.meta.dtype()));
-  Stats stats;
-  while (true) {
-    CKPT_ASSIGN_OR_RETURN(auto chunk, values.next());
-    if (chunk.empty()) break;
-    for (double value : chunk) stats.add(value);
+// The statistics of every tensor (none for dtypes without real values), its
+// ranges read in parallel and merged in order.
+ckpt::Result<std::vector<std::optional<Stats>>> compute_stats(const ckpt::CheckpointReader& reader,
+                                                              const ckpt::ParallelOptions& parallel) {
+  const auto& tensors = reader.tensors();
+  std::vector<ckpt::cli::ElementRange> ranges;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& meta = tensors[i].meta;
+    if (!ckpt::has_real_values(meta.dtype())) continue;
+    bool split = false;
+    if (meta.element_count() > ckpt::cli::kRangeElements) {
+      auto window = ckpt::cli::is_file_window(reader, tensors[i]);
+      if (!window.ok()) return std::move(window).error().in_variable(tensors[i].name);
+      split = *window;
+    }
+    ckpt::cli::append_ranges(ranges, i, meta.element_count(), split);
   }
-  return std::optional<Stats>(stats);
+  std::vector<Stats> range_stats(ranges.size());
+  CKPT_TRY(ckpt::run_tasks(
+      ranges.size(), parallel, [](std::size_t) { return ckpt::cli::kRangeBufferBytes; },
+      [&](std::size_t index) -> ckpt::Status {
+        const auto& range = ranges[index];
+        const auto& tensor = tensors[range.tensor];
+        auto read = [&]() -> ckpt::Status {
+          CKPT_ASSIGN_OR_RETURN(auto source, ckpt::cli::open_range(reader, tensor, range));
+          CKPT_ASSIGN_OR_RETURN(auto values, ckpt::ValueReader::open(*source, tensor.meta.dtype()));
+          while (true) {
+            CKPT_ASSIGN_OR_RETURN(auto chunk, values.next());
+            if (chunk.empty()) return {};
+            range_stats[index].add(chunk);
+          }
+        };
+        ckpt::Status status = read();
+        if (!status.ok()) return std::move(status).error().in_variable(tensor.name);
+        return {};
+      }));
+  std::vector<std::optional<Stats>> stats(tensors.size());
+  for (std::size_t index = 0; index < ranges.size(); ++index) {
+    auto& merged = stats[ranges[index].tensor];
+    if (!merged) merged.emplace();
+    merged->merge(range_stats[index]);
+  }
+  return stats;
 }
 
 nlohmann::json stats_json(const std::optional<Stats>& stats) {
@@ -96,6 +155,7 @@ struct Options {
   std::string path;
   ckpt::cli::ReaderOptions reader;
   bool stats = false;
+  ckpt::cli::ParallelFlags parallel;
   bool json = false;
   bool quiet = false;
 };
@@ -161,13 +221,15 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
     fmt::print("metadata:\n");
     for (const auto& [key, value] : metadata) fmt::print("  {}: {}\n", printable(key), printable(value));
   }
-  for (const auto& tensor : tensors) {
-    std::optional<Stats> stats;
-    if (options.stats) {
-      auto computed = compute_stats(**reader, tensor);
-      if (!computed.ok()) return failed(std::move(computed).error().in_variable(tensor.name));
-      stats = *computed;
-    }
+  std::vector<std::optional<Stats>> all_stats(tensors.size());
+  if (options.stats) {
+    auto computed = compute_stats(**reader, options.parallel.options());
+    if (!computed.ok()) return failed(computed.error());
+    all_stats = std::move(computed).value();
+  }
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& tensor = tensors[i];
+    const std::optional<Stats>& stats = all_stats[i];
     if (options.json) {
       nlohmann::json entry = ckpt::cli::tensor_json(tensor.name, &tensor.meta, tensor.meta.byte_size(), format);
       if (options.stats) entry["stats"] = stats_json(stats);
@@ -217,7 +279,8 @@ int main(int argc, char** argv) {
   ckpt::cli::add_reader_options(app, options.reader, "--format");
   app.add_flag("--stats", options.stats,
                "also min, max, mean, std (population) over the finite values, and the NaN and Inf counts; read in "
-               "bounded chunks; complex and 128-bit tensors get none");
+               "bounded chunks, several at once (--jobs); complex and 128-bit tensors get none");
+  ckpt::cli::add_parallel_options(app, options.parallel);
   app.add_flag("--json", options.json,
                "print one JSON document (spec/schema/ckpt-inspect.schema.json); with --stats each tensor has "
                "\"stats\": {min, max, mean, std, nan, inf, finite} or null");

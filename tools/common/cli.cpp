@@ -8,6 +8,7 @@
 
 #include "ckpt/convert/convert.hpp"
 #include "ckpt/format/registry.hpp"
+#include "ckpt/format/safetensors_sharded.hpp"
 
 namespace ckpt::cli {
 namespace {
@@ -185,6 +186,52 @@ void add_reader_options(CLI::App& app, ReaderOptions& options, const std::string
   app.add_flag("--stub-unknown", options.stub_unknown,
                "pickle formats: keep objects of every global off the allow-list as inert stubs (nothing is imported "
                "or run)");
+}
+
+ParallelOptions ParallelFlags::options() const {
+  return {.jobs = jobs, .byte_budget = parse_byte_size(memory_budget).value()};
+}
+
+void add_parallel_options(CLI::App& app, ParallelFlags& flags) {
+  app.add_option("-j,--jobs", flags.jobs,
+                 fmt::format("work on up to N tensors (or chunks) at once (default: the cores, here {}); the "
+                             "output is the same for every N",
+                             flags.jobs))
+      ->check(CLI::Range(1u, 1024u))
+      ->type_name("N");
+  app.add_option("--memory-budget", flags.memory_budget,
+                 "the most bytes of buffers the tensors in flight hold together (default 256MiB; 5GB, 500MB, 64MiB "
+                 "...); a tensor needing more than the budget runs alone")
+      ->check([](const std::string& text) -> std::string {
+        auto size = parse_byte_size(text);
+        return size.ok() ? "" : size.error().message();
+      })
+      ->type_name("SIZE");
+}
+
+void append_ranges(std::vector<ElementRange>& ranges, std::size_t tensor, std::uint64_t elements, bool split) {
+  if (!split || elements <= kRangeElements) {
+    ranges.push_back({tensor, 0, elements});
+    return;
+  }
+  for (std::uint64_t first = 0; first < elements; first += kRangeElements) {
+    ranges.push_back({tensor, first, std::min(kRangeElements, elements - first)});
+  }
+}
+
+Result<bool> is_file_window(const CheckpointReader& reader, const TensorInfo& tensor) {
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> source, reader.open(tensor.name));
+  return source->file_descriptor() >= 0;
+}
+
+Result<std::unique_ptr<ByteSource>> open_range(const CheckpointReader& reader, const TensorInfo& tensor,
+                                               const ElementRange& range) {
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> source, reader.open(tensor.name));
+  const std::uint64_t element_bytes = dtype_size(tensor.meta.dtype());
+  if (range.first == 0 && range.count * element_bytes == source->size()) return source;
+  CKPT_ASSIGN_OR_RETURN(SliceSource slice, SliceSource::make(std::shared_ptr<const ByteSource>(std::move(source)),
+                                                             range.first * element_bytes, range.count * element_bytes));
+  return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(slice)));
 }
 
 nlohmann::json envelope(std::string_view tool, std::string_view path) {

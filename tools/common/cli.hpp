@@ -18,6 +18,7 @@
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
 #include "ckpt/format/views.hpp"
+#include "ckpt/format/parallel.hpp"
 
 namespace ckpt::cli {
 
@@ -97,6 +98,36 @@ void add_view_options(CLI::App& app, ViewOptions& views);
 // Filtered, then cast, then renamed: patterns see the source's names. A
 // malformed rename rule is E104.
 Result<std::unique_ptr<CheckpointReader>> apply_views(std::unique_ptr<CheckpointReader> reader, ViewOptions views);
+// --jobs and --memory-budget, for the tools that work on several tensors at
+// once (ckpt-convert, ckpt-inspect --stats, ckpt-diff).
+struct ParallelFlags {
+  unsigned jobs = available_cores();
+  std::string memory_budget = "256MiB";
+  // The flags as run_tasks takes them (memory_budget was checked while parsing).
+  ParallelOptions options() const;
+};
+void add_parallel_options(CLI::App& app, ParallelFlags& flags);
+
+// A run of one tensor's elements: the unit that --stats and ckpt-diff read
+// in parallel. Ranges are cut the same way for every --jobs, so merged
+// results are too.
+struct ElementRange {
+  std::size_t tensor = 0;  // an index chosen by the caller
+  std::uint64_t first = 0;
+  std::uint64_t count = 0;
+};
+inline constexpr std::uint64_t kRangeElements = std::uint64_t{1} << 22;
+// What reading one range holds in buffers (ValueReader's chunk, raw and as doubles).
+inline constexpr std::uint64_t kRangeBufferBytes = std::uint64_t{1} << 20;
+// Appends the ranges of a tensor of `elements`: ranges of kRangeElements
+// when `split`, else one (sources read from the start only, like deflated
+// members, would be read again for every range).
+void append_ranges(std::vector<ElementRange>& ranges, std::size_t tensor, std::uint64_t elements, bool split);
+// Whether the tensor's bytes lie in a plain file (so a range is a cheap window).
+Result<bool> is_file_window(const CheckpointReader& reader, const TensorInfo& tensor);
+// The bytes of `range` of `tensor`.
+Result<std::unique_ptr<ByteSource>> open_range(const CheckpointReader& reader, const TensorInfo& tensor,
+                                               const ElementRange& range);
 
 // ---- --json ----
 

@@ -409,36 +409,50 @@ FileSink::~FileSink() {
 }
 
 Status FileSink::write(std::span<const std::byte> bytes) {
+  CKPT_TRY(write_at(written_, bytes));
+  written_ += bytes.size();
+  return {};
+}
+
+Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
+  CKPT_TRY(write_from_at(written_, source, offset, length));
+  written_ += length;
+  return {};
+}
+
+Status FileSink::write_at(std::uint64_t at, std::span<const std::byte> bytes) const {
   if (fd_ < 0) return Error(ErrorCode::kInvalidArgument, "write after finish").in_file(path_);
   Status fault = injected_fault(hook_, IoStep::kWrite, path_);
   // A disk filling up mid-write: half the bytes land, then the failure.
   std::size_t done = 0;
   std::size_t stop = fault.ok() ? bytes.size() : bytes.size() / 2;
   while (done < stop) {
-    ssize_t n = ::write(fd_, bytes.data() + done, stop - done);
+    ssize_t n = ::pwrite(fd_, bytes.data() + done, stop - done, static_cast<off_t>(at + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return detail::io_error("write", path_);
     done += static_cast<std::size_t>(n);
   }
-  written_ += done;
   return fault;
 }
 
-Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) {
-  int in_fd = source.file_descriptor();
-  if (in_fd < 0 || fd_ < 0) return ByteSink::write_from(source, offset, length);
+Status FileSink::write_from_at(std::uint64_t at, const ByteSource& source, std::uint64_t offset,
+                               std::uint64_t length) const {
+  if (fd_ < 0) return Error(ErrorCode::kInvalidArgument, "write after finish").in_file(path_);
   CKPT_TRY(check_range(source, offset, length));
+  int in_fd = source.file_descriptor();
+  if (in_fd < 0) return copy_through_buffer(at, source, offset, length);
   CKPT_TRY(injected_fault(hook_, IoStep::kWrite, path_));
   // copy_file_range lets the kernel (or the file system: reflinks) move the
   // pages; it is refused across some file systems, then we stream.
   auto in_offset = static_cast<off64_t>(source.file_offset() + offset);
+  auto out_offset = static_cast<off64_t>(at);
   std::uint64_t copied = 0;
   while (copied < length) {
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(length - copied, std::uint64_t{1} << 30));
-    ssize_t n = ::copy_file_range(in_fd, &in_offset, fd_, nullptr, want, 0);
+    ssize_t n = ::copy_file_range(in_fd, &in_offset, fd_, &out_offset, want, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && copied == 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
-      return ByteSink::write_from(source, offset, length);
+      return copy_through_buffer(at, source, offset, length);
     }
     if (n < 0) return detail::io_error("copy_file_range", path_);
     if (n == 0) {
@@ -448,7 +462,18 @@ Status FileSink::write_from(const ByteSource& source, std::uint64_t offset, std:
     }
     copied += static_cast<std::uint64_t>(n);
   }
-  written_ += length;
+  return {};
+}
+
+Status FileSink::copy_through_buffer(std::uint64_t at, const ByteSource& source, std::uint64_t offset,
+                                     std::uint64_t length) const {
+  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(length, kCopyBufferBytes)));
+  for (std::uint64_t copied = 0; copied < length;) {
+    std::span<std::byte> chunk(buffer.data(), static_cast<std::size_t>(std::min<std::uint64_t>(length - copied, buffer.size())));
+    CKPT_TRY(source.read_at(offset + copied, chunk));
+    CKPT_TRY(write_at(at + copied, chunk));
+    copied += chunk.size();
+  }
   return {};
 }
 
@@ -504,8 +529,13 @@ Result<AtomicDirectory> AtomicDirectory::create(const fs::path& requested, Write
   CKPT_ASSIGN_OR_RETURN(std::optional<FileIdentity> checked, check_destination(destination, options));
   fs::path staging = sibling_name(destination, kStagingMarker);
   CKPT_TRY(injected_fault(options.fault_hook, IoStep::kMkdir, destination));
-  if (::mkdir(staging.c_str(), 0755) != 0) return detail::io_error("create a staging directory beside", destination.string());
+  // Tracked before it exists: a signal right after the mkdir still removes it.
   track_staging(staging);
+  if (::mkdir(staging.c_str(), 0755) != 0) {
+    Error error = detail::io_error("create a staging directory beside", destination.string());
+    untrack_staging(staging);
+    return error;
+  }
   return AtomicDirectory(destination, std::move(staging), std::move(options), checked);
 }
 
@@ -553,9 +583,14 @@ Result<AtomicFile> AtomicFile::create(const fs::path& requested, WriteOptions op
   const fs::path destination = without_trailing_separator(requested);
   CKPT_ASSIGN_OR_RETURN(std::optional<FileIdentity> checked, check_destination(destination, options));
   fs::path staging = sibling_name(destination, kStagingMarker);
-  CKPT_ASSIGN_OR_RETURN(FileSink sink, FileSink::create(staging, options.fault_hook, SyncMode::kFsync, destination));
+  // Tracked before it exists: a signal right after the open still removes it.
   track_staging(staging);
-  return AtomicFile(destination, std::move(staging), std::move(sink), std::move(options), checked);
+  auto sink = FileSink::create(staging, options.fault_hook, SyncMode::kFsync, destination);
+  if (!sink.ok()) {
+    untrack_staging(staging);
+    return std::move(sink).error();
+  }
+  return AtomicFile(destination, std::move(staging), std::move(sink).value(), std::move(options), checked);
 }
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept

@@ -14,7 +14,6 @@ namespace ckpt {
 namespace {
 
 // Big enough to amortise system calls, small enough to keep memory bounded.
-constexpr std::size_t kCopyBufferBytes = 8u << 20;
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <mutex>
 #include <new>
 #include <span>
 
@@ -55,6 +56,8 @@ const std::vector<UnsupportedTensor>& CheckpointReader::unsupported() const {
   static const std::vector<UnsupportedTensor> kNone;
   return kNone;
 }
+
+Status CheckpointWriter::plan(std::span<const TensorInfo> /*tensors*/) { return {}; }
 
 Status CheckpointWriter::set_object(const pickle::Value& /*object*/) { return {}; }
 
@@ -192,10 +195,13 @@ class GuardedWriter final : public CheckpointWriter {
  public:
   explicit GuardedWriter(std::unique_ptr<CheckpointWriter> inner) : inner_(std::move(inner)) {}
 
+  Status plan(std::span<const TensorInfo> tensors) override { return inner_->plan(tensors); }
+  bool concurrent_adds() const override { return inner_->concurrent_adds(); }
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
     Status status = inner_->add(name, meta, data);
-    if (!status.ok() && !refused_before_writing(status.error().code()) && broken_variable_.empty()) {
-      broken_variable_ = name;
+    if (!status.ok() && !refused_before_writing(status.error().code())) {
+      std::lock_guard lock(mutex_);  // adds may run at once (concurrent_adds)
+      if (broken_variable_.empty()) broken_variable_ = name;
     }
     return status;
   }
@@ -214,6 +220,7 @@ class GuardedWriter final : public CheckpointWriter {
 
  private:
   std::unique_ptr<CheckpointWriter> inner_;
+  std::mutex mutex_;
   std::string broken_variable_;
 };
 

@@ -404,22 +404,43 @@ class SafetensorsWriter final : public CheckpointWriter {
   SafetensorsWriter(AtomicFile output, detail::SafetensorsStaging staging)
       : output_(std::move(output)), staging_(std::move(staging)) {}
 
+  // The layout is known from the plan: each tensor is written once, in
+  // place, and the scratch file stays empty.
+  Status plan(std::span<const TensorInfo> tensors) override {
+    if (committed_ || planned_ || !staging_.tensors().empty()) {
+      return Error(ErrorCode::kInvalidArgument, "plan() must come before the first add()").in_file(output_.name());
+    }
+    CKPT_ASSIGN_OR_RETURN(detail::PlannedTensors planned, detail::PlannedTensors::create(tensors, output_.name()));
+    std::vector<std::size_t> members(planned.tensors().size());
+    for (std::size_t i = 0; i < members.size(); ++i) members[i] = i;
+    CKPT_TRY(planned.place_in(output_.file(), members, staging_.metadata()));
+    planned_ = std::move(planned);
+    return {};
+  }
+  bool concurrent_adds() const override { return planned_.has_value(); }
+
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
     if (committed_) {
       return Error(ErrorCode::kInvalidArgument, "the writer has already committed").in_variable(name).in_file(output_.name());
     }
+    if (planned_) return planned_->add(name, meta, data);
     return staging_.add(name, meta, data, output_.name());
   }
 
   bool stores_metadata() const override { return true; }
   Status set_metadata(const TextMetadata& entries) override {
     if (committed_) return Error(ErrorCode::kInvalidArgument, "the writer has already committed").in_file(output_.name());
+    if (planned_) return Error(ErrorCode::kInvalidArgument, "metadata must be set before plan()").in_file(output_.name());
     return staging_.set_metadata(entries, output_.name());
   }
 
   Status commit() override {
     if (committed_) return Error(ErrorCode::kInvalidArgument, "already committed").in_file(output_.name());
-    CKPT_TRY(staging_.write_file(output_, staging_.tensors()));
+    if (planned_) {
+      CKPT_TRY(planned_->check_complete());
+    } else {
+      CKPT_TRY(staging_.write_file(output_, staging_.tensors()));
+    }
     CKPT_TRY(output_.commit());
     committed_ = true;
     return {};
@@ -428,6 +449,7 @@ class SafetensorsWriter final : public CheckpointWriter {
  private:
   AtomicFile output_;
   detail::SafetensorsStaging staging_;
+  std::optional<detail::PlannedTensors> planned_;
   bool committed_ = false;
 };
 
@@ -543,8 +565,7 @@ Result<SafetensorsStaging> SafetensorsStaging::create(const fs::path& destinatio
   return SafetensorsStaging(std::move(scratch));
 }
 
-Status SafetensorsStaging::add(std::string_view name, const VariableMeta& meta, const ByteSource& data,
-                               const std::string& output) {
+Status check_safetensors_tensor(std::string_view name, const VariableMeta& meta, const std::string& output) {
   auto fail = [&](ErrorCode code, std::string message) {
     return std::move(Error(code, std::move(message)).in_variable(name).in_file(output));
   };
@@ -555,12 +576,30 @@ Status SafetensorsStaging::add(std::string_view name, const VariableMeta& meta, 
   }
   if (!is_valid_utf8(name)) return fail(ErrorCode::kSafetensorsHeaderUtf8, "the name is not valid UTF-8");
   if (name == kSafetensorsMetadataKey) return fail(ErrorCode::kInvalidArgument, "the name is reserved for metadata");
-  if (data.size() != meta.byte_size()) {
-    return fail(ErrorCode::kBufferSizeMismatch,
-                fmt::format("expected {} bytes ({} {}), the data has {}", meta.byte_size(), dtype_name(meta.dtype()),
-                            shape_to_string(meta.shape()), data.size()));
+  return {};
+}
+
+namespace {
+
+Status check_data_size(std::string_view name, const VariableMeta& meta, const ByteSource& data,
+                       const std::string& output) {
+  if (data.size() == meta.byte_size()) return {};
+  return Error(ErrorCode::kBufferSizeMismatch,
+               fmt::format("expected {} bytes ({} {}), the data has {}", meta.byte_size(), dtype_name(meta.dtype()),
+                           shape_to_string(meta.shape()), data.size()))
+      .in_variable(name)
+      .in_file(output);
+}
+
+}  // namespace
+
+Status SafetensorsStaging::add(std::string_view name, const VariableMeta& meta, const ByteSource& data,
+                               const std::string& output) {
+  CKPT_TRY(check_safetensors_tensor(name, meta, output));
+  CKPT_TRY(check_data_size(name, meta, data, output));
+  if (!names_.emplace(name).second) {
+    return Error(ErrorCode::kDuplicateName, "added twice").in_variable(name).in_file(output);
   }
-  if (!names_.emplace(name).second) return fail(ErrorCode::kDuplicateName, "added twice");
   tensors_.push_back({std::string(name), meta, scratch_->size()});
   return scratch_->write_from(data, 0, data.size());
 }
@@ -601,14 +640,109 @@ Result<std::string> safetensors_header_bytes(const std::vector<HeaderEntry>& ten
   return bytes + text;
 }
 
-Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors) const {
-  sort_in_safetensors_order(tensors);
+Result<SafetensorsLayout> layout_safetensors_file(std::span<const TensorInfo> tensors,
+                                                  const std::map<std::string, std::string>& metadata,
+                                                  const std::string& output) {
+  // The reference's order: widest elements first, then by name, so every
+  // tensor starts at a multiple of its element size.
+  std::vector<std::size_t> order(tensors.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    auto a_size = dtype_size(tensors[a].meta.dtype());
+    auto b_size = dtype_size(tensors[b].meta.dtype());
+    return a_size != b_size ? a_size > b_size : tensors[a].name < tensors[b].name;
+  });
   std::vector<HeaderEntry> entries;
-  for (const auto& tensor : tensors) entries.push_back({tensor.name, &tensor.meta});
-  CKPT_ASSIGN_OR_RETURN(std::string header, safetensors_header_bytes(entries, metadata_, out.name()));
-  CKPT_TRY(out.write(as_bytes(header)));
-  for (const auto& tensor : tensors) {
-    CKPT_TRY(out.write_from(*scratch_, tensor.scratch_offset, tensor.meta.byte_size()));
+  entries.reserve(order.size());
+  for (std::size_t i : order) entries.push_back({tensors[i].name, &tensors[i].meta});
+  SafetensorsLayout layout;
+  CKPT_ASSIGN_OR_RETURN(layout.header, safetensors_header_bytes(entries, metadata, output));
+  layout.start.resize(tensors.size());
+  std::uint64_t offset = layout.header.size();
+  for (std::size_t i : order) {
+    layout.start[i] = offset;
+    offset += tensors[i].meta.byte_size();
+  }
+  return layout;
+}
+
+Status SafetensorsStaging::write_file(ByteSink& out, std::vector<StagedTensor> tensors) const {
+  std::vector<TensorInfo> infos;
+  for (const auto& tensor : tensors) infos.push_back({tensor.name, tensor.meta});
+  CKPT_ASSIGN_OR_RETURN(SafetensorsLayout layout, layout_safetensors_file(infos, metadata_, out.name()));
+  // Written in file order: the sink appends.
+  std::vector<std::size_t> order(tensors.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return layout.start[a] < layout.start[b]; });
+  CKPT_TRY(out.write(as_bytes(layout.header)));
+  for (std::size_t i : order) {
+    CKPT_TRY(out.write_from(*scratch_, tensors[i].scratch_offset, tensors[i].meta.byte_size()));
+  }
+  return {};
+}
+
+PlannedTensors::PlannedTensors(std::vector<TensorInfo> tensors, std::string output)
+    : tensors_(std::move(tensors)), places_(tensors_.size()), mutex_(std::make_unique<std::mutex>()),
+      added_(tensors_.size(), false), output_(std::move(output)) {}
+
+Result<PlannedTensors> PlannedTensors::create(std::span<const TensorInfo> tensors, const std::string& output) {
+  PlannedTensors planned({tensors.begin(), tensors.end()}, output);
+  for (std::size_t i = 0; i < planned.tensors_.size(); ++i) {
+    const TensorInfo& tensor = planned.tensors_[i];
+    CKPT_TRY(check_safetensors_tensor(tensor.name, tensor.meta, output));
+    if (!planned.index_.emplace(tensor.name, i).second) {
+      return Error(ErrorCode::kDuplicateName, "planned twice").in_variable(tensor.name).in_file(output);
+    }
+  }
+  return planned;
+}
+
+Status PlannedTensors::place_in(const FileSink& file, std::span<const std::size_t> members,
+                                const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorInfo> infos;
+  for (std::size_t i : members) infos.push_back(tensors_[i]);
+  CKPT_ASSIGN_OR_RETURN(SafetensorsLayout layout, layout_safetensors_file(infos, metadata, file.name()));
+  CKPT_TRY(file.write_at(0, as_bytes(layout.header)));
+  for (std::size_t k = 0; k < members.size(); ++k) places_[members[k]] = {&file, layout.start[k]};
+  return {};
+}
+
+Status PlannedTensors::add(std::string_view name, const VariableMeta& meta, const ByteSource& data) {
+  auto fail = [&](std::string message) {
+    return std::move(Error(ErrorCode::kInvalidArgument, std::move(message)).in_variable(name).in_file(output_));
+  };
+  auto found = index_.find(std::string(name));
+  if (found == index_.end()) return fail("the writer's plan has no tensor of that name");
+  const std::size_t i = found->second;
+  if (!(meta == tensors_[i].meta)) {
+    return fail(fmt::format("planned as {} {}, added as {} {}", dtype_name(tensors_[i].meta.dtype()),
+                            shape_to_string(tensors_[i].meta.shape()), dtype_name(meta.dtype()),
+                            shape_to_string(meta.shape())));
+  }
+  CKPT_TRY(check_data_size(name, meta, data, output_));
+  const Place& place = places_[i];
+  if (place.file == nullptr) return fail("the writer placed no file for it");
+  {
+    std::lock_guard lock(*mutex_);
+    if (added_[i]) return Error(ErrorCode::kDuplicateName, "added twice").in_variable(name).in_file(output_);
+    added_[i] = true;
+  }
+  Status written = place.file->write_from_at(place.start, data, 0, data.size());
+  if (!written.ok()) {
+    std::lock_guard lock(*mutex_);
+    added_[i] = false;
+  }
+  return written;
+}
+
+Status PlannedTensors::check_complete() const {
+  std::lock_guard lock(*mutex_);
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    if (!added_[i]) {
+      return Error(ErrorCode::kInvalidArgument, "planned but never added (or its add failed)")
+          .in_variable(tensors_[i].name)
+          .in_file(output_);
+    }
   }
   return {};
 }

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -430,46 +431,88 @@ ValidationReport validate_sharded(const fs::path& path, const OpenOptions& /*opt
 
 // ---- writing ----
 
-// Stages every tensor, then at commit splits them as huggingface_hub does,
-// writes the shards and the index (last) into a staging directory, and
-// renames that directory into place: the set appears whole or not at all.
+// Splits the tensors as huggingface_hub does, writes the shards and the
+// index (last) into a staging directory, and renames that directory into
+// place: the set appears whole or not at all. With a plan the shards are
+// laid out at once and each tensor is written once, into its shard;
+// without one every tensor is staged and the shards are written at commit.
 class ShardedWriter final : public CheckpointWriter {
  public:
   ShardedWriter(AtomicDirectory directory, detail::SafetensorsStaging staging, std::uint64_t max_shard_bytes)
       : directory_(std::move(directory)), staging_(std::move(staging)), max_shard_bytes_(max_shard_bytes) {}
 
+  Status plan(std::span<const TensorInfo> tensors) override {
+    if (committed_ || planned_ || !staging_.tensors().empty()) return refuse("plan() must come before the first add()");
+    if (tensors.empty()) return refuse("a sharded set needs at least one tensor");
+    CKPT_ASSIGN_OR_RETURN(detail::PlannedTensors planned,
+                          detail::PlannedTensors::create(tensors, directory_.destination().string()));
+    const auto shards = plan_of(tensors);
+    shard_files_.reserve(shards.size());  // PlannedTensors keeps pointers to them
+    for (std::size_t shard = 0; shard < shards.size(); ++shard) {
+      CKPT_ASSIGN_OR_RETURN(FileSink sink, directory_.create_file(shard_file_name(shard, shards.size())));
+      shard_files_.push_back(std::move(sink));
+      CKPT_TRY(planned.place_in(shard_files_.back(), shards[shard], staging_.metadata()));
+    }
+    planned_ = std::move(planned);
+    return {};
+  }
+  bool concurrent_adds() const override { return planned_.has_value(); }
+
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) override {
     if (committed_) return refuse("the writer has already committed");
+    if (planned_) return planned_->add(name, meta, data);
     return staging_.add(name, meta, data, directory_.destination().string());
   }
 
   bool stores_metadata() const override { return true; }
   Status set_metadata(const TextMetadata& entries) override {
     if (committed_) return refuse("the writer has already committed");
+    if (planned_) return refuse("metadata must be set before plan()");
     return staging_.set_metadata(entries, directory_.destination().string());
   }
 
   Status commit() override {
     if (committed_) return refuse("already committed");
-    const auto& staged = staging_.tensors();
-    if (staged.empty()) return refuse("a sharded set needs at least one tensor");
+    if (planned_) {
+      CKPT_TRY(planned_->check_complete());
+      for (FileSink& shard : shard_files_) CKPT_TRY(shard.finish());
+      CKPT_TRY(write_index(planned_->tensors(), plan_of(planned_->tensors())));
+    } else {
+      const auto& staged = staging_.tensors();
+      if (staged.empty()) return refuse("a sharded set needs at least one tensor");
+      std::vector<TensorInfo> tensors;
+      for (const auto& tensor : staged) tensors.push_back({tensor.name, tensor.meta});
+      const auto shards = plan_of(tensors);
+      for (std::size_t shard = 0; shard < shards.size(); ++shard) {
+        std::vector<detail::StagedTensor> members;
+        for (std::size_t index : shards[shard]) members.push_back(staged[index]);
+        CKPT_ASSIGN_OR_RETURN(FileSink sink, directory_.create_file(shard_file_name(shard, shards.size())));
+        CKPT_TRY(staging_.write_file(sink, std::move(members)));
+        CKPT_TRY(sink.finish());
+      }
+      CKPT_TRY(write_index(tensors, shards));
+    }
+    CKPT_TRY(directory_.commit());
+    committed_ = true;
+    return {};
+  }
+
+ private:
+  std::vector<std::vector<std::size_t>> plan_of(std::span<const TensorInfo> tensors) const {
     std::vector<std::uint64_t> sizes;
-    for (const auto& tensor : staged) sizes.push_back(tensor.meta.byte_size());
-    const auto plan = plan_shards(sizes, max_shard_bytes_);
-    // Every shard carries the metadata, as save_torch_state_dict writes it.
+    for (const auto& tensor : tensors) sizes.push_back(tensor.meta.byte_size());
+    return plan_shards(sizes, max_shard_bytes_);
+  }
+
+  Status write_index(std::span<const TensorInfo> tensors, const std::vector<std::vector<std::size_t>>& shards) {
     nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
     std::uint64_t total_size = 0;
-    for (std::size_t shard = 0; shard < plan.size(); ++shard) {
-      const std::string file = shard_file_name(shard, plan.size());
-      std::vector<detail::StagedTensor> members;
-      for (std::size_t index : plan[shard]) {
-        members.push_back(staged[index]);
-        weight_map[staged[index].name] = file;
-        total_size += sizes[index];
+    for (std::size_t shard = 0; shard < shards.size(); ++shard) {
+      const std::string file = shard_file_name(shard, shards.size());
+      for (std::size_t index : shards[shard]) {
+        weight_map[tensors[index].name] = file;
+        total_size += tensors[index].meta.byte_size();
       }
-      CKPT_ASSIGN_OR_RETURN(FileSink sink, directory_.create_file(file));
-      CKPT_TRY(staging_.write_file(sink, std::move(members)));
-      CKPT_TRY(sink.finish());
     }
     nlohmann::ordered_json index = nlohmann::ordered_json::object();
     index["metadata"]["total_size"] = total_size;
@@ -483,13 +526,9 @@ class ShardedWriter final : public CheckpointWriter {
     }
     CKPT_ASSIGN_OR_RETURN(FileSink index_sink, directory_.create_file(std::string(kShardedIndexName)));
     CKPT_TRY(index_sink.write(as_bytes(text)));
-    CKPT_TRY(index_sink.finish());
-    CKPT_TRY(directory_.commit());
-    committed_ = true;
-    return {};
+    return index_sink.finish();
   }
 
- private:
   Error refuse(std::string_view why) const {
     return std::move(Error(ErrorCode::kInvalidArgument, std::string(why)).in_file(directory_.destination().string()));
   }
@@ -497,6 +536,8 @@ class ShardedWriter final : public CheckpointWriter {
   AtomicDirectory directory_;
   detail::SafetensorsStaging staging_;
   std::uint64_t max_shard_bytes_;
+  std::optional<detail::PlannedTensors> planned_;
+  std::vector<FileSink> shard_files_;  // with a plan: written in place, finished at commit
   bool committed_ = false;
 };
 
@@ -550,7 +591,7 @@ Result<std::uint64_t> parse_byte_size(std::string_view text) {
   }
   const unsigned __int128 bytes = whole_value * found->second + fraction_value * found->second / scale;
   if (bytes > UINT64_MAX) return bad("too large");
-  if (bytes == 0) return bad("a shard must hold at least one byte");
+  if (bytes == 0) return bad("the size must be at least one byte");
   return static_cast<std::uint64_t>(bytes);
 }
 

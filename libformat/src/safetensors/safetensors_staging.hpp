@@ -1,8 +1,10 @@
-// What the safetensors writers and readers share. Tensors staged for
-// safetensors files. The header, written first, needs
-// every tensor's size, so add() copies each tensor to an unlinked scratch
-// file and write_file() lays out a whole file from it. Shared by the
-// single-file writer and the sharded one (one scratch file, many shards).
+// What the safetensors writers and readers share. A safetensors file starts
+// with a header that needs every tensor's size. When the writer is told every
+// tensor up front (CheckpointWriter::plan), PlannedTensors lays out the files
+// at once and each tensor's bytes go straight to their place, once, from any
+// thread. Otherwise SafetensorsStaging copies each tensor added to an
+// unlinked scratch file and write_file() lays out a whole file from it at
+// commit. Shared by the single-file writer and the sharded one.
 #pragma once
 
 #include <algorithm>
@@ -10,11 +12,15 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "ckpt/format/atomic_output.hpp"
 #include "ckpt/format/byte_io.hpp"
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
@@ -24,6 +30,53 @@
 namespace ckpt::detail {
 
 class ScratchFile;
+
+// Refuses what safetensors cannot hold: a dtype without a safetensors name,
+// a name that is not UTF-8 or is the metadata key; `output` names the
+// destination in errors.
+Status check_safetensors_tensor(std::string_view name, const VariableMeta& meta, const std::string& output);
+
+// One safetensors file laid out as the reference does: __metadata__ first
+// when not empty, then widest elements first, then by name.
+struct SafetensorsLayout {
+  std::string header;                // the length field and the padded JSON
+  std::vector<std::uint64_t> start;  // of each tensor's bytes in the file, in the order given
+};
+Result<SafetensorsLayout> layout_safetensors_file(std::span<const TensorInfo> tensors,
+                                                  const std::map<std::string, std::string>& metadata,
+                                                  const std::string& output);
+
+// Every tensor a writer will be given, each placed in one of its files.
+class PlannedTensors {
+ public:
+  // Checks each tensor and that no name comes twice; `tensors` in the order
+  // the writer will be given them.
+  static Result<PlannedTensors> create(std::span<const TensorInfo> tensors, const std::string& output);
+
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  // Lays out `file` with the tensors of indexes `members` (into tensors()),
+  // writes its header and keeps their places; `file` must outlive this.
+  Status place_in(const FileSink& file, std::span<const std::size_t> members,
+                  const std::map<std::string, std::string>& metadata = {});
+  // Writes a planned tensor's bytes at its place; threads may add different
+  // tensors at once.
+  Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data);
+  // Fails unless every planned tensor was added.
+  Status check_complete() const;
+
+ private:
+  struct Place {
+    const FileSink* file = nullptr;
+    std::uint64_t start = 0;
+  };
+  PlannedTensors(std::vector<TensorInfo> tensors, std::string output);
+  std::vector<TensorInfo> tensors_;  // in the order planned
+  std::unordered_map<std::string, std::size_t> index_;     // name -> index into tensors_
+  std::vector<Place> places_;                                // by index into tensors_
+  std::unique_ptr<std::mutex> mutex_;    // guards added_ (movable owner)
+  std::vector<bool> added_;
+  std::string output_;
+};
 
 struct StagedTensor {
   std::string name;
@@ -63,8 +116,8 @@ class SafetensorsStaging {
   SafetensorsStaging& operator=(SafetensorsStaging&&) = delete;
   ~SafetensorsStaging();
 
-  // Refuses what safetensors cannot hold (dtype, name, size, a second add of
-  // a name), then copies `data`; `output` names the destination in errors.
+  // Refuses what safetensors cannot hold (check_safetensors_tensor), a size
+  // other than the meta's or a second add of a name, then copies `data`.
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data, const std::string& output);
   // In the order added.
   const std::vector<StagedTensor>& tensors() const { return tensors_; }
@@ -74,9 +127,10 @@ class SafetensorsStaging {
   Status set_metadata(const TextMetadata& entries, const std::string& output);
 
   // Writes one safetensors file of `tensors` (taken from tensors()) to
-  // `out`, laid out as the reference does: __metadata__ first, then widest
-  // elements first, then by name.
+  // `out`, laid out by layout_safetensors_file with the metadata set.
   Status write_file(ByteSink& out, std::vector<StagedTensor> tensors) const;
+  // The __metadata__ written: {"format": "pt"} and what set_metadata added.
+  const TextMetadata& metadata() const { return metadata_; }
 
  private:
   explicit SafetensorsStaging(std::unique_ptr<ScratchFile> scratch);

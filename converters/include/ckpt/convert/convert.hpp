@@ -1,12 +1,19 @@
 // Conversion between any two checkpoint formats of the registry
 // (ckpt/format/checkpoint.hpp): every tensor of a reader is added to a
-// writer, one at a time, then the writer commits.
+// writer, then the writer commits.
 //
 // Memory stays bounded: each tensor streams from its source (file to file by
 // the kernel when both ends are plain files; big-endian and deflated data are
 // converted while read; Fortran-order arrays are reordered in memory up to
 // NpyReadOptions::max_reorder_bytes). The output is crash-safe: nothing
 // appears at the destination unless every tensor was written.
+//
+// Parallel: the writer is told every tensor first (CheckpointWriter::plan);
+// where it then accepts concurrent adds (safetensors, single or sharded),
+// up to `jobs` tensors are read, cast and written at once, each holding up
+// to min(its bytes, kCopyBufferBytes) of buffers, and together no more than
+// the byte budget (a tensor is always admitted when nothing else runs). The
+// output is the same bytes for every number of jobs.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +26,7 @@
 
 #include "ckpt/format/checkpoint.hpp"
 #include "ckpt/format/error.hpp"
+#include "ckpt/format/parallel.hpp"
 #include "ckpt/format/registry.hpp"
 
 namespace ckpt::convert {
@@ -36,7 +44,7 @@ struct Progress {
 };
 
 struct ConvertOptions {
-  // Called after each tensor is written.
+  // Called after each tensor is written, one call at a time.
   std::function<void(const Progress&)> progress;
   // Text metadata to write, over the source's (safetensors destinations only;
   // others refuse it).
@@ -47,7 +55,12 @@ struct ConvertOptions {
   // Refuse (kObjectDataDropped) rather than drop a pickle's non-tensor data
   // in a flat destination.
   bool strict = false;
+  ParallelOptions parallel = {};
 };
+
+// The buffer bytes converting one tensor of `bytes` holds: the copy buffer
+// when its data is not moved file to file by the kernel.
+std::uint64_t tensor_buffer_bytes(std::uint64_t bytes);
 
 struct ConvertSummary {
   std::size_t variables = 0;
@@ -59,10 +72,11 @@ struct ConvertSummary {
   std::vector<std::string> dropped;
 };
 
-// Adds every tensor of `source` to `destination` in name order and commits
-// it. On failure nothing is committed: the caller drops the writer, and the
-// destination stays absent (or as it was). A pickle source's object goes to
-// a destination that keeps_object(); for another, its non-tensor leaves are
+// Adds every tensor of `source` to `destination` (in name order, or several
+// at once where the writer takes concurrent adds) and commits it. On failure
+// nothing is committed: the caller drops the writer, and the destination
+// stays absent (or as it was). A pickle source's object goes to a
+// destination that keeps_object(); for another, its non-tensor leaves are
 // listed in `dropped` (or refused when options.strict). A destination that
 // stores text metadata gets the source's, then options.metadata's entries.
 Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter& destination,

@@ -74,9 +74,17 @@ class FileSink final : public ByteSink {
   const std::string& name() const override { return path_; }
   // copy_file_range when `source` is a plain file, else the buffered default.
   Status write_from(const ByteSource& source, std::uint64_t offset, std::uint64_t length) override;
+  // Bytes written by write() and write_from(), which append after each other.
   std::uint64_t written() const { return written_; }
 
+  // Positioned writes, which several threads may make at once to disjoint
+  // ranges; they leave written() as it is.
+  Status write_at(std::uint64_t at, std::span<const std::byte> bytes) const;
+  Status write_from_at(std::uint64_t at, const ByteSource& source, std::uint64_t offset, std::uint64_t length) const;
+
  private:
+  Status copy_through_buffer(std::uint64_t at, const ByteSource& source, std::uint64_t offset,
+                             std::uint64_t length) const;
   FileSink(int fd, std::string path, FaultHook hook, SyncMode mode)
       : fd_(fd), path_(std::move(path)), hook_(std::move(hook)), mode_(mode) {}
   int fd_ = -1;
@@ -166,6 +174,8 @@ class AtomicFile final : public ByteSink {
 
   // finish() and rename into place.
   Status commit();
+  // The staging file, for positioned writes before commit().
+  const FileSink& file() const { return sink_; }
 
  private:
   AtomicFile(std::filesystem::path destination, std::filesystem::path staging, FileSink sink, WriteOptions options,

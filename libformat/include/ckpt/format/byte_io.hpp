@@ -119,6 +119,10 @@ class CallbackSource final : public ByteSource {
   std::string name_;
 };
 
+// The most bytes a copy between two sources holds in memory at once (when
+// the kernel cannot copy file to file).
+inline constexpr std::size_t kCopyBufferBytes = 8u << 20;
+
 // Sequential output.
 class ByteSink {
  public:

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,6 +75,16 @@ class CheckpointReader {
 class CheckpointWriter {
  public:
   virtual ~CheckpointWriter() = default;
+  // Announces, before the first add(), every tensor that will be added.
+  // Writers whose header needs every size (safetensors) then lay out their
+  // files at once and write each tensor once, in place, instead of staging
+  // it; the order given decides what an add order would (the shards of a
+  // sharded set). After a plan every tensor of it must be added before
+  // commit(). Other writers ignore it.
+  virtual Status plan(std::span<const TensorInfo> tensors);
+  // Whether add() may now be called from several threads at once (for
+  // different tensors): true for the safetensors writers after plan().
+  virtual bool concurrent_adds() const { return false; }
   virtual Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data) = 0;
   // Publishes everything added; without it nothing appears at the destination.
   virtual Status commit() = 0;
