@@ -233,10 +233,13 @@ namespace {
 // The header's errors stop it at once; the trailing-bytes warning goes to `problems`.
 Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOptions& options, ProblemSink& problems) {
   auto fail = [&](ErrorCode code, std::string message) { return Error(code, std::move(message)).in_file(source.name()); };
-  std::array<std::byte, 12> prefix{};
+  // One read brings the whole header of almost every file (numpy pads it to
+  // 64 or 128 bytes): a directory of thousands of arrays costs one read each.
+  std::array<std::byte, 512> prefix{};
   const std::uint64_t size = source.size();
   if (size < 8) return fail(ErrorCode::kNpyMagic, fmt::format("{} bytes: too short for an .npy file", size));
-  CKPT_TRY(source.read_at(0, std::span(prefix.data(), 8)));
+  const std::size_t prefix_size = static_cast<std::size_t>(std::min<std::uint64_t>(size, prefix.size()));
+  CKPT_TRY(source.read_at(0, std::span(prefix.data(), prefix_size)));
   if (std::memcmp(prefix.data(), kNpyMagicBytes.data(), kNpyMagicBytes.size()) != 0) {
     return fail(ErrorCode::kNpyMagic, "not an .npy file: the magic \\x93NUMPY is missing");
   }
@@ -247,7 +250,6 @@ Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOption
   }
   const std::size_t length_bytes = major == 1 ? 2 : 4;
   if (size < 8 + length_bytes) return fail(ErrorCode::kNpyTruncated, "the file ends inside the header length");
-  CKPT_TRY(source.read_at(8, std::span(prefix.data() + 8, length_bytes)));
   const std::uint64_t header_length = detail::load_le(std::span(prefix).subspan(8, length_bytes));
   if (header_length > kNpyMaxHeaderBytes) {
     return fail(ErrorCode::kNpyHeader,
@@ -259,7 +261,11 @@ Result<NpyHeader> parse_npy_header(const ByteSource& source, const NpyReadOption
                 fmt::format("the header needs {} bytes but the file has {}", data_offset, size));
   }
   std::string text(static_cast<std::size_t>(header_length), '\0');
-  CKPT_TRY(source.read_at(8 + length_bytes, std::as_writable_bytes(std::span(text))));
+  if (data_offset <= prefix_size) {
+    std::memcpy(text.data(), prefix.data() + 8 + length_bytes, text.size());
+  } else {
+    CKPT_TRY(source.read_at(8 + length_bytes, std::as_writable_bytes(std::span(text))));
+  }
   auto dict = DictParser(text, /*allow_long_suffix=*/major < 3).parse(options);
   if (!dict.ok()) return std::move(dict).error().in_file(source.name());
   auto meta = VariableMeta::make(dict->dtype, dict->shape);
