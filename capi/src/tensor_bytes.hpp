@@ -1,6 +1,6 @@
 // A tensor's bytes held for a caller: a read-only memory mapping of the file
 // when the source is plain bytes in a file (OneFlow `out`, safetensors, npy,
-// stored npz members), otherwise a private copy.
+// stored npz members, contiguous torch tensors), otherwise a private copy.
 // What ckpt_map hands out.
 #pragma once
 

@@ -49,8 +49,9 @@ class TensorSlice:
 class Checkpoint(Mapping):
     """A checkpoint opened with :func:`ckptio.open`: ``ckpt[name]`` is a
     read-only numpy array, a memory map of the file where the file holds the
-    bytes as they are (OneFlow ``out``, npy, stored npz members, safetensors),
-    a copy otherwise (deflated npz members, torch records). Nothing is read before
+    bytes as they are (OneFlow ``out``, npy, stored npz members, safetensors,
+    torch records) at an offset aligned for the dtype, a copy otherwise
+    (deflated npz members, misaligned or strided tensors). Nothing is read before
     ``ckpt[name]``. Arrays keep the file's mapping alive: they stay valid after
     :meth:`close` and after the file is replaced by a crash-safe save."""
 
@@ -62,6 +63,13 @@ class Checkpoint(Mapping):
     def format(self) -> str:
         """The format read: "oneflow", "safetensors", "npz", "torch", ..."""
         return self._reader.format
+
+    @property
+    def layout(self) -> "str | None":
+        """The generation within the format where it has several: OneFlow
+        "L1/E1", "L0", "G1", "P1"; torch "zip", "legacy" or "torchscript";
+        None for formats with one layout (safetensors, npy, npz)."""
+        return self._reader.layout or None
 
     @property
     def path(self) -> str:

@@ -121,6 +121,7 @@ class Reader {
   }
 
   std::string format() const { return std::string(reader().format_name()); }
+  std::string layout() const { return std::string(reader().layout()); }
   std::string path() const { return reader().path().string(); }
   // safetensors' __metadata__; empty for other formats.
   ckpt::TextMetadata metadata() const { return reader().metadata(); }
@@ -134,12 +135,15 @@ class Reader {
     return out;
   }
 
-  // Mapped where the file holds the tensor's bytes as they are, else copied.
+  // Mapped where the file holds the tensor's bytes as they are, at an offset
+  // aligned for its dtype (numpy and torch want aligned arrays), else copied.
   Bytes load(const std::string& name) const {
     auto source = unwrap(reader().open(name));
+    const ckpt::TensorInfo* tensor = reader().find(name);
+    const std::uint64_t alignment = tensor != nullptr ? ckpt::dtype_size(tensor->meta.dtype()) : 1;
     Bytes bytes;
     bytes.size = source->size();
-    if (source->size() > 0 && source->file_descriptor() >= 0) {
+    if (source->size() > 0 && source->file_descriptor() >= 0 && source->file_offset() % alignment == 0) {
       bytes.mapping = unwrap(file_mapping(*source));
       if (source->file_offset() > bytes.mapping->length() ||
           source->size() > bytes.mapping->length() - source->file_offset()) {
@@ -164,7 +168,10 @@ class Reader {
     return py::bytes(buffer);
   }
 
-  void close() { reader_.reset(); }
+  void close() {
+    reader_.reset();
+    last_mapping_.reset();
+  }
   bool closed() const { return reader_ == nullptr; }
 
  private:
@@ -181,6 +188,7 @@ class Reader {
     }
     auto key = std::make_pair(status.st_dev, status.st_ino);
     if (auto alive = mappings_[key].lock(); alive != nullptr && alive->length() == static_cast<std::size_t>(status.st_size)) {
+      last_mapping_ = alive;
       return alive;
     }
     auto length = static_cast<std::size_t>(status.st_size);
@@ -190,11 +198,17 @@ class Reader {
     }
     auto mapping = std::make_shared<const FileMapping>(base, length);
     mappings_[key] = mapping;
+    last_mapping_ = mapping;
     return mapping;
   }
 
   std::unique_ptr<ckpt::CheckpointReader> reader_;
   mutable std::map<std::pair<dev_t, ino_t>, std::weak_ptr<const FileMapping>> mappings_;
+  // The mapping used last, kept while the reader is open: a loop that takes
+  // one array of a single-file checkpoint at a time and drops it would
+  // otherwise map and unmap the whole file for every tensor. (One, not all:
+  // a directory of 100,000 files would exceed the process's mapping count.)
+  mutable std::shared_ptr<const FileMapping> last_mapping_;
 };
 
 class Writer {
@@ -302,6 +316,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("path"), py::arg("format"), py::arg("dtype"), py::arg("include"), py::arg("exclude"),
            py::arg("rename"))
       .def_property_readonly("format", &Reader::format)
+      .def_property_readonly("layout", &Reader::layout)
       .def_property_readonly("path", &Reader::path)
       .def_property_readonly("metadata", &Reader::metadata)
       .def_property_readonly("closed", &Reader::closed)

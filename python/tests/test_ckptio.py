@@ -61,6 +61,63 @@ def test_oneflow_snapshot_is_a_mapping_of_zero_copy_arrays():
     assert mapped_file_of(weight) == os.path.join(SNAPSHOT, "classifier.3.weight", "out")
 
 
+def test_layout_names_the_generation_within_the_format(tmp_path, tensors):
+    with ckptio.open(SNAPSHOT) as ckpt:
+        assert ckpt.layout == "L1/E1"
+    state = {"w": torch.arange(6, dtype=torch.float32)}
+    torch.save(state, str(tmp_path / "zip.pt"))
+    torch.save(state, str(tmp_path / "legacy.pt"), _use_new_zipfile_serialization=False)
+    ckptio.save(tensors, tmp_path / "t.safetensors")
+    for name, layout in [("zip.pt", "zip"), ("legacy.pt", "legacy"), ("t.safetensors", None)]:
+        with ckptio.open(tmp_path / name) as ckpt:
+            assert ckpt.layout == layout, name
+
+
+def test_torch_records_are_mapped_in_place_when_aligned(tmp_path):
+    state = {"fc.weight": torch.randn(64, 32), "fc.bias": torch.randn(64).double(),
+             "steps": torch.arange(7, dtype=torch.int64), "half": torch.randn(5).half()}
+    path = tmp_path / "model.pt"
+    torch.save(state, str(path))
+    expected = torch.load(str(path))
+    with ckptio.open(path) as ckpt:
+        arrays = {name: ckpt[name] for name in state}
+        for name in state:
+            # torch.save stores records uncompressed at 64-byte boundaries.
+            assert ckpt.is_mapped(name), name
+    for name, array in arrays.items():
+        assert mapped_file_of(array) == str(path), name
+        assert not array.flags.writeable and array.flags.aligned
+        np.testing.assert_array_equal(array, expected[name].numpy())
+
+
+def test_torch_views_not_in_place_are_copies(tmp_path):
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    state = {"transposed": base.t(), "base": base}
+    path = tmp_path / "views.pt"
+    torch.save(state, str(path))
+    with ckptio.open(path) as ckpt:
+        assert ckpt.is_mapped("base") and not ckpt.is_mapped("transposed")
+        np.testing.assert_array_equal(ckpt["transposed"], base.t().numpy())
+        np.testing.assert_array_equal(ckpt["base"], base.numpy())
+
+
+def test_a_misaligned_tensor_is_a_copy(tmp_path):
+    # Three uint8 bytes first put the float32 tensor at an odd offset.
+    import json
+    import struct
+    header = json.dumps({"a": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},
+                         "b": {"dtype": "F32", "shape": [2], "data_offsets": [3, 11]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes([1, 2, 3]) + struct.pack("<2f", 1.5, -2.0))
+    expected = safetensors.numpy.load_file(str(path))
+    with ckptio.open(path) as ckpt:
+        assert ckpt.is_mapped("a") and not ckpt.is_mapped("b")
+        assert ckpt["b"].flags.aligned
+        for name, values in expected.items():
+            np.testing.assert_array_equal(ckpt[name], values)
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".npz", ".pt", ""])
 def test_save_then_open_every_format(tmp_path, tensors, suffix):
     path = tmp_path / f"model{suffix}"

@@ -298,3 +298,25 @@ TEST_CASE("torch has a collecting validator: every broken tensor reported, the s
   // Opening stops at the first of them.
   CHECK(ckpt::open_checkpoint(path).error().code() == ErrorCode::kMissingData);
 }
+
+TEST_CASE("torch: a contiguous tensor is a window of the file itself, so it can be mapped") {
+  ckpt::testing::TempDir dir;
+  const fs::path path = dir / "model.pt";
+  auto reader = open(frappe());
+  convert(*reader, path, "torch");
+  auto torch = open(path);
+  CHECK(torch->layout() == "zip");
+  auto file = ckpt::FileSource::open(path);
+  REQUIRE(file.ok());
+  for (const auto& tensor : torch->tensors()) {
+    CAPTURE(tensor.name);
+    auto source = torch->open(tensor.name);
+    REQUIRE(source.ok());
+    CHECK((*source)->file_descriptor() >= 0);
+    // torch.save stores records at 64-byte boundaries: aligned for every dtype.
+    CHECK((*source)->file_offset() % 64 == 0);
+    std::vector<std::byte> in_file((*source)->size());
+    REQUIRE(file->read_at((*source)->file_offset(), in_file).ok());
+    CHECK(in_file == read_all(*reader, tensor.name));
+  }
+}

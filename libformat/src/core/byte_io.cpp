@@ -52,17 +52,24 @@ Result<FileSource> FileSource::open_at(int directory_fd, const std::filesystem::
     return Error(ErrorCode::kDataNotFile, "not a regular file (a FIFO, device or directory); not read")
         .in_file(path.string());
   }
-  return FileSource(fd, static_cast<std::uint64_t>(info.st_size), path.string());
+  auto nanoseconds = [](const timespec& time) { return time.tv_sec * 1'000'000'000LL + time.tv_nsec; };
+  FileVersion version{.device = static_cast<std::uint64_t>(info.st_dev),
+                      .inode = static_cast<std::uint64_t>(info.st_ino),
+                      .size = static_cast<std::uint64_t>(info.st_size),
+                      .modified_ns = nanoseconds(info.st_mtim),
+                      .changed_ns = nanoseconds(info.st_ctim)};
+  return FileSource(fd, version, path.string());
 }
 
 FileSource::FileSource(FileSource&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), size_(other.size_), path_(std::move(other.path_)) {}
+    : fd_(std::exchange(other.fd_, -1)), size_(other.size_), version_(other.version_), path_(std::move(other.path_)) {}
 
 FileSource& FileSource::operator=(FileSource&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
     size_ = other.size_;
+    version_ = other.version_;
     path_ = std::move(other.path_);
   }
   return *this;

@@ -239,10 +239,13 @@ struct HeaderText {
 // Magic, version and the header's dict text, checked for length.
 Result<HeaderText> read_header_text(const ByteSource& source) {
   auto fail = [&](ErrorCode code, std::string message) { return Error(code, std::move(message)).in_file(source.name()); };
-  std::array<std::byte, 12> prefix{};
+  // One read brings the whole header of almost every file (numpy pads it to
+  // 64 or 128 bytes): a directory of thousands of arrays costs one read each.
+  std::array<std::byte, 512> prefix{};
   const std::uint64_t size = source.size();
   if (size < 8) return fail(ErrorCode::kNpyMagic, fmt::format("{} bytes: too short for an .npy file", size));
-  CKPT_TRY(source.read_at(0, std::span(prefix.data(), 8)));
+  const std::size_t prefix_size = static_cast<std::size_t>(std::min<std::uint64_t>(size, prefix.size()));
+  CKPT_TRY(source.read_at(0, std::span(prefix.data(), prefix_size)));
   if (std::memcmp(prefix.data(), kNpyMagicBytes.data(), kNpyMagicBytes.size()) != 0) {
     return fail(ErrorCode::kNpyMagic, "not an .npy file: the magic \\x93NUMPY is missing");
   }
@@ -253,7 +256,6 @@ Result<HeaderText> read_header_text(const ByteSource& source) {
   }
   const std::size_t length_bytes = major == 1 ? 2 : 4;
   if (size < 8 + length_bytes) return fail(ErrorCode::kNpyTruncated, "the file ends inside the header length");
-  CKPT_TRY(source.read_at(8, std::span(prefix.data() + 8, length_bytes)));
   const std::uint64_t header_length = detail::load_le(std::span(prefix).subspan(8, length_bytes));
   if (header_length > kNpyMaxHeaderBytes) {
     return fail(ErrorCode::kNpyHeader,
@@ -265,7 +267,11 @@ Result<HeaderText> read_header_text(const ByteSource& source) {
                 fmt::format("the header needs {} bytes but the file has {}", data_offset, size));
   }
   std::string text(static_cast<std::size_t>(header_length), '\0');
-  CKPT_TRY(source.read_at(8 + length_bytes, std::as_writable_bytes(std::span(text))));
+  if (data_offset <= prefix_size) {
+    std::memcpy(text.data(), prefix.data() + 8 + length_bytes, text.size());
+  } else {
+    CKPT_TRY(source.read_at(8 + length_bytes, std::as_writable_bytes(std::span(text))));
+  }
   return HeaderText{major, data_offset, std::move(text)};
 }
 

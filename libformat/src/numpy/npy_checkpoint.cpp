@@ -3,7 +3,11 @@
 // of one tensor named by the file's stem (or OpenOptions::tensor_name).
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <mutex>
 #include <set>
+
+#include <sys/resource.h>
 
 #include <fmt/format.h>
 
@@ -67,7 +71,10 @@ Result<Listing> list_directory(const fs::path& directory) {
     }
   }
   if (ec) return Error(ErrorCode::kIo, ec.message()).in_file(directory.string());
-  std::sort(listing.arrays.begin(), listing.arrays.end());
+  // One directory: comparing whole strings orders as the file names do, and
+  // without path::compare splitting both paths into components each time.
+  auto by_string = [](const fs::path& a, const fs::path& b) { return a.native() < b.native(); };
+  std::sort(listing.arrays.begin(), listing.arrays.end(), by_string);
   std::sort(listing.others.begin(), listing.others.end());
   std::sort(listing.irregular_arrays.begin(), listing.irregular_arrays.end(),
             [](const Error& a, const Error& b) { return a.file() < b.file(); });
@@ -78,6 +85,62 @@ Result<Listing> list_directory(const fs::path& directory) {
 struct OpenedArray {
   std::shared_ptr<const FileSource> file;
   NpyHeader header;
+};
+
+// What opening the checkpoint learnt of one array, for its reads.
+struct ArrayRecord {
+  NpyHeader header;
+  FileVersion version;
+};
+
+// Files kept open from reading their header to the first read of their
+// array, which then costs no second open (a directory of thousands of small
+// arrays reads at the speed of a plain open/read/close loop). All readers of
+// the process together keep at most a quarter of its descriptor limit; the
+// arrays beyond it are opened again when read.
+class KeptFiles {
+ public:
+  explicit KeptFiles(std::size_t count) : files_(count) {}
+  KeptFiles(const KeptFiles&) = delete;
+  KeptFiles& operator=(const KeptFiles&) = delete;
+  ~KeptFiles() {
+    for (const auto& file : files_) {
+      if (file != nullptr) held_.fetch_sub(1);
+    }
+  }
+
+  // Keeps `file` for array `index` while the budget allows.
+  void offer(std::size_t index, std::shared_ptr<const FileSource> file) {
+    if (held_.fetch_add(1) < limit()) {
+      files_[index] = std::move(file);
+    } else {
+      held_.fetch_sub(1);
+    }
+  }
+  // The file kept for array `index`, handed over once; null otherwise.
+  std::shared_ptr<const FileSource> take(std::size_t index) {
+    std::shared_ptr<const FileSource> file;
+    {
+      std::lock_guard lock(mutex_);
+      file = std::move(files_[index]);
+    }
+    if (file != nullptr) held_.fetch_sub(1);
+    return file;
+  }
+
+ private:
+  static long limit() {
+    static const long quarter = [] {
+      rlimit limit{};
+      if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 256L;
+      return static_cast<long>(limit.rlim_cur / 4);
+    }();
+    return quarter;
+  }
+  static inline std::atomic<long> held_{0};
+
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<const FileSource>> files_;
 };
 
 // Opens `file` by path, or by its name under `directory` when a reader holds
@@ -114,9 +177,11 @@ Result<OpenedArray> open_array(const fs::path& file, std::string_view name, cons
 // the end, never mixed.
 class NpyReader final : public CheckpointReader {
  public:
+  // `records` and `kept` in the order of `tensors`.
   NpyReader(fs::path path, std::shared_ptr<const ReadDirectory> opened, std::vector<TensorInfo> tensors,
-            NpyReadOptions options)
-      : path_(std::move(path)), opened_(std::move(opened)), tensors_(std::move(tensors)), options_(options) {}
+            std::vector<ArrayRecord> records, std::unique_ptr<KeptFiles> kept, NpyReadOptions options)
+      : path_(std::move(path)), opened_(std::move(opened)), tensors_(std::move(tensors)),
+        records_(std::move(records)), kept_(std::move(kept)), options_(options) {}
 
   std::string_view format_name() const override { return "npy"; }
   const fs::path& path() const override { return path_; }
@@ -128,7 +193,8 @@ class NpyReader final : public CheckpointReader {
     if (tensor == nullptr) {
       return std::move(Error(ErrorCode::kUnknownVariable, "no such array").in_file(file.string()).in_variable(name));
     }
-    CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options_, opened_.get()));
+    const auto index = static_cast<std::size_t>(tensor - tensors_.data());
+    CKPT_ASSIGN_OR_RETURN(OpenedArray array, reopen_array(file, name, index));
     if (!(array.header.meta == tensor->meta)) {
       return std::move(Error(ErrorCode::kNpyHeader,
                              fmt::format("was {} {} when the checkpoint was opened, now {} {}",
@@ -144,9 +210,29 @@ class NpyReader final : public CheckpointReader {
   }
 
  private:
+  // The array's file opened again; its header parsed again only if the file
+  // changed since the checkpoint was opened (thousands of small arrays: one
+  // read each instead of two).
+  Result<OpenedArray> reopen_array(const fs::path& file, std::string_view name, std::size_t index) const {
+    const ArrayRecord& record = records_[index];
+    if (auto kept = kept_->take(index)) return OpenedArray{std::move(kept), record.header};
+    auto source = opened_ != nullptr ? FileSource::open_at(opened_->fd(), file.filename(), file, FollowSymlink::kNo)
+                                     : FileSource::open(file, FollowSymlink::kNo);
+    if (!source.ok()) return std::move(std::move(source).error().in_variable(name));
+    auto shared = std::make_shared<const FileSource>(std::move(source).value());
+    if (shared->version() == record.version) return OpenedArray{std::move(shared), record.header};
+    FailFast problems;
+    InContext in_array(problems, file.string(), std::string(name));
+    auto header = read_npy_header(*shared, options_, in_array);
+    CKPT_TRY(problems.status());
+    return OpenedArray{std::move(shared), std::move(*header)};
+  }
+
   fs::path path_;
   std::shared_ptr<const ReadDirectory> opened_;  // null for a single file
   std::vector<TensorInfo> tensors_;
+  std::vector<ArrayRecord> records_;
+  std::unique_ptr<KeptFiles> kept_;  // handed out by const reads: thread-safe
   NpyReadOptions options_;
 };
 
@@ -208,23 +294,35 @@ bool looks_like_npy(const fs::path& path) {
   return false;
 }
 
-Result<std::vector<TensorInfo>> read_headers(const Listing& listing, const ReadDirectory& opened,
-                                             const NpyReadOptions& options) {
+struct Headers {
   std::vector<TensorInfo> tensors;
+  std::vector<ArrayRecord> records;                   // in the same order
+  std::unique_ptr<KeptFiles> kept;
+};
+
+Result<Headers> read_headers(const Listing& listing, const ReadDirectory& opened, const NpyReadOptions& options) {
+  Headers headers;
+  headers.tensors.reserve(listing.arrays.size());
+  headers.records.reserve(listing.arrays.size());
+  headers.kept = std::make_unique<KeptFiles>(listing.arrays.size());
   for (const fs::path& file : listing.arrays) {
     std::string name = variable_of(file);
     CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(file, name, options, &opened));
-    tensors.push_back({std::move(name), std::move(array.header.meta)});
+    headers.records.push_back({array.header, array.file->version()});
+    headers.kept->offer(headers.tensors.size(), std::move(array.file));
+    headers.tensors.push_back({std::move(name), std::move(array.header.meta)});
   }
-  return tensors;
+  return headers;
 }
 
 Result<std::unique_ptr<CheckpointReader>> open_npy(const fs::path& path, const OpenOptions& options) {
   if (is_single_npy_file(path)) {
     std::string name = single_file_tensor_name(path, options);
     CKPT_ASSIGN_OR_RETURN(OpenedArray array, open_array(path, name, options.npy));
+    std::vector<ArrayRecord> records = {{array.header, array.file->version()}};
     std::vector<TensorInfo> tensors = {{std::move(name), std::move(array.header.meta)}};
-    return std::unique_ptr<CheckpointReader>(std::make_unique<NpyReader>(path, nullptr, std::move(tensors), options.npy));
+    return std::unique_ptr<CheckpointReader>(std::make_unique<NpyReader>(
+        path, nullptr, std::move(tensors), std::move(records), std::make_unique<KeptFiles>(1), options.npy));
   }
   // The listing reads by path; the directory must still be the one opened
   // after it, else a writer swapped it meanwhile and we look again.
@@ -235,14 +333,15 @@ Result<std::unique_ptr<CheckpointReader>> open_npy(const fs::path& path, const O
     if (!opened.ok()) return std::move(opened).error();
     if (!listing.irregular_arrays.empty()) return std::move(listing.irregular_arrays.front());
     if (listing.arrays.empty()) return Error(ErrorCode::kNotACheckpoint, "no .npy file").in_file(path.string());
-    auto tensors = read_headers(listing, **opened, options.npy);
+    auto headers = read_headers(listing, **opened, options.npy);
     if (!(*opened)->still_at(path)) {
       if (attempt < kAttempts) continue;
       return Error(ErrorCode::kBusy, "replaced repeatedly while being opened").in_file(path.string());
     }
-    if (!tensors.ok()) return std::move(tensors).error();
-    return std::unique_ptr<CheckpointReader>(
-        std::make_unique<NpyReader>(path, std::move(opened).value(), std::move(tensors).value(), options.npy));
+    if (!headers.ok()) return std::move(headers).error();
+    return std::unique_ptr<CheckpointReader>(std::make_unique<NpyReader>(
+        path, std::move(opened).value(), std::move(headers->tensors), std::move(headers->records),
+        std::move(headers->kept), options.npy));
   }
 }
 

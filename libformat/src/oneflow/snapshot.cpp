@@ -114,7 +114,7 @@ Result<Snapshot> Snapshot::open(const fs::path& root, const pickle::PicklePolicy
   for (int attempt = 1;; ++attempt) {
     auto directory = ReadDirectory::open(root);
     FailFast problems;
-    detail::ScanResult scan = detail::scan_checkpoint(root, problems, policy);
+    detail::ScanResult scan = detail::scan_checkpoint(root, problems, policy, detail::ScanDepth::kDataAndMeta);
     CKPT_TRY(problems.status());
     if (!directory.ok()) return std::move(directory).error();
     if (!(*directory)->still_at(root)) {

@@ -1,9 +1,14 @@
 #include "oneflow/snapshot_scan.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -30,8 +35,13 @@ struct Entry {
 // The scan's state: the root and where problems go.
 class Scanner {
  public:
-  Scanner(fs::path root, ProblemSink& sink, const pickle::PicklePolicy& policy)
-      : root_(std::move(root)), problems_(sink), policy_(policy) {}
+  Scanner(fs::path root, ProblemSink& sink, const pickle::PicklePolicy& policy, ScanDepth depth)
+      : root_(std::move(root)), depth_(depth), problems_(sink), policy_(policy) {}
+  Scanner(const Scanner&) = delete;
+  Scanner& operator=(const Scanner&) = delete;
+  ~Scanner() {
+    if (root_fd_ >= 0) ::close(root_fd_);
+  }
 
   ScanResult run();
 
@@ -48,6 +58,8 @@ class Scanner {
   }
 
   std::optional<std::vector<Entry>> list(const fs::path& directory, std::string_view variable);
+  // `out` and `meta` of one variable looked up without listing its directory.
+  std::vector<Entry> look_up_data_and_meta(std::string_view variable) const;
   // A symlink must resolve inside the checkpoint; false if it escapes.
   bool stays_inside(const fs::path& path, const Entry& entry, std::string_view variable);
   void scan_variable(const Entry& entry, ScanResult& result);
@@ -63,6 +75,8 @@ class Scanner {
   bool check_pickle_file(const Entry& entry);
 
   fs::path root_;
+  ScanDepth depth_;
+  int root_fd_ = -1;  // lookups relative to it skip walking the root's path each time
   fs::path canonical_root_;
   TrackingSink problems_;
   const pickle::PicklePolicy& policy_;
@@ -72,27 +86,61 @@ class Scanner {
   std::vector<std::string> variables_without_meta_;
 };
 
+// Fills `entry` from its name under the open directory `directory_fd`;
+// false when it vanished meanwhile.
+bool describe_entry(int directory_fd, Entry& entry) {
+  if (::fstatat(directory_fd, entry.name.c_str(), &entry.link_info, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  if (S_ISLNK(entry.link_info.st_mode)) {
+    entry.resolved = ::fstatat(directory_fd, entry.name.c_str(), &entry.info, 0) == 0;
+  } else {
+    entry.info = entry.link_info;
+    entry.resolved = true;
+  }
+  return true;
+}
+
 std::optional<std::vector<Entry>> Scanner::list(const fs::path& directory, std::string_view variable) {
-  std::error_code ec;
-  fs::directory_iterator it(directory, ec);
-  if (ec) {
-    error(ErrorCode::kIo, fmt::format("cannot list directory: {}", ec.message()), directory, variable);
+  DIR* stream = ::opendir(directory.c_str());
+  if (stream == nullptr) {
+    error(ErrorCode::kIo, fmt::format("cannot list directory: {}", std::strerror(errno)), directory, variable);
     return std::nullopt;
   }
   std::vector<Entry> entries;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
+  errno = 0;
+  while (const dirent* item = ::readdir(stream)) {
+    std::string_view name = item->d_name;
+    if (name == "." || name == "..") continue;
     Entry entry;
-    entry.name = it->path().filename().string();
-    fs::path path = directory / entry.name;
-    if (::lstat(path.c_str(), &entry.link_info) != 0) continue;  // vanished meanwhile
-    entry.resolved = ::stat(path.c_str(), &entry.info) == 0;
+    entry.name = std::string(name);
+    // A directory needs no stat: only its kind is used (thousands of variables).
+    if (item->d_type == DT_DIR) {
+      entry.link_info.st_mode = entry.info.st_mode = S_IFDIR;
+      entry.resolved = true;
+    } else if (!describe_entry(::dirfd(stream), entry)) {
+      continue;  // vanished meanwhile
+    }
     entries.push_back(std::move(entry));
+    errno = 0;
   }
-  if (ec) {
-    error(ErrorCode::kIo, fmt::format("cannot list directory: {}", ec.message()), directory, variable);
+  const int listing_error = errno;
+  ::closedir(stream);
+  if (listing_error != 0) {
+    error(ErrorCode::kIo, fmt::format("cannot list directory: {}", std::strerror(listing_error)), directory, variable);
     return std::nullopt;
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return entries;
+}
+
+std::vector<Entry> Scanner::look_up_data_and_meta(std::string_view variable) const {
+  std::vector<Entry> entries;
+  for (std::string_view file : {kDataFile, kMetaFile}) {
+    Entry entry;
+    entry.name = fmt::format("{}/{}", variable, file);
+    if (!describe_entry(root_fd_, entry)) continue;  // absent
+    entry.name = std::string(file);
+    entries.push_back(std::move(entry));
+  }
   return entries;
 }
 
@@ -149,7 +197,7 @@ std::optional<VariableMeta> Scanner::read_meta(const fs::path& path, const Entry
           path, variable);
     return std::nullopt;
   }
-  auto source = FileSource::open(path);
+  auto source = root_fd_ >= 0 ? FileSource::open_at(root_fd_, fs::path(variable) / kMetaFile, path) : FileSource::open(path);
   if (!source.ok()) {
     report(Severity::kError, std::move(source).error(), variable);
     return std::nullopt;
@@ -171,7 +219,10 @@ void Scanner::scan_variable(const Entry& entry, ScanResult& result) {
     return;
   }
   if (!stays_inside(directory, entry, name)) return;
-  auto entries = list(directory, name);
+  // A variable reached through a symbolic link is listed: its files are
+  // looked up by the resolved path.
+  const bool listed = depth_ == ScanDepth::kListEverything || root_fd_ < 0 || S_ISLNK(entry.link_info.st_mode);
+  auto entries = listed ? list(directory, name) : std::optional(look_up_data_and_meta(name));
   if (!entries) return;
 
   const Entry* data = nullptr;
@@ -235,6 +286,7 @@ ScanResult Scanner::run() {
   }
   std::error_code ec;
   canonical_root_ = fs::canonical(root_, ec);
+  root_fd_ = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   auto entries = list(root_, {});
   if (!entries) return result;
 
@@ -316,8 +368,9 @@ ScanResult Scanner::run() {
 
 }  // namespace
 
-ScanResult scan_checkpoint(const fs::path& root, ProblemSink& problems, const pickle::PicklePolicy& policy) {
-  return Scanner(root, problems, policy).run();
+ScanResult scan_checkpoint(const fs::path& root, ProblemSink& problems, const pickle::PicklePolicy& policy,
+                           ScanDepth depth) {
+  return Scanner(root, problems, policy, depth).run();
 }
 
 }  // namespace ckpt::detail

@@ -20,6 +20,16 @@ struct ScanResult {
   std::shared_ptr<const OneflowPickle> pickle;  // P1 only: pickled_data, read once
 };
 
-ScanResult scan_checkpoint(const std::filesystem::path& root, ProblemSink& problems, const pickle::PicklePolicy& policy);
+// How much of each variable directory the scan looks at.
+enum class ScanDepth {
+  // Every entry listed, so stray files are reported (validation).
+  kListEverything,
+  // Only `out` and `meta` looked up, not listed: an opening reader keeps no
+  // warnings, and listing costs a directory read per variable.
+  kDataAndMeta,
+};
+
+ScanResult scan_checkpoint(const std::filesystem::path& root, ProblemSink& problems, const pickle::PicklePolicy& policy,
+                           ScanDepth depth = ScanDepth::kListEverything);
 
 }  // namespace ckpt::detail

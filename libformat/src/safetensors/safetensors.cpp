@@ -195,6 +195,148 @@ Result<json> parse_json(const std::string& text, ProblemSink& problems, bool& st
   return document;
 }
 
+// The common header read straight into entries, without the JSON document
+// (a dozen allocations per tensor, most of the time of opening thousands of
+// them): entry objects of exactly "dtype" (a known name), "shape" and
+// "data_offsets" (plain unsigned integers), and a "__metadata__" object of
+// strings. At anything else (a field missing, repeated or unknown, another
+// type, invalid JSON) it gives up, and the full parse below finds and words
+// the problem.
+class PlainHeaderParser {
+ public:
+  struct Parsed {
+    std::vector<RawEntry> entries;  // sorted by name, none twice
+    std::map<std::string, std::string> metadata;
+  };
+
+  static std::optional<Parsed> parse(const std::string& text) {
+    PlainHeaderParser parser;
+    bool parsed = false;
+    try {
+      parsed = json::sax_parse(text, &parser);
+    } catch (const json::exception&) {
+      return std::nullopt;
+    }
+    if (!parsed || parser.state_ != State::kDone) return std::nullopt;
+    auto& entries = parser.parsed_.entries;
+    std::sort(entries.begin(), entries.end(), [](const RawEntry& a, const RawEntry& b) { return a.name < b.name; });
+    auto same_name = [](const RawEntry& a, const RawEntry& b) { return a.name == b.name; };
+    if (std::adjacent_find(entries.begin(), entries.end(), same_name) != entries.end()) return std::nullopt;
+    return std::move(parser.parsed_);
+  }
+
+  bool null() { return false; }
+  bool boolean(bool /*value*/) { return false; }
+  bool number_integer(json::number_integer_t /*value*/) { return false; }
+  bool number_float(json::number_float_t /*value*/, const json::string_t& /*text*/) { return false; }
+  bool binary(json::binary_t& /*value*/) { return false; }
+  bool number_unsigned(json::number_unsigned_t value) {
+    if (state_ == State::kInShape) {
+      if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return false;
+      entry_.shape.push_back(static_cast<std::int64_t>(value));
+      return true;
+    }
+    if (state_ == State::kInOffsets && offsets_read_ < 2) {
+      (offsets_read_++ == 0 ? entry_.begin : entry_.end) = value;
+      return true;
+    }
+    return false;
+  }
+  bool string(json::string_t& value) {
+    if (state_ == State::kInMetadata) return parsed_.metadata.emplace(std::move(metadata_key_), std::move(value)).second;
+    if (state_ != State::kInEntry || field_ != Field::kDtype) return false;
+    auto dtype = dtype_from_safetensors(value);
+    if (!dtype) return false;
+    entry_.dtype = *dtype;
+    return true;
+  }
+  bool start_object(std::size_t /*size*/) {
+    if (state_ == State::kStart) {
+      state_ = State::kTop;
+      return true;
+    }
+    if (state_ != State::kTop || !after_key_) return false;
+    after_key_ = false;
+    state_ = in_metadata_ ? State::kInMetadata : State::kInEntry;
+    return true;
+  }
+  bool end_object() {
+    if (state_ == State::kInMetadata) {
+      state_ = State::kTop;
+      return true;
+    }
+    if (state_ == State::kInEntry) {
+      if (fields_seen_ != kAllFields) return false;
+      parsed_.entries.push_back(std::move(entry_));
+      state_ = State::kTop;
+      return true;
+    }
+    if (state_ != State::kTop) return false;
+    state_ = State::kDone;
+    return true;
+  }
+  bool start_array(std::size_t /*size*/) {
+    if (state_ != State::kInEntry) return false;
+    if (field_ == Field::kShape) {
+      state_ = State::kInShape;
+      return true;
+    }
+    if (field_ != Field::kOffsets) return false;
+    state_ = State::kInOffsets;
+    offsets_read_ = 0;
+    return true;
+  }
+  bool end_array() {
+    if (state_ == State::kInShape || (state_ == State::kInOffsets && offsets_read_ == 2)) {
+      state_ = State::kInEntry;
+      return true;
+    }
+    return false;
+  }
+  bool key(json::string_t& key) {
+    if (state_ == State::kInMetadata) {
+      metadata_key_ = std::move(key);
+      return true;
+    }
+    if (state_ == State::kTop) {
+      after_key_ = true;
+      in_metadata_ = key == kSafetensorsMetadataKey;
+      if (in_metadata_) return !std::exchange(metadata_seen_, true);
+      entry_ = RawEntry{};
+      entry_.name = std::move(key);
+      fields_seen_ = 0;
+      return true;
+    }
+    if (state_ != State::kInEntry) return false;
+    field_ = key == "dtype" ? Field::kDtype : key == "shape" ? Field::kShape : key == "data_offsets" ? Field::kOffsets
+                                                                                                     : Field::kOther;
+    const unsigned bit = 1u << static_cast<unsigned>(field_);
+    if (field_ == Field::kOther || (fields_seen_ & bit) != 0) return false;
+    fields_seen_ |= bit;
+    return true;
+  }
+  template <class Exception>
+  bool parse_error(std::size_t /*position*/, const std::string& /*token*/, const Exception& /*error*/) {
+    return false;
+  }
+
+ private:
+  enum class State { kStart, kTop, kInMetadata, kInEntry, kInShape, kInOffsets, kDone };
+  enum class Field : unsigned { kDtype, kShape, kOffsets, kOther };
+  static constexpr unsigned kAllFields = 0b111;
+
+  State state_ = State::kStart;
+  bool after_key_ = false;  // at the top level, a key was read and its value is next
+  bool in_metadata_ = false;
+  bool metadata_seen_ = false;
+  Field field_ = Field::kOther;
+  unsigned fields_seen_ = 0;
+  int offsets_read_ = 0;
+  RawEntry entry_{};
+  std::string metadata_key_;
+  Parsed parsed_;
+};
+
 void check_metadata(const json& value, SafetensorsHeader& header, ProblemSink& problems, bool& stop) {
   if (value.is_null()) return;
   if (!value.is_object()) {
@@ -261,6 +403,27 @@ void check_layout(std::vector<RawEntry> entries, std::uint64_t file_size, Safete
   }
 }
 
+// The header as a JSON document: every problem found and worded. Adds the
+// entries and metadata; false when `problems` said stop.
+bool parse_document(const std::string& text, SafetensorsHeader& header, std::vector<RawEntry>& entries,
+                    ProblemSink& problems) {
+  bool stop = false;
+  auto document = parse_json(text, problems, stop);
+  if (!document.ok()) add(problems, std::move(document).error());
+  if (stop) return false;
+  for (const auto& [key, value] : document->items()) {
+    if (key == kSafetensorsMetadataKey) {
+      check_metadata(value, header, problems, stop);
+    } else if (auto entry = parse_entry(key, value); entry.ok()) {
+      entries.push_back(std::move(entry).value());
+    } else {
+      stop = !add(problems, std::move(std::move(entry).error().in_variable(key)));
+    }
+    if (stop) return false;
+  }
+  return true;
+}
+
 // Every rule, in the reference's order; `problems` decides whether to go on.
 SafetensorsHeader parse_header(const ByteSource& file, ProblemSink& problems) {
   SafetensorsHeader header;
@@ -304,20 +467,12 @@ SafetensorsHeader parse_header(const ByteSource& file, ProblemSink& problems) {
                  fmt::format("the header has a NUL byte at byte {} (JSON allows none; padding must be spaces)", nul));
     return header;
   }
-  bool stop = false;
-  auto document = parse_json(text, problems, stop);
-  if (!document.ok()) add(problems, std::move(document).error());
-  if (stop) return header;
   std::vector<RawEntry> entries;
-  for (const auto& [key, value] : document->items()) {
-    if (key == kSafetensorsMetadataKey) {
-      check_metadata(value, header, problems, stop);
-    } else if (auto entry = parse_entry(key, value); entry.ok()) {
-      entries.push_back(std::move(entry).value());
-    } else {
-      stop = !add(problems, std::move(std::move(entry).error().in_variable(key)));
-    }
-    if (stop) return header;
+  if (auto plain = PlainHeaderParser::parse(text)) {
+    header.metadata = std::move(plain->metadata);
+    entries = std::move(plain->entries);
+  } else if (!parse_document(text, header, entries, problems)) {
+    return header;
   }
   check_layout(std::move(entries), file.size(), header, problems);
   std::sort(header.entries.begin(), header.entries.end(),

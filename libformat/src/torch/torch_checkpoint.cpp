@@ -19,6 +19,10 @@ class TorchReader final : public CheckpointReader {
   }
 
   std::string_view format_name() const override { return "torch"; }
+  std::string_view layout() const override {
+    if (file_.is_legacy()) return "legacy";
+    return file_.is_torchscript() ? "torchscript" : "zip";
+  }
   const fs::path& path() const override { return file_.path(); }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override { return file_.open_tensor(name); }

@@ -402,15 +402,16 @@ Result<const TorchTensorRef*> TorchFile::get(std::string_view name) const {
 Result<std::unique_ptr<ByteSource>> TorchFile::open_tensor(std::string_view name) const {
   CKPT_ASSIGN_OR_RETURN(const TorchTensorRef* tensor, get(name));
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
-  std::string source_name = fmt::format("{}:{}", path_.string(), tensor->name);
   std::uint64_t size = tensor->meta.byte_size();
   std::shared_ptr<const ByteSource> storage = records_.find(tensor->record)->second;
   if (is_contiguous(view)) {
+    // A window of the record: of the file itself when the record is stored,
+    // so it can be mapped (spec/torch.md).
     std::uint64_t start = view.storage_offset * dtype_size(tensor->meta.dtype());
-    return std::unique_ptr<ByteSource>(std::make_unique<CallbackSource>(
-        size, [storage, start](std::uint64_t offset, std::span<std::byte> out) { return storage->read_at(start + offset, out); },
-        std::move(source_name)));
+    CKPT_ASSIGN_OR_RETURN(SliceSource window, SliceSource::make(std::move(storage), start, size));
+    return std::unique_ptr<ByteSource>(std::make_unique<SliceSource>(std::move(window)));
   }
+  std::string source_name = fmt::format("{}:{}", path_.string(), tensor->name);
   return std::unique_ptr<ByteSource>(std::make_unique<StridedViewSource>(
       std::move(storage), view, dtype_size(tensor->meta.dtype()), size, std::move(source_name)));
 }

@@ -125,6 +125,12 @@ class MemberSource final : public ByteSource {
 
   std::uint64_t size() const override { return entry_.size; }
   const std::string& name() const override { return name_; }
+  // A stored member is a window of the archive file: mappable in place.
+  // (A mapping skips the CRC check that reads from the start do.)
+  int file_descriptor() const override {
+    return entry_.method == ZipMethod::kStored ? archive_.file_descriptor() : -1;
+  }
+  std::uint64_t file_offset() const override { return archive_.file_offset() + data_offset_; }
 
   Status read_at(std::uint64_t offset, std::span<std::byte> out) const override {
     CKPT_TRY(check_range(*this, offset, out.size()));

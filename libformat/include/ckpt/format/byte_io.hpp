@@ -31,6 +31,18 @@ class ByteSource {
   virtual std::uint64_t file_offset() const { return 0; }
 };
 
+// One version of a file, from fstat: equal versions mean the file was
+// neither replaced nor written to in between (to the file system clock's
+// resolution), so what a reader parsed from it still holds.
+struct FileVersion {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t size = 0;
+  std::int64_t modified_ns = 0;
+  std::int64_t changed_ns = 0;
+  bool operator==(const FileVersion&) const = default;
+};
+
 // Whether opening a file follows a symlink in its last component.
 enum class FollowSymlink : std::uint8_t { kYes, kNo };
 
@@ -56,11 +68,15 @@ class FileSource final : public ByteSource {
   Status read_at(std::uint64_t offset, std::span<std::byte> out) const override;
   const std::string& name() const override { return path_; }
   int file_descriptor() const override { return fd_; }
+  // The file as it was when opened.
+  const FileVersion& version() const { return version_; }
 
  private:
-  FileSource(int fd, std::uint64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}
+  FileSource(int fd, const FileVersion& version, std::string path)
+      : fd_(fd), size_(version.size), version_(version), path_(std::move(path)) {}
   int fd_ = -1;
   std::uint64_t size_ = 0;
+  FileVersion version_;
   std::string path_;
 };
 

@@ -72,6 +72,8 @@ class TorchFile {
   const std::filesystem::path& path() const { return path_; }
   const pickle::Value& data() const { return *document_.root(); }
   bool is_torchscript() const { return torchscript_; }
+  // torch's format before 1.6 (_legacy_save), not a zip.
+  bool is_legacy() const { return zip_ == nullptr; }
   const std::vector<TorchTensorRef>& tensors() const { return tensors_; }  // sorted by name
   const TorchTensorRef* find(std::string_view name) const;
 
