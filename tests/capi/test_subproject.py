@@ -40,11 +40,12 @@ class Subproject(unittest.TestCase):
             targets = [line.split(":")[0] for line in run("ninja", "-C", build, "-t", "targets", "all").splitlines()]
             ckpt_outputs = [t for t in targets if t.startswith("subprojects/ckpt/") and not t.endswith((".o", ".h", ".cc"))]
             self.assertTrue(any(t.startswith("subprojects/ckpt/capi/libckpt.so") for t in ckpt_outputs), ckpt_outputs)
-            for excluded in ("tests/", "tools/", "libtrain/", "examples/", "fuzz/"):
+            for excluded in ("tests/", "tools/", "libtrain/", "examples/", "fuzz/", "bench/"):
                 self.assertEqual([t for t in ckpt_outputs if t.startswith("subprojects/ckpt/" + excluded)], [])
-            # Every step a plain ninja would run; the libraries alone are a few dozen.
+            # Every step a plain ninja would run; the libraries alone (with MPI
+            # found, the collective ones too) are a few dozen.
             steps = [line for line in run("ninja", "-C", build, "-n").splitlines() if re.match(r"\[\d+/\d+\]", line)]
-            self.assertLess(len(steps), 60, steps)
+            self.assertLess(len(steps), 80, steps)
             run("ninja", "-C", build)
 
             out = run(os.path.join(build, "load_checkpoint"), SNAPSHOT)
