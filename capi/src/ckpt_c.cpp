@@ -146,6 +146,23 @@ ckpt::Result<std::vector<std::string>> string_list(const char* const* items, siz
   return out;
 }
 
+// repr() of a leaf for the C API: up to 64 KiB.
+constexpr std::size_t kLeafReprBytes = 64u << 10;
+
+const std::vector<ckpt_reader::Leaf>& leaves_of(const ckpt_reader& reader) {
+  if (!reader.leaves) {
+    std::vector<ckpt_reader::Leaf> leaves;
+    if (const ckpt::pickle::Value* object = reader.reader->object()) {
+      for (auto& leaf : ckpt::pickle::object_leaves(*object)) {
+        auto repr = ckpt::pickle::python_repr(*leaf.node, kLeafReprBytes);
+        leaves.push_back({std::move(leaf), std::move(repr)});
+      }
+    }
+    reader.leaves = std::move(leaves);
+  }
+  return *reader.leaves;
+}
+
 }  // namespace
 
 extern "C" {
@@ -272,23 +289,6 @@ ckpt_status ckpt_reader_filter(ckpt_reader* reader, const char* const* include, 
       return ckpt::filter_view(std::move(below), std::move(included), std::move(excluded));
     });
   });
-}
-
-// repr() of a leaf for the C API: up to 64 KiB.
-constexpr std::size_t kLeafReprBytes = 64u << 10;
-
-const std::vector<ckpt_reader::Leaf>& leaves_of(const ckpt_reader& reader) {
-  if (!reader.leaves) {
-    std::vector<ckpt_reader::Leaf> leaves;
-    if (const ckpt::pickle::Value* object = reader.reader->object()) {
-      for (auto& leaf : ckpt::pickle::object_leaves(*object)) {
-        auto repr = ckpt::pickle::python_repr(*leaf.node, kLeafReprBytes);
-        leaves.push_back({std::move(leaf), std::move(repr)});
-      }
-    }
-    reader.leaves = std::move(leaves);
-  }
-  return *reader.leaves;
 }
 
 size_t ckpt_object_leaf_count(const ckpt_reader* reader) {
