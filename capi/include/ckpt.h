@@ -180,7 +180,8 @@ CKPT_API ckpt_status ckpt_object_leaf_at(const ckpt_reader* reader, size_t index
 
 /* A read-only view of a tensor's bytes: a memory mapping of the file when
  * the format stores the tensor as plain bytes in a file (OneFlow `out`,
- * safetensors), otherwise a private copy. The view stays valid after the
+ * safetensors, npy, stored npz members, contiguous torch records), otherwise
+ * a private copy. The view stays valid after the
  * reader is closed, until ckpt_view_free. */
 CKPT_API ckpt_status ckpt_map(ckpt_reader* reader, const char* name, ckpt_view** view);
 CKPT_API const void* ckpt_view_data(const ckpt_view* view);
