@@ -153,6 +153,9 @@ class Parallel(unittest.TestCase):
         self.assertEqual(report["big.b"]["differing"], 0)
         self.assertEqual(sum(not t["equal"] for t in report.values()), 1)
 
+    # ASan's shadow memory and freed-memory quarantine grow RSS with every
+    # byte allocated: peak RSS says nothing about the budget there.
+    @unittest.skipIf(os.environ.get("CKPT_SANITIZED"), "RSS is not the program's under AddressSanitizer")
     def test_peak_memory_is_bounded_by_the_budget_not_the_checkpoint(self):
         # 24 tensors x 8 MiB = 192 MiB of float32, cast to bf16 on 16 threads
         # under a 16 MiB budget (4 tensors in flight, each with a 4 MiB copy
