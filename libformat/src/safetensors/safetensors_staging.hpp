@@ -57,7 +57,7 @@ class PlannedTensors {
   // Lays out `file` with the tensors of indexes `members` (into tensors()),
   // writes its header and keeps their places; `file` must outlive this.
   Status place_in(const FileSink& file, std::span<const std::size_t> members,
-                  const std::map<std::string, std::string>& metadata = {});
+                  const std::map<std::string, std::string>& metadata);
   // Writes a planned tensor's bytes at its place; threads may add different
   // tensors at once.
   Status add(std::string_view name, const VariableMeta& meta, const ByteSource& data);
