@@ -111,8 +111,13 @@ class KillAndRace(unittest.TestCase):
                     ["sh", "-c", f'for g in $(seq 1 {RACE_ROUNDS}); do '
                                  f'"{SAVE}" "{dest}" $g 2 --overwrite --format {fmt} || exit 1; done'])
                 seen = []
-                while writer.poll() is None:
-                    seen.append(generation_on_disk(dest))
+                try:
+                    while writer.poll() is None:
+                        seen.append(generation_on_disk(dest))
+                finally:  # a failed read must not leave the writer racing the cleanup
+                    if writer.poll() is None:
+                        writer.kill()
+                        writer.wait()
                 self.assertEqual(writer.returncode, 0)
                 self.assertEqual(seen, sorted(seen))  # each read sees the newest or a later generation
                 self.assertEqual(generation_on_disk(dest), RACE_ROUNDS)

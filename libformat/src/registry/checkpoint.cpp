@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ckpt/format/atomic_output.hpp"
 #include "registry/formats.hpp"
 
 namespace ckpt {
@@ -136,8 +137,20 @@ Result<std::string> detect_format(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path, ec)) {
     return Error(ErrorCode::kNotFound, "no such file or directory").in_file(path.string());
   }
-  for (const auto* handler : handlers()) {
-    if (handler->detect(path)) return std::string(handler->name);
+  // Detectors read a directory by path. Holding it (ReadDirectory) keeps a
+  // replacing save from deleting it under them; if a save swapped it
+  // meanwhile, the path now holds a complete checkpoint: look again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    std::shared_ptr<const ReadDirectory> held;
+    if (std::filesystem::is_directory(path, ec)) {
+      auto opened = ReadDirectory::open(path);
+      if (opened.ok()) held = std::move(opened).value();
+    }
+    for (const auto* handler : handlers()) {
+      if (handler->detect(path)) return std::string(handler->name);
+    }
+    if (!held || held->still_at(path)) break;
   }
   return detail::diagnose_unrecognised(path, fmt::format("{}", fmt::join(checkpoint_formats(), ", ")));
 }
