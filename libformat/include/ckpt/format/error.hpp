@@ -21,8 +21,6 @@ enum class ErrorCode : std::uint16_t {
   kInjectedFault = 105,      // a test hook made an operation fail
   kBusy = 106,               // another writer holds the destination
   kObjectDataDropped = 150,  // a conversion to a flat format would drop non-tensor data (strict)
-  kCollectiveAborted = 192,  // another MPI rank failed, so this rank's collective save or load stopped
-  kCollectivePieces = 193,   // the ranks' pieces of a tensor do not tile it, or a box is outside it
   kOutOfMemory = 160,        // an allocation the input asked for failed
   // Replacing (overwrite / --force) and writing what a reader accepts; spec/writing.md
   kReplaceNotCheckpoint = 170,    // the directory to replace is not a checkpoint of a known format
@@ -30,6 +28,9 @@ enum class ErrorCode : std::uint16_t {
   kReplaceSpecialFile = 172,      // the path to replace is neither a regular file nor a directory
   kUnstorableName = 173,          // a name the format stores as text is not UTF-8 (or empty in a pickle)
   kOverFormatLimit = 174,         // a header, meta, rank or dim over what the format's readers accept
+  // Collective (MPI) saves and loads; spec/collective.md
+  kCollectiveAborted = 192,  // another MPI rank failed, so this rank's collective save or load stopped
+  kCollectivePieces = 193,   // the ranks' pieces of a tensor do not tile it, or a box is outside it
 
   // 2xx: checkpoint layout
   kNotADirectory = 201,
