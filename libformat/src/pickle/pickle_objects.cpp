@@ -257,9 +257,8 @@ void walk(const Value& value, const std::string& path, std::vector<ObjectLeaf>& 
   auto walk_entries = [&](const std::vector<std::pair<const Value*, const Value*>>& entries) {
     for (const auto& [key, item] : entries) walk(*item, child_path(path, segment_of(*key)), out);
   };
+  if (value.is_tensor()) return;
   switch (value.kind) {
-    case Kind::kOneflowTensor:
-    case Kind::kTorchTensor: return;
     case Kind::kDict:
       if (value.entries.empty()) {
         out.push_back({path, type_of(value), &value});
