@@ -353,6 +353,16 @@ class NumpyArraysAsTensors(InTemporaryDirectory):
                 assert_same(self, torch.load(again), loaded)
                 self.assertTrue(torch.load(again)["f"].flags.c_contiguous)
 
+    def test_an_array_cast_on_the_way_is_written_as_a_torch_tensor(self):
+        path = self.saved({"a": np.linspace(0, 1, 5), "n": np.arange(3)}, "cast.pt")
+        out = self.path("cast.f16.pt")
+        self.run_tool(CONVERT, "-q", path, out, "--dtype", "f16", *self.ALLOW)
+        loaded = torch.load(out)
+        self.assertEqual((type(loaded["a"]), loaded["a"].dtype), (torch.Tensor, torch.float16))
+        self.assertTrue(torch.equal(loaded["a"], torch.from_numpy(np.linspace(0, 1, 5)).half()))
+        self.assertIsInstance(loaded["n"], np.ndarray)  # not cast: still the numpy array
+        self.assertTrue(np.array_equal(loaded["n"], np.arange(3)))
+
     def test_arrays_ckpt_has_no_type_for_stay_values(self):
         obj = {"words": np.array(["ab", "c"]), "big": np.arange(3, dtype=">i4"),
                "pairs": np.zeros(2, dtype=[("a", "<i4"), ("b", "<f4")]), "w": torch.ones(2)}
