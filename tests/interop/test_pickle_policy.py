@@ -364,18 +364,22 @@ class NumpyArraysAsTensors(InTemporaryDirectory):
         self.assertTrue(np.array_equal(loaded["n"], np.arange(3)))
 
     def test_arrays_ckpt_has_no_type_for_stay_values(self):
+        # An array inside a stub's arguments or tuple state has no state_dict() name: a value too.
         obj = {"words": np.array(["ab", "c"]), "big": np.arange(3, dtype=">i4"),
-               "pairs": np.zeros(2, dtype=[("a", "<i4"), ("b", "<f4")]), "w": torch.ones(2)}
+               "pairs": np.zeros(2, dtype=[("a", "<i4"), ("b", "<f4")]), "w": torch.ones(2),
+               "fn": functools.partial(max, np.arange(3))}
         path = self.saved(obj, "odd.pt")
         doc = checked(self.run_tool(INSPECT, "--json", path, "--stub-unknown").stdout)
         self.assertEqual([t["name"] for t in doc["tensors"]], ["w"])
-        self.assertEqual(sorted(o["path"] for o in doc["objects"]), ["big", "pairs", "words"])
+        self.assertEqual(sorted(o["path"] for o in doc["objects"]), ["big", "fn", "pairs", "words"])
         done = self.run_tool(CONVERT, path, self.path("odd.npz"), "--stub-unknown")
-        self.assertIn("3 non-tensor values of the object were dropped", done.stderr)
+        self.assertIn("4 non-tensor values of the object were dropped", done.stderr)
         again = self.path("odd.again.pt")
         self.run_tool(CONVERT, "-q", path, again, "--stub-unknown")
         self.assertEqual(data_pkl(again), data_pkl(path))
-        assert_same(self, torch.load(again), torch.load(path))  # torch 1.13 loads '>i4' as int32 itself
+        ours, theirs = torch.load(again), torch.load(path)  # torch 1.13 loads '>i4' as int32 itself
+        self.assertTrue(np.array_equal(ours.pop("fn").args[0], theirs.pop("fn").args[0]))
+        assert_same(self, ours, theirs)
 
 
 class Protocol2Names(InTemporaryDirectory):
