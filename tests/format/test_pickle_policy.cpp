@@ -222,3 +222,81 @@ TEST_CASE("numpy arrays in a torch pickle are read once _reconstruct is allowed,
     rewritten(*document, options);
   }
 }
+
+TEST_CASE("a torch pickle's numpy array of a dtype ckpt has is a tensor with its own bytes; others stay values") {
+  auto array_of = [](std::string_view code, std::string_view order, std::string_view fortran, std::string_view raw) {
+    std::string dtype = "cnumpy\ndtype\n" + str(code) + "\x89\x88\x87R(K\x03" + str(order) +
+                        "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"s;
+    return "\x80\x02}" + str("rng") + "cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" "C\x01" "b\x87R"
+                          "(K\x01K\x02K\x01\x86"s + dtype + std::string(fortran) + "C"s + static_cast<char>(raw.size()) +
+           std::string(raw) + "tbs."s;
+  };
+  const std::string u32 = "\x01\x00\x00\x00\x02\x00\x00\x00"s;
+  auto torch = allowing({"numpy.core.multiarray._reconstruct"}, pickle::Flavor::kTorch);
+  auto document = pickle::read(bytes_of(array_of("u4", "<", "\x89", u32)), torch, "rng.pkl");
+  REQUIRE(document.ok());
+  const pickle::Value* array = document->root()->find("rng");
+  CHECK(array->is_tensor());
+  auto named = pickle::named_tensors(*document->root(), "rng.pkl");
+  REQUIRE(named.ok());
+  REQUIRE(named->size() == 1);
+  CHECK((*named)[0].name == "rng");
+  CHECK(pickle::object_leaves(*document->root()).empty());
+  auto data = pickle::numpy_array_data(*array, "rng.pkl", "rng");
+  REQUIRE(data.ok());
+  CHECK(data->meta.dtype() == ckpt::DType::kUInt32);
+  CHECK(data->meta.shape() == ckpt::Shape{2, 1});
+  CHECK_FALSE(data->fortran_order);
+  CHECK(data->bytes->text == u32);
+  auto fortran = pickle::read(bytes_of(array_of("u4", "<", "\x88", u32)), torch, "rng.pkl");
+  REQUIRE(fortran.ok());
+  CHECK(pickle::numpy_array_data(*fortran->root()->find("rng"), "rng.pkl", "rng")->fortran_order);
+  // A size other than numel x itemsize is the tensor's error, not a value.
+  auto short_one = pickle::read(bytes_of(array_of("u4", "<", "\x89", u32.substr(0, 6))), torch, "rng.pkl");
+  REQUIRE(short_one.ok());
+  CHECK(short_one->root()->find("rng")->is_tensor());
+  CHECK(pickle::numpy_array_data(*short_one->root()->find("rng"), "rng.pkl", "rng").error().code() ==
+        ErrorCode::kDataSizeMismatch);
+  // Big-endian, void (numpy has no bfloat16) and string arrays stay values, listed as leaves.
+  for (auto [code, order] : {std::pair{"u4", ">"}, std::pair{"V4", "|"}, std::pair{"U1", "<"}}) {
+    auto other = pickle::read(bytes_of(array_of(code, order, "\x89", u32)), torch, "rng.pkl");
+    REQUIRE(other.ok());
+    CHECK_FALSE(other->root()->find("rng")->is_tensor());
+    CHECK(pickle::named_tensors(*other->root(), "rng.pkl")->empty());
+    CHECK(pickle::object_leaves(*other->root()).size() == 1);
+  }
+  // OneFlow's pickles keep every array a value (their tensors are OneFlow's).
+  auto oneflow = pickle::read(bytes_of(array_of("u4", "<", "\x89", u32)), allowing({"numpy.core.multiarray._reconstruct"}),
+                              "rng.pkl");
+  REQUIRE(oneflow.ok());
+  CHECK_FALSE(oneflow->root()->find("rng")->is_tensor());
+}
+
+TEST_CASE("protocol 2's Python 2 names are allowed under their Python 3 names, as CPython maps them") {
+  // pickle.dumps(functools.partial(int), protocol=2) by Python 3.11: builtins.int is written as
+  // __builtin__.long (Lib/_compat_pickle.py, REVERSE_NAME_MAPPING).
+  const std::string partial = "\x80\x02" "cfunctools\npartial\nq\x00" "c__builtin__\nlong\nq\x01\x85q\x02Rq\x03(h\x01)}q\x04Ntq\x05" "b."s;
+  auto only_partial = allowing({"functools.partial"});
+  CHECK(refusal(partial, only_partial) == ErrorCode::kPickleForbiddenGlobal);
+  CHECK(pickle::read(bytes_of(partial), only_partial, "p.pkl").error().message().find("'__builtin__.long'") !=
+        std::string::npos);
+  auto with_int = allowing({"functools.partial", "builtins.int"});
+  auto document = pickle::read(bytes_of(partial), with_int, "p.pkl");
+  REQUIRE(document.ok());
+  const pickle::Value* function = document->root()->items[0]->items[0];
+  CHECK((function->text == "__builtin__" && function->name == "long"));  // kept as written
+  CHECK(rewritten(*document, with_int) == std::vector<std::byte>(bytes_of(partial).begin(), bytes_of(partial).end()));
+  // Module renames (IMPORT_MAPPING) and the other name renames.
+  for (auto [python2, python3] : {std::pair{"copy_reg\n_reconstructor", "copyreg._reconstructor"},
+                                  std::pair{"__builtin__\nunicode", "builtins.str"},
+                                  std::pair{"__builtin__\nxrange", "builtins.range"},
+                                  std::pair{"__builtin__\nbytearray", "builtins.bytearray"},
+                                  std::pair{"exceptions\nValueError", "builtins.ValueError"}}) {
+    const std::string stream = "\x80\x02" "c"s + python2 + "\n)R."s;
+    CHECK(refusal(stream, allowing({std::string(python2).replace(std::string(python2).find('\n'), 1, ".")})) ==
+          ErrorCode::kPickleForbiddenGlobal);
+    CHECK(pickle::read(bytes_of(stream), allowing({python3}), "p.pkl").ok());
+  }
+  // Protocols 3 and up are not mapped, as in CPython.
+  CHECK(refusal("\x80\x03" "c__builtin__\nlong\n)R."s, allowing({"builtins.int"})) == ErrorCode::kPickleForbiddenGlobal);
+}

@@ -44,19 +44,6 @@ struct SingleFileTensor {
   const Value* bytes = nullptr;  // kBytes: the array's raw C-order data
 };
 
-// numpy's dtype pickle: dtype(code, False, True) + BUILD (3, byte order, ...).
-Result<DType> numpy_dtype(const Value& node, std::string_view file, std::string_view variable) {
-  const Value* args = node.items.empty() ? nullptr : node.items[0];
-  const Value* state = node.state;
-  if (node.kind != Kind::kNumpyDtype || args == nullptr || state == nullptr || state->items[1]->kind != Kind::kString) {
-    return structure("the array's dtype is not a numpy dtype with its state", file, variable);
-  }
-  std::string descr = state->items[1]->text + args->items[0]->text;
-  auto dtype = dtype_from_numpy(descr);
-  if (!dtype) return structure(fmt::format("numpy dtype '{}' has no OneFlow equivalent", descr), file, variable);
-  return *dtype;
-}
-
 // {"data": ndarray, "dtype": flow dtype, "device": str}: the ndarray's dtype,
 // shape and bytes must agree with each other and with the flow dtype.
 Result<SingleFileTensor> decode_tensor(const Value& tensor, std::string_view file, std::string_view name) {
@@ -66,29 +53,12 @@ Result<SingleFileTensor> decode_tensor(const Value& tensor, std::string_view fil
     return structure("a tensor whose state has no \"data\" numpy array (a OneFlow 1.0 single file tensor has one)", file,
                      name);
   }
-  const auto& fields = array->state->items;  // (version, shape, dtype, fortran, bytes)
-  if (fields[0]->kind != Kind::kInt || fields[0]->integer != 1 || fields[1]->kind != Kind::kTuple ||
-      fields[3]->kind != Kind::kBool || fields[4]->kind != Kind::kBytes) {
-    return structure("the numpy array's state is not (1, shape, dtype, fortran, bytes)", file, name);
-  }
-  if (fields[3]->boolean) {
+  CKPT_ASSIGN_OR_RETURN(pickle::NumpyArrayData data, pickle::numpy_array_data(*array, file, name));
+  if (data.fortran_order) {
     return structure("a Fortran-order array; OneFlow writes tensor.numpy(), which is C order", file, name);
   }
-  Shape shape;
-  for (const Value* dim : fields[1]->items) {
-    if (dim->kind != Kind::kInt) return structure("the array's shape holds a non-int", file, name);
-    shape.push_back(dim->integer);
-  }
-  CKPT_ASSIGN_OR_RETURN(DType dtype, numpy_dtype(*fields[2], file, name));
-  auto meta = VariableMeta::make(dtype, std::move(shape));
-  if (!meta.ok()) return std::move(std::move(meta).error().in_file(file).in_variable(name));
-  if (fields[4]->text.size() != meta->byte_size()) {
-    return std::move(Error(ErrorCode::kDataSizeMismatch,
-                           fmt::format("the array has {} bytes, {} {} needs {}", fields[4]->text.size(),
-                                       dtype_name(dtype), shape_to_string(meta->shape()), meta->byte_size()))
-                         .in_file(file)
-                         .in_variable(name));
-  }
+  const DType dtype = data.meta.dtype();
+  VariableMeta meta = std::move(data.meta);
   const Value* flow_dtype = state->find("dtype");
   const auto flow = flow_dtype != nullptr && flow_dtype->kind == Kind::kOneflowDtype && flow_dtype->state != nullptr
                         ? dtype_from_number(flow_dtype->state->integer)
@@ -99,8 +69,10 @@ Result<SingleFileTensor> decode_tensor(const Value& tensor, std::string_view fil
     return structure(fmt::format("the tensor's \"dtype\" is not the OneFlow dtype of its {} array", dtype_name(dtype)),
                      file, name);
   }
-  if (both_int8) meta = VariableMeta::make(DType::kChar, meta->shape());
-  return SingleFileTensor{std::move(meta).value(), fields[4]};
+  if (both_int8) {
+    CKPT_ASSIGN_OR_RETURN(meta, VariableMeta::make(DType::kChar, meta.shape()));
+  }
+  return SingleFileTensor{std::move(meta), data.bytes};
 }
 
 // The bytes of one tensor, keeping the document that owns them alive.

@@ -38,6 +38,17 @@ struct AllowedGlobal {
 
 inline constexpr std::string_view kUntypedStorage = "UntypedStorage";
 
+struct GlobalName {
+  std::string_view module;
+  std::string_view name;
+};
+
+// The Python 3 name of a Python 2 global, as CPython's Unpickler.find_class
+// maps it in protocols 0-2 (Lib/_compat_pickle.py: NAME_MAPPING, then
+// IMPORT_MAPPING): __builtin__.long -> builtins.int, copy_reg.X -> copyreg.X.
+// Other names are returned as they are.
+GlobalName python3_name(std::string_view module, std::string_view name);
+
 const AllowedGlobal* find_allowed(std::string_view module, std::string_view name, Flavor flavor);
 // As find_allowed, and numpy's globals in any flavor where `policy` allows
 // them: `_reconstruct` and `scalar` by name, numpy.ndarray and numpy.dtype

@@ -35,7 +35,8 @@ class PickleCheckpointWriter final : public CheckpointWriter {
       return fail(Error(ErrorCode::kUnstorableName,
                         fmt::format("the name {:?} is not valid UTF-8 (byte {}); a pickle str must be", name, *bad)));
     }
-    auto tensor = writer_.add_tensor(meta, data);
+    auto tensor = array_bytes(name, meta, data);
+    if (tensor.ok() && *tensor == nullptr) tensor = writer_.add_tensor(meta, data);
     if (!tensor.ok()) return fail(std::move(tensor).error());
     added_.emplace_back(std::string(name), *tensor);
     by_name_.emplace(std::string(name), *tensor);
@@ -44,6 +45,10 @@ class PickleCheckpointWriter final : public CheckpointWriter {
 
   Status set_object(const pickle::Value& object) override {
     object_ = &object;
+    CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(object, destination_));
+    for (const pickle::NamedTensor& tensor : named) {
+      if (tensor.node->kind == pickle::Kind::kNumpyArray) arrays_.emplace(tensor.name, tensor.node);
+    }
     return {};
   }
 
@@ -109,8 +114,28 @@ class PickleCheckpointWriter final : public CheckpointWriter {
     return copy;
   }
 
+  // A tensor that is a numpy array in the object set, added with the
+  // array's own dtype and shape, goes back into the pickle as that array
+  // (copy_replacing_tensors): its bytes as a kBytes node. nullptr for every
+  // other tensor, which the format writer stores.
+  Result<const pickle::Value*> array_bytes(std::string_view name, const VariableMeta& meta, const ByteSource& data) {
+    auto array = arrays_.find(name);
+    if (array == arrays_.end()) return static_cast<const pickle::Value*>(nullptr);
+    CKPT_ASSIGN_OR_RETURN(pickle::NumpyArrayData source, pickle::numpy_array_data(*array->second, destination_, name));
+    if (source.meta.dtype() != meta.dtype() || source.meta.shape() != meta.shape()) {
+      return static_cast<const pickle::Value*>(nullptr);  // cast or reshaped: the format's own tensor
+    }
+    if (data.size() != meta.byte_size()) {
+      return Error(ErrorCode::kBufferSizeMismatch, fmt::format("data has {} bytes, the array needs {}", data.size(), meta.byte_size()));
+    }
+    std::string bytes(static_cast<std::size_t>(data.size()), '\0');
+    CKPT_TRY(data.read_at(0, std::as_writable_bytes(std::span(bytes))));
+    return writer_.document().bytes(std::move(bytes));
+  }
+
   FormatWriter writer_;
   std::string destination_;
+  std::map<std::string, const pickle::Value*, std::less<>> arrays_;  // the object's numpy array tensors by name
   std::vector<std::pair<std::string, const pickle::Value*>> added_;  // in the order added
   std::map<std::string, const pickle::Value*, std::less<>> by_name_;
   const pickle::Value* object_ = nullptr;

@@ -106,6 +106,50 @@ Value* Document::tuple(std::vector<const Value*> items) {
   return v;
 }
 
+std::optional<DType> numpy_array_dtype(const Value& array) {
+  // BUILD state (1, shape, dtype, fortran, bytes); the dtype is numpy.dtype(code, False, True) + BUILD (3, order, ...).
+  if (array.kind != Kind::kNumpyArray || array.state == nullptr || array.state->items.size() != 5) return std::nullopt;
+  const Value& dtype = *array.state->items[2];
+  if (dtype.kind != Kind::kNumpyDtype || dtype.items.size() != 1 || dtype.items[0]->items.empty() ||
+      dtype.items[0]->items[0]->kind != Kind::kString || dtype.state == nullptr || dtype.state->items.size() < 2 ||
+      dtype.state->items[1]->kind != Kind::kString) {
+    return std::nullopt;
+  }
+  const std::string& code = dtype.items[0]->items[0]->text;
+  const std::string& order = dtype.state->items[1]->text;
+  // 'V2' would read as bfloat16 (npy's convention); in a pickle it is raw void.
+  if (code.empty() || code[0] == 'V' || (order != "<" && order != "|" && order != "=")) return std::nullopt;
+  return dtype_from_numpy(code);
+}
+
+Result<NumpyArrayData> numpy_array_data(const Value& array, std::string_view file, std::string_view name) {
+  auto structure = [&](std::string message) {
+    return std::move(Error(ErrorCode::kPickleStructure, std::move(message)).in_file(file).in_variable(name));
+  };
+  const auto dtype = numpy_array_dtype(array);
+  if (!dtype) return structure("not a numpy array of a dtype ckpt has (little-endian bool, int, uint, float or complex)");
+  const auto& fields = array.state->items;  // (version, shape, dtype, fortran, bytes)
+  if (fields[0]->kind != Kind::kInt || fields[0]->integer != 1 || fields[1]->kind != Kind::kTuple ||
+      fields[3]->kind != Kind::kBool || fields[4]->kind != Kind::kBytes) {
+    return structure("the numpy array's state is not (1, shape, dtype, fortran, bytes)");
+  }
+  Shape shape;
+  for (const Value* dim : fields[1]->items) {
+    if (dim->kind != Kind::kInt) return structure("the numpy array's shape holds a non-int");
+    shape.push_back(dim->integer);
+  }
+  auto meta = VariableMeta::make(*dtype, std::move(shape));
+  if (!meta.ok()) return std::move(std::move(meta).error().in_file(file).in_variable(name));
+  if (fields[4]->text.size() != meta->byte_size()) {
+    return std::move(Error(ErrorCode::kDataSizeMismatch,
+                           fmt::format("the numpy array has {} bytes, {} {} needs {}", fields[4]->text.size(),
+                                       dtype_name(*dtype), shape_to_string(meta->shape()), meta->byte_size()))
+                         .in_file(file)
+                         .in_variable(name));
+  }
+  return NumpyArrayData{std::move(meta).value(), fields[3]->boolean, fields[4]};
+}
+
 namespace {
 
 constexpr std::string_view kBareTensorName = "data";
@@ -148,7 +192,10 @@ Status collect(const Value& value, const std::string& name, std::string_view fil
       for (std::size_t i = 0; i < value.items.size(); ++i) CKPT_TRY(collect(*value.items[i], child_name(name, std::to_string(i)), file, out));
       return {};
     case Kind::kOneflowTensor:
-    case Kind::kTorchTensor: out.push_back({tensor_name(name), &value}); return {};
+    case Kind::kTorchTensor:
+    case Kind::kNumpyArray:
+      if (value.is_tensor()) out.push_back({tensor_name(name), &value});
+      return {};
     case Kind::kStub: {
       if (value.is_module_stub()) {
         for (const auto& [key, group] : value.state->entries) {
@@ -161,9 +208,10 @@ Status collect(const Value& value, const std::string& name, std::string_view fil
         return {};
       }
       // Another stub: its items and attributes (a dict state) by key, as a dict's.
+      // numpy arrays in its arguments or another state stay values there.
       const bool dict_state = value.state != nullptr && value.state->kind == Kind::kDict;
-      if ((!value.items.empty() && holds_tensor(*value.items[0])) ||
-          (value.state != nullptr && !dict_state && holds_tensor(*value.state))) {
+      if ((!value.items.empty() && holds_tensor(*value.items[0], false)) ||
+          (value.state != nullptr && !dict_state && holds_tensor(*value.state, false))) {
         return std::move(Error(ErrorCode::kPickleStructure,
                                fmt::format("a tensor inside the arguments or non-dict state of a stub of '{}.{}'",
                                            value.cls->text, value.cls->name))
@@ -268,6 +316,9 @@ class TreeCopier {
       case Kind::kTorchTensor: return lookup(tensor_name(name));
       case Kind::kStub: return value.is_module_stub() ? module_state_dict(value, name, lookup) : copy_object(value, name, lookup);
       case Kind::kNumpyArray:
+        // Where collect names no tensor (a stub's arguments, a set) an array stays a value.
+        return value.is_tensor() && &lookup != &no_tensors_ ? tensor_leaf(value, name, lookup)
+                                                            : copy_object(value, name, no_tensors_);
       case Kind::kNumpyDtype:
       case Kind::kNumpyScalar: return copy_object(value, name, no_tensors_);
       case Kind::kTorchStorage:
@@ -290,10 +341,39 @@ class TreeCopier {
     CKPT_TRY(collect(value, "", file_, members));
     Value* state_dict = into_.dict(true);
     for (const NamedTensor& member : members) {
-      CKPT_ASSIGN_OR_RETURN(const Value* tensor, lookup(child_name(name, member.name)));
+      CKPT_ASSIGN_OR_RETURN(const Value* tensor, tensor_leaf(*member.node, child_name(name, member.name), lookup));
       state_dict->entries.emplace_back(into_.string(member.name), tensor);
     }
     return state_dict;
+  }
+
+  // The writer's node for a tensor; for a numpy array given as kBytes, the
+  // array as it was around those (C-order) bytes, its class and dtype shared.
+  Result<const Value*> tensor_leaf(const Value& value, const std::string& name, const TensorLookup& lookup) {
+    CKPT_ASSIGN_OR_RETURN(const Value* tensor, lookup(tensor_name(name)));
+    if (value.kind != Kind::kNumpyArray || tensor->kind != Kind::kBytes) return tensor;
+    Value* copied = into_.make(Kind::kNumpyArray);
+    CKPT_ASSIGN_OR_RETURN(copied->cls, copy_if(value.cls, name, no_tensors_));
+    for (const Value* item : value.items) {
+      CKPT_ASSIGN_OR_RETURN(const Value* item_copy, copy(*item, name, no_tensors_));
+      copied->items.push_back(item_copy);
+    }
+    const auto& fields = value.state->items;  // (version, shape, dtype, fortran, bytes)
+    std::vector<const Value*> state;
+    for (std::size_t i = 0; i < 3; ++i) {
+      CKPT_ASSIGN_OR_RETURN(const Value* field, copy(*fields[i], name, no_tensors_));
+      state.push_back(field);
+    }
+    const bool fortran = fields[3]->kind == Kind::kBool && fields[3]->boolean;
+    if (fortran) {
+      state.push_back(into_.boolean(false));  // the bytes given are C order
+    } else {
+      CKPT_ASSIGN_OR_RETURN(const Value* order, copy(*fields[3], name, no_tensors_));
+      state.push_back(order);
+    }
+    state.push_back(tensor);
+    copied->state = into_.tuple(std::move(state));
+    return copied;
   }
 
   // A stub or numpy object as it was: class, arguments, items, state. Its
@@ -345,14 +425,15 @@ const Value* segment_key(Document& into, std::string_view segment) {
 
 }  // namespace
 
-bool holds_tensor(const Value& value) {
+bool holds_tensor(const Value& value, bool numpy_arrays) {
   if (value.kind == Kind::kOneflowTensor || value.kind == Kind::kTorchTensor) return true;
-  auto any = [](const auto& range, auto pick) {
-    return std::any_of(range.begin(), range.end(), [&](const auto& item) { return holds_tensor(*pick(item)); });
+  if (value.kind == Kind::kNumpyArray) return numpy_arrays && value.is_tensor();
+  auto any = [&](const auto& range, auto pick) {
+    return std::any_of(range.begin(), range.end(), [&](const auto& item) { return holds_tensor(*pick(item), numpy_arrays); });
   };
   return any(value.items, [](const Value* item) { return item; }) ||
          any(value.entries, [](const auto& entry) { return entry.second; }) ||
-         (value.state != nullptr && holds_tensor(*value.state));
+         (value.state != nullptr && holds_tensor(*value.state, numpy_arrays));
 }
 
 std::vector<NamedStub> module_stubs(const Value& data) {

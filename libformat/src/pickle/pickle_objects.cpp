@@ -257,9 +257,8 @@ void walk(const Value& value, const std::string& path, std::vector<ObjectLeaf>& 
   auto walk_entries = [&](const std::vector<std::pair<const Value*, const Value*>>& entries) {
     for (const auto& [key, item] : entries) walk(*item, child_path(path, segment_of(*key)), out);
   };
+  if (value.is_tensor()) return;
   switch (value.kind) {
-    case Kind::kOneflowTensor:
-    case Kind::kTorchTensor: return;
     case Kind::kDict:
       if (value.entries.empty()) {
         out.push_back({path, type_of(value), &value});
@@ -278,7 +277,9 @@ void walk(const Value& value, const std::string& path, std::vector<ObjectLeaf>& 
     case Kind::kStub:
       if (value.is_module_stub()) return;
       out.push_back({path, type_of(value), &value});
-      if (holds_tensor(value)) {
+      // Where its tensors are named (items, a dict state; not its arguments), as collect names them.
+      if (std::any_of(value.entries.begin(), value.entries.end(), [](const auto& entry) { return holds_tensor(*entry.second); }) ||
+          (value.state != nullptr && value.state->kind == Kind::kDict && holds_tensor(*value.state))) {
         walk_entries(value.entries);
         if (value.state != nullptr && value.state->kind == Kind::kDict) walk_entries(value.state->entries);
       }

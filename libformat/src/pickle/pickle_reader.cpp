@@ -78,8 +78,17 @@ class Machine {
   Status add_items(Value& set, const std::vector<Value*>& items);
   Status push_global(std::string module, std::string name);
   Error not_allowed(const Value& global, std::string_view use = {}) const;
+  // A global's name as Python 3 imports it: protocols 0-2 map Python 2 names.
+  detail::GlobalName python3(std::string_view module, std::string_view name) const {
+    return protocol_ <= 2 ? detail::python3_name(module, name) : detail::GlobalName{module, name};
+  }
   const detail::AllowedGlobal* listed(std::string_view module, std::string_view name) const {
-    return detail::find_allowed(module, name, options_.flavor, options_.policy);
+    auto global = python3(module, name);
+    return detail::find_allowed(global.module, global.name, options_.flavor, options_.policy);
+  }
+  bool policy_allows(std::string_view module, std::string_view name) const {
+    auto global = python3(module, name);
+    return options_.policy.allows(global.module, global.name);
   }
   bool unlisted(const Value& value) const;
   bool stubbable(const Value& value) const;
@@ -106,6 +115,7 @@ class Machine {
   std::unordered_map<std::string, Value*> storages_;  // torch loads each storage key once
   std::uint64_t decoded_bytes_ = 0;  // charged against limits_.max_decoded_bytes
   bool stopped_ = false;
+  int protocol_ = 0;  // PROTO's; 0 until it is read
 };
 
 Result<std::span<const std::byte>> Machine::take(std::uint64_t count) {
@@ -277,13 +287,13 @@ Error Machine::not_allowed(const Value& global, std::string_view use) const {
 // A global off the list that the policy does not allow either.
 bool Machine::unlisted(const Value& value) const {
   return value.kind == Kind::kGlobal && listed(value.text, value.name) == nullptr &&
-         !options_.policy.allows(value.text, value.name);
+         !policy_allows(value.text, value.name);
 }
 
 // A global off the list that the policy allows: its objects become stubs.
 bool Machine::stubbable(const Value& value) const {
   return value.kind == Kind::kGlobal && listed(value.text, value.name) == nullptr &&
-         options_.policy.allows(value.text, value.name);
+         policy_allows(value.text, value.name);
 }
 
 // cls(*args) kept as data: nothing of cls is imported or called.
@@ -301,7 +311,7 @@ Result<Value*> Machine::make_stub(Value* cls, Value* args, bool newobj) {
 // use but that one.
 Status Machine::push_global(std::string module, std::string name) {
   if (listed(module, name) == nullptr && !is_torchscript_class(options_, module) && !options_.policy.stub_modules &&
-      !options_.policy.allows(module, name)) {
+      !policy_allows(module, name)) {
     return fail(ErrorCode::kPickleForbiddenGlobal,
                 fmt::format("global '{}.{}' is not on the allow-list; nothing was run", module, name));
   }
@@ -584,6 +594,9 @@ Status Machine::build() {
               (target->kind == Kind::kOneflowDtype && state->kind == Kind::kInt);
   if (fits && target->state == nullptr) {
     target->state = state;
+    // A torch pickle's numpy array of a dtype ckpt has is a checkpoint tensor (spec/pickle.md).
+    target->array_tensor = target->kind == Kind::kNumpyArray && options_.flavor == Flavor::kTorch &&
+                           numpy_array_dtype(*target).has_value();
     return {};
   }
   return fail(ErrorCode::kPickleForbiddenCall,
@@ -633,6 +646,7 @@ Status Machine::step(std::uint8_t opcode) {
       if (version < 2 || version > 5) {
         return fail(ErrorCode::kPickleUnsupportedOpcode, fmt::format("protocol {}; only 2 to 5 are read", version));
       }
+      protocol_ = version;
       return {};
     }
     case op::kFrame: {

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "ckpt/format/npy.hpp"
 #include "ckpt/format/problems.hpp"
 #include "pickle/pickle_allowlist.hpp"
 
@@ -301,6 +302,7 @@ Status TorchFile::open_legacy(ProblemSink& problems, const pickle::PicklePolicy&
   CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(*document_.root(), name));
   std::map<std::string, const pickle::TorchStorageInfo*, std::less<>> storages;
   for (const auto& tensor : named) {
+    if (tensor.node->kind != pickle::Kind::kTorchTensor) continue;  // a numpy array holds its own bytes
     const pickle::TorchStorageInfo& storage = tensor.node->tensor.storage->storage;
     storages.emplace(storage.key, &storage);
   }
@@ -344,6 +346,15 @@ bool TorchFile::add_tensors(const pickle::Document& document, std::string_view p
   for (auto& named_tensor : *named) {
     const std::string name = prefix.empty() ? named_tensor.name : fmt::format("{}.{}", prefix, named_tensor.name);
     const pickle::Value* node = named_tensor.node;
+    if (node->kind == pickle::Kind::kNumpyArray) {
+      auto array = pickle::numpy_array_data(*node, pickle_name, name);
+      if (!array.ok()) {
+        if (!problems.error(std::move(array).error())) return false;
+        continue;
+      }
+      tensors_.push_back({name, std::move(array->meta), node, {}});
+      continue;
+    }
     const pickle::TorchTensorInfo& view = node->tensor;
     const pickle::TorchStorageInfo& storage = view.storage->storage;
     // A tensor with a problem is left out; the others are still checked.
@@ -401,6 +412,7 @@ Result<const TorchTensorRef*> TorchFile::get(std::string_view name) const {
 
 Result<std::unique_ptr<ByteSource>> TorchFile::open_tensor(std::string_view name) const {
   CKPT_ASSIGN_OR_RETURN(const TorchTensorRef* tensor, get(name));
+  if (tensor->node->kind == pickle::Kind::kNumpyArray) return open_numpy_array(*tensor);
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
   std::uint64_t size = tensor->meta.byte_size();
   std::shared_ptr<const ByteSource> storage = records_.find(tensor->record)->second;
@@ -423,6 +435,10 @@ Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
                                                                        tensor->meta.byte_size()))
                          .in_variable(name));
   }
+  if (tensor->node->kind == pickle::Kind::kNumpyArray) {
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> array, open_numpy_array(*tensor));
+    return array->read_at(0, out);
+  }
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
   std::shared_ptr<const ByteSource> storage = records_.find(tensor->record)->second;
   std::size_t element = dtype_size(tensor->meta.dtype());
@@ -430,6 +446,16 @@ Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
   if (is_contiguous(view)) return storage->read_at(view.storage_offset * element, out);
   StridedViewSource strided(std::move(storage), view, element, out.size(), path_.string());
   return strided.read_at(0, out);
+}
+
+// A numpy array's bytes, which the pickle holds: Fortran order is reordered
+// to C order as an .npy's is (in memory, capped by NpyReadOptions).
+Result<std::unique_ptr<ByteSource>> TorchFile::open_numpy_array(const TorchTensorRef& tensor) const {
+  const std::string source_name = fmt::format("{}:{}", path_.string(), tensor.name);
+  CKPT_ASSIGN_OR_RETURN(pickle::NumpyArrayData array, pickle::numpy_array_data(*tensor.node, path_.string(), tensor.name));
+  auto bytes = std::make_shared<const MemorySource>(std::as_bytes(std::span(array.bytes->text)), source_name);
+  const NpyHeader layout{.fortran_order = array.fortran_order, .meta = std::move(array.meta)};
+  return open_npy_data(std::move(bytes), layout);
 }
 
 // ---- writer ----

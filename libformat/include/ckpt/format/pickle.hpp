@@ -108,8 +108,15 @@ struct Value {
   const Value* decoded = nullptr;
   TorchStorageInfo storage;  // kTorchStorage
   TorchTensorInfo tensor;    // kTorchTensor
+  // kNumpyArray of a torch pickle whose dtype ckpt has (numpy_array_dtype): a
+  // checkpoint tensor where a tensor may be named (spec/pickle.md, "numpy arrays").
+  bool array_tensor = false;
 
   bool is_string(std::string_view s) const { return kind == Kind::kString && text == s; }
+  // A tensor of the checkpoint: OneFlow's, torch's, or a numpy array marked `array_tensor`.
+  bool is_tensor() const {
+    return kind == Kind::kOneflowTensor || kind == Kind::kTorchTensor || (kind == Kind::kNumpyArray && array_tensor);
+  }
   // The value of a dict entry whose key is the string `key`, or nullptr.
   const Value* find(std::string_view key) const;
   // kOneflowTensor: the `path` of its state; empty when missing.
@@ -153,10 +160,27 @@ class Document {
 
 struct NamedTensor {
   std::string name;  // keys and indices joined with "."; "data" for a bare tensor
-  const Value* node = nullptr;  // kOneflowTensor or kTorchTensor
+  const Value* node = nullptr;  // kOneflowTensor, kTorchTensor or an `array_tensor` kNumpyArray
 };
 
-// Every tensor of `data`, sorted by dotted name ({"model": {"l1.weight": t}}
+// The element type of a numpy array (BUILD state (1, shape, dtype, fortran,
+// bytes)) when ckpt has it and it is stored little-endian ('<', '|', '='):
+// bool, ints, uints, f16/f32/f64, complex. nullopt for object, structured,
+// void, string and big-endian dtypes, and for an array without its state.
+std::optional<DType> numpy_array_dtype(const Value& array);
+
+struct NumpyArrayData {
+  VariableMeta meta;
+  bool fortran_order = false;   // `bytes` in Fortran order (the first axis fastest)
+  const Value* bytes = nullptr;  // kBytes: exactly meta.byte_size()
+};
+
+// The tensor a numpy array holds: fails with kPickleStructure when its state
+// is not (1, shape of ints, a dtype numpy_array_dtype knows, bool, bytes),
+// and kDataSizeMismatch when the bytes are not numel × itemsize.
+Result<NumpyArrayData> numpy_array_data(const Value& array, std::string_view file, std::string_view name);
+
+// Every tensor (Value::is_tensor) of `data`, sorted by dotted name ({"model": {"l1.weight": t}}
 // -> "model.l1.weight", list items by index; a module stub's `_parameters`,
 // `_buffers` and `_modules` entries by their keys alone, as state_dict()
 // names them: "l1.weight"). Other leaves are skipped.
@@ -174,8 +198,8 @@ struct NamedStub {
 // nor int hold no named stub and are skipped.
 std::vector<NamedStub> module_stubs(const Value& data);
 
-// Whether a tensor (OneFlow or torch) lies anywhere under `value`.
-bool holds_tensor(const Value& value);
+// Whether a tensor (Value::is_tensor; numpy arrays only when `numpy_arrays`) lies anywhere under `value`.
+bool holds_tensor(const Value& value, bool numpy_arrays = true);
 
 // One piece of non-tensor data of a pickle's object, for showing, comparing
 // and counting what a flat format drops (spec/pickle.md, "Non-tensor data").
@@ -204,7 +228,9 @@ bool same_value(const Value& a, const Value& b);
 // A copy of `data` into `into` in which every tensor leaf is replaced by
 // `tensor_named(its dotted name)` (the names named_tensors gives); other
 // values are copied as they are. Writers use it to put their own tensors in
-// the object a reader found.
+// the object a reader found. For a numpy array leaf `tensor_named` may give
+// a kBytes node instead: the array is then copied as it was (class, dtype,
+// shape) holding those bytes, in C order.
 Result<const Value*> copy_replacing_tensors(const Value& data, Document& into,
                                             const std::function<Result<const Value*>(const std::string&)>& tensor_named,
                                             std::string_view file);

@@ -40,7 +40,9 @@ struct PicklePolicy {
   // Every global off the allow-list is allowed as above (--stub-unknown).
   bool stub_unknown = false;
 
-  // Whether the caller allowed `module.name` (protocol 2's "__builtin__" is "builtins").
+  // Whether the caller allowed `module.name`. The reader asks with Python 3
+  // names: a protocol-2 pickle's Python 2 names (`__builtin__.long`) are
+  // mapped first as CPython maps them (`builtins.int`; spec/pickle.md).
   bool allows(std::string_view module, std::string_view name) const;
 };
 

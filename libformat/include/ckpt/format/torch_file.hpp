@@ -49,8 +49,9 @@ namespace ckpt {
 struct TorchTensorRef {
   std::string name;  // dotted path of keys and indices
   VariableMeta meta;
-  const pickle::Value* node = nullptr;  // kTorchTensor
-  std::string record;  // its storage's record: "data/<key>", a TorchScript constant's "constants/<key>"
+  // kTorchTensor, or a numpy array of the pickle (Value::array_tensor) whose bytes the pickle holds.
+  const pickle::Value* node = nullptr;
+  std::string record;  // its storage's record: "data/<key>", a TorchScript constant's "constants/<key>"; empty for an array
 };
 
 // Whether `file` starts with the legacy format's magic-number pickle.
@@ -97,6 +98,7 @@ class TorchFile {
   bool add_tensors(const pickle::Document& document, std::string_view pickle_name, std::string_view prefix,
                    std::string_view record_folder, ProblemSink& problems);
   Result<const TorchTensorRef*> get(std::string_view name) const;  // kUnknownVariable when absent
+  Result<std::unique_ptr<ByteSource>> open_numpy_array(const TorchTensorRef& tensor) const;
   std::filesystem::path path_;
   std::shared_ptr<const FileSource> file_;  // zip_ and the records point into it
   std::unique_ptr<ZipReader> zip_;
