@@ -177,14 +177,19 @@ class ObjectBuilder {
       case Kind::kString: return text(value.text);
       case Kind::kBytes: return py::bytes(value.text);
       case Kind::kTuple: return tuple_of(value.items, depth);
+      // PyList_Append and PySet_Add directly: pybind11's append and add drop their failure (an unhashable member).
       case Kind::kList: {
         py::list list;
-        for (const Value* item : value.items) list.append(of(*item, depth));
+        for (const Value* item : value.items) {
+          if (PyList_Append(list.ptr(), of(*item, depth).ptr()) != 0) throw py::error_already_set();
+        }
         return list;
       }
       case Kind::kSet: {
         py::set set;
-        for (const Value* item : value.items) set.add(of(*item, depth));
+        for (const Value* item : value.items) {
+          if (PySet_Add(set.ptr(), of(*item, depth).ptr()) != 0) throw py::error_already_set();
+        }
         return set;
       }
       case Kind::kDict: return dict_of(value, depth);

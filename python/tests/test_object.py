@@ -3,6 +3,7 @@ of open() and convert(), and convert()'s skip_unsupported and strict, judged
 by Debian's torch 1.13 and numpy: the files are theirs, the values theirs."""
 import argparse
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -155,6 +156,35 @@ def test_oneflow_pickle_formats_written_by_the_project_keep_the_epoch(tmp_path, 
         obj = ckpt.object
         assert obj["epoch"] == 7
         np.testing.assert_array_equal(obj["model"]["w"], np.arange(4, dtype=np.float32))
+
+
+def torch_archive(path, data_pkl):
+    """A torch.save zip around a hand-made data.pkl (no tensors)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", data_pkl)
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/version", "3\n")
+
+
+def test_what_python_cannot_hold_raises(tmp_path):
+    # set([([1],)]): a set whose member holds a list, which Python cannot hash (pickle.load fails on it too).
+    path = tmp_path / "unhashable.pt"
+    torch_archive(path, b"\x80\x02c__builtin__\nset\n]]K\x01a\x85a\x85R.")
+    with ckptio.open(path) as ckpt:
+        with pytest.raises(ckptio.CkptError) as error:
+            ckpt.object
+    assert error.value.code == 707 and "unhashable" in str(error.value)
+    # torch hashes tensors, so a set may hold one; the reader names no tensor there.
+    path = tmp_path / "tensor_in_set.pt"
+    torch.save({"s": {torch.ones(2)}}, path)
+    with ckptio.open(path) as ckpt:
+        with pytest.raises(ckptio.CkptError) as error:
+            ckpt.object
+    assert error.value.code == 707 and "no name" in str(error.value)
+    ckpt = ckptio.open(tmp_path / "unhashable.pt")
+    ckpt.close()
+    with pytest.raises(ckptio.CkptError, match="closed"):
+        ckpt.object
 
 
 def test_flat_formats_have_no_object(tmp_path):
