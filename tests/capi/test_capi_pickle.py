@@ -51,7 +51,14 @@ def load():
     return lib
 
 
-class CapiPickle(unittest.TestCase):
+def open_options(allowed=(), stub_unknown=False):
+    names = (ctypes.c_char_p * max(1, len(allowed)))(*[a.encode() for a in allowed])
+    return OpenOptions(None, names, len(allowed), 1 if stub_unknown else 0)
+
+
+class LibraryTest(unittest.TestCase):
+    """The library loaded once; a temporary directory per test."""
+
     @classmethod
     def setUpClass(cls):
         cls.lib = load()
@@ -60,9 +67,10 @@ class CapiPickle(unittest.TestCase):
         self.directory = tempfile.TemporaryDirectory()
         self.addCleanup(self.directory.cleanup)
 
+
+class CapiPickle(LibraryTest):
     def open(self, path, allowed=(), stub_unknown=False):
-        names = (ctypes.c_char_p * max(1, len(allowed)))(*[a.encode() for a in allowed])
-        options = OpenOptions(None, names, len(allowed), 1 if stub_unknown else 0)
+        options = open_options(allowed, stub_unknown)
         reader = ctypes.c_void_p()
         status = self.lib.ckpt_open_with(path.encode(), ctypes.byref(options), ctypes.byref(reader))
         if status == 0:
@@ -119,21 +127,12 @@ class CapiPickle(unittest.TestCase):
         self.assertEqual(self.lib.ckpt_object_leaf_count(reader), 0)
 
 
-class CapiConvertOptions(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.lib = load()
-
-    def setUp(self):
-        self.directory = tempfile.TemporaryDirectory()
-        self.addCleanup(self.directory.cleanup)
-
+class CapiConvertOptions(LibraryTest):
     def path(self, name):
         return os.path.join(self.directory.name, name)
 
     def convert(self, source, destination, fmt, skip_unsupported=0, strict=0, allowed=()):
-        names = (ctypes.c_char_p * max(1, len(allowed)))(*[a.encode() for a in allowed])
-        source_options = OpenOptions(None, names, len(allowed), 0)
+        source_options = open_options(allowed)
         options = ConvertOptions(fmt.encode(), 0, ctypes.pointer(source_options) if allowed else None,
                                  skip_unsupported, strict)
         return self.lib.ckpt_convert_with(source.encode(), destination.encode(), ctypes.byref(options))
