@@ -36,8 +36,9 @@
 extern "C" {
 #endif
 
-#define CKPT_API_VERSION 3 /* 2: ckpt_validate_format, reader views (ckpt_reader_cast/filter/rename);
-                              3: ckpt_open_with (pickle policy), the object's non-tensor values */
+#define CKPT_API_VERSION 4 /* 2: ckpt_validate_format, reader views (ckpt_reader_cast/filter/rename);
+                              3: ckpt_open_with (pickle policy), the object's non-tensor values;
+                              4: ckpt_convert_with (source policy, skip_unsupported, strict) */
 
 typedef int ckpt_status;
 #define CKPT_OK 0
@@ -231,6 +232,24 @@ CKPT_API void ckpt_writer_free(ckpt_writer* writer);
 /* Copies every tensor of `source` (any format, detected) into a new
  * checkpoint at `destination` in `format` (NULL: "oneflow"), streaming. */
 CKPT_API ckpt_status ckpt_convert(const char* source, const char* destination, const char* format, unsigned flags);
+
+/* Options of ckpt_convert_with, since CKPT_API_VERSION 4. Zero-initialise
+ * it ({0}), then set what you need. */
+typedef struct ckpt_convert_options {
+  const char* format; /* the destination's format; NULL: "oneflow" */
+  unsigned flags;     /* CKPT_OVERWRITE */
+  /* How the source is opened, as ckpt_open_with opens it: its format and
+   * the pickle policy. NULL: the format detected, the default policy. */
+  const ckpt_open_options* source_options;
+  /* Nonzero: tensors of types ckpt cannot represent (an npz member of
+   * '|S3' or '<f16') are left out; zero: such a source is refused (E540). */
+  int skip_unsupported;
+  /* Nonzero: refuse (E150) rather than drop a pickle source's non-tensor
+   * data (an epoch, a config) that a flat destination has no place for. */
+  int strict;
+} ckpt_convert_options;
+/* ckpt_convert with options; `options` NULL is ckpt_convert(source, destination, NULL, 0). */
+CKPT_API ckpt_status ckpt_convert_with(const char* source, const char* destination, const ckpt_convert_options* options);
 
 #ifdef __cplusplus
 }

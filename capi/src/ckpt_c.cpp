@@ -146,6 +146,17 @@ ckpt::Result<std::vector<std::string>> string_list(const char* const* items, siz
   return out;
 }
 
+// ckpt_open_with's options as the library's; NULL is the defaults.
+ckpt::Result<ckpt::OpenOptions> open_options_from(const ckpt_open_options* given) {
+  ckpt::OpenOptions options;
+  if (given == nullptr) return options;
+  if (given->format != nullptr) options.format = given->format;
+  CKPT_ASSIGN_OR_RETURN(options.pickle_policy.allowed_globals,
+                        string_list(given->allowed_globals, given->allowed_global_count, "allowed_globals"));
+  options.pickle_policy.stub_unknown = given->stub_unknown != 0;
+  return options;
+}
+
 // repr() of a leaf for the C API: up to 64 KiB.
 constexpr std::size_t kLeafReprBytes = 64u << 10;
 
@@ -202,14 +213,7 @@ ckpt_status ckpt_open_with(const char* path, const ckpt_open_options* open_optio
     CKPT_TRY(require(reader, "reader"));
     *reader = nullptr;
     CKPT_TRY(require(path, "path"));
-    ckpt::OpenOptions options;
-    if (open_options != nullptr) {
-      if (open_options->format != nullptr) options.format = open_options->format;
-      CKPT_ASSIGN_OR_RETURN(options.pickle_policy.allowed_globals,
-                            string_list(open_options->allowed_globals, open_options->allowed_global_count,
-                                        "allowed_globals"));
-      options.pickle_policy.stub_unknown = open_options->stub_unknown != 0;
-    }
+    CKPT_ASSIGN_OR_RETURN(ckpt::OpenOptions options, open_options_from(open_options));
     CKPT_ASSIGN_OR_RETURN(auto opened, ckpt::open_checkpoint(path, options));
     *reader = new ckpt_reader{std::move(opened), {}, {}, {}};
     return {};
@@ -470,15 +474,27 @@ const char* ckpt_writer_error(const ckpt_writer* writer) { return writer != null
 void ckpt_writer_free(ckpt_writer* writer) { delete writer; }
 
 ckpt_status ckpt_convert(const char* source, const char* destination, const char* format, unsigned flags) {
+  ckpt_convert_options options{};
+  options.format = format;
+  options.flags = flags;
+  return ckpt_convert_with(source, destination, &options);
+}
+
+ckpt_status ckpt_convert_with(const char* source, const char* destination, const ckpt_convert_options* options) {
   return boundary(nullptr, [&]() -> ckpt::Status {
     CKPT_TRY(require(source, "source"));
     CKPT_TRY(require(destination, "destination"));
-    CKPT_ASSIGN_OR_RETURN(auto reader, ckpt::open_checkpoint(source));
-    ckpt::WriteOptions options = write_options(flags);
-    options.sources = {source};
-    CKPT_ASSIGN_OR_RETURN(auto writer,
-                          ckpt::create_checkpoint(destination, format != nullptr ? format : "oneflow", std::move(options)));
-    CKPT_TRY(ckpt::convert::convert(*reader, *writer));
+    const ckpt_convert_options given = options != nullptr ? *options : ckpt_convert_options{};
+    CKPT_ASSIGN_OR_RETURN(ckpt::OpenOptions open_options, open_options_from(given.source_options));
+    CKPT_ASSIGN_OR_RETURN(auto reader, ckpt::open_checkpoint(source, open_options));
+    ckpt::WriteOptions write = write_options(given.flags);
+    write.sources = {source};
+    CKPT_ASSIGN_OR_RETURN(auto writer, ckpt::create_checkpoint(destination, given.format != nullptr ? given.format : "oneflow",
+                                                               std::move(write)));
+    ckpt::convert::ConvertOptions convert_options;
+    convert_options.skip_unsupported = given.skip_unsupported != 0;
+    convert_options.strict = given.strict != 0;
+    CKPT_TRY(ckpt::convert::convert(*reader, *writer, convert_options));
     return {};
   });
 }

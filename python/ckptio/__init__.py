@@ -6,10 +6,13 @@ numpy arrays that are memory maps of the file wherever the bytes allow.
     with ckptio.open("model.safetensors") as ckpt:
         weight = ckpt["linear.weight"]          # numpy, zero-copy
         rows = ckpt.get_slice("embed")[0:10]    # reads 10 rows only
+    with ckptio.open("train.pt", allow_global=["argparse.Namespace"]) as ckpt:
+        epoch = ckpt.object["epoch"]            # the pickled object, as data
     ckptio.save({"w": weight}, "out.npz")
     ckptio.convert("snapshot/", "model.safetensors", dtype="kBFloat16")
 """
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional, Union
 
@@ -19,20 +22,37 @@ from . import _core
 from ._checkpoint import Checkpoint, TensorSlice
 from ._core import CkptError
 from ._dtypes import to_ckpt, to_numpy
+from ._object import Global, Stub
 
-__all__ = ["CkptError", "Checkpoint", "TensorSlice", "open", "save", "convert", "validate", "diff", "formats"]
+__all__ = ["CkptError", "Checkpoint", "TensorSlice", "Stub", "Global", "open", "save", "convert", "validate", "diff",
+           "formats"]
 __version__ = "0.1.0"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def open(path: PathLike, format: Optional[str] = None, *, dtype: Optional[str] = None, include: Iterable[str] = (),
-         exclude: Iterable[str] = (), rename: Iterable[str] = ()) -> Checkpoint:
+def _global_names(allow_global: Iterable[str]) -> list:
+    # A bare str would be taken letter by letter.
+    if isinstance(allow_global, str):
+        raise TypeError("allow_global takes a list of 'module.name' strings, not one str")
+    return list(allow_global)
+
+
+def open(path: PathLike, format: Optional[str] = None, *, allow_global: Iterable[str] = (), stub_unknown: bool = False,
+         dtype: Optional[str] = None, include: Iterable[str] = (), exclude: Iterable[str] = (),
+         rename: Iterable[str] = ()) -> Checkpoint:
     """Opens a checkpoint of any supported format (detected from the content
-    unless `format` names it). Views: `include`/`exclude` are glob patterns
-    on names, `rename` "OLD=NEW" prefix rules, `dtype` casts floating tensors
-    ("kBFloat16", "kFloat16", "kFloat", "kDouble"). Raises CkptError."""
-    return Checkpoint(_core.Reader(os.fspath(path), format, dtype, list(include), list(exclude), list(rename)))
+    unless `format` names it). The pickle formats (torch, OneFlow P1 and
+    single files) refuse globals off their allow-list (CkptError, code 704)
+    unless `allow_global` names them ("argparse.Namespace"; numpy's
+    "numpy.core.multiarray._reconstruct" and "...scalar" read numpy arrays
+    and scalars) or `stub_unknown` is true: their objects become inert
+    :class:`Stub` values of ``Checkpoint.object``; nothing is imported or
+    called. Views: `include`/`exclude` are glob patterns on names, `rename`
+    "OLD=NEW" prefix rules, `dtype` casts floating tensors ("kBFloat16",
+    "kFloat16", "kFloat", "kDouble"). Raises CkptError."""
+    return Checkpoint(_core.Reader(os.fspath(path), format, _global_names(allow_global), bool(stub_unknown), dtype,
+                                   list(include), list(exclude), list(rename)))
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -73,12 +93,27 @@ def save(tensors: Mapping[str, Any], path: PathLike, format: Optional[str] = Non
 
 def convert(source: PathLike, destination: PathLike, *, to: Optional[str] = None, dtype: Optional[str] = None,
             include: Iterable[str] = (), exclude: Iterable[str] = (), rename: Iterable[str] = (),
-            force: bool = False) -> dict:
+            allow_global: Iterable[str] = (), stub_unknown: bool = False, skip_unsupported: bool = False,
+            strict: bool = False, force: bool = False) -> dict:
     """Converts `source` (any format) to `destination`, streaming, crash-safe;
-    views as in :func:`open`. Returns {"variables": N, "bytes": N}."""
-    variables, nbytes = _core.convert(os.fspath(source), os.fspath(destination), to, dtype, list(include),
-                                      list(exclude), list(rename), force)
-    return {"variables": variables, "bytes": nbytes}
+    views and the pickle policy (`allow_global`, `stub_unknown`) as in
+    :func:`open`. A source with members of types ckpt cannot represent (an
+    npz's ``|S3``) is refused (CkptError 540) unless `skip_unsupported`,
+    which leaves them out with a warning. A pickle source's non-tensor data
+    that a flat destination has no place for is dropped with a warning, or
+    refused (CkptError 150) when `strict`. Returns {"variables": N,
+    "bytes": N, "skipped": [unsupported names left out], "dropped": [paths
+    of the non-tensor data dropped]}."""
+    summary = _core.convert(os.fspath(source), os.fspath(destination), to, dtype, list(include), list(exclude),
+                            list(rename), _global_names(allow_global), bool(stub_unknown), bool(skip_unsupported),
+                            bool(strict), force)
+    if summary["skipped"]:
+        warnings.warn(f"left out {len(summary['skipped'])} member(s) of types ckpt cannot represent: "
+                      f"{', '.join(summary['skipped'])}", stacklevel=2)
+    if summary["dropped"]:
+        warnings.warn(f"the destination has no place for {len(summary['dropped'])} non-tensor value(s) of the "
+                      f"source's object, dropped: {', '.join(p or '<root>' for p in summary['dropped'])}", stacklevel=2)
+    return summary
 
 
 def validate(path: PathLike) -> dict:

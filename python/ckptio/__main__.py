@@ -1,7 +1,8 @@
 """python -m ckptio: the tools over the package.
-  python -m ckptio inspect PATH
+  python -m ckptio inspect PATH [--allow-global MODULE.NAME]... [--stub-unknown]
   python -m ckptio validate PATH [--json]
-  python -m ckptio convert SRC DST [--to F] [--dtype T] [--include P]... [--exclude P]... [--rename OLD=NEW]... [--force]
+  python -m ckptio convert SRC DST [--to F] [--dtype T] [--include P]... [--exclude P]... [--rename OLD=NEW]...
+                           [--allow-global MODULE.NAME]... [--stub-unknown] [--skip-unsupported] [--strict] [--force]
   python -m ckptio diff A B [--atol X] [--rtol X]
 Exit status: 0 ok (valid, equal), 1 invalid or different, 2 usage or error."""
 import argparse
@@ -11,11 +12,18 @@ import sys
 import ckptio
 
 
+def add_policy(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--allow-global", action="append", default=[], metavar="MODULE.NAME",
+                         help="keep objects of this class of a pickle as inert stubs")
+    command.add_argument("--stub-unknown", action="store_true", help="keep every unknown class's objects as stubs")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ckptio", description="Checkpoint tools (ckptio).")
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser("inspect", help="list the tensors")
     inspect.add_argument("path")
+    add_policy(inspect)
     validate = commands.add_parser("validate", help="check every rule of the format")
     validate.add_argument("path")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -27,6 +35,11 @@ def main(argv=None) -> int:
     convert.add_argument("--include", action="append", default=[])
     convert.add_argument("--exclude", action="append", default=[])
     convert.add_argument("--rename", action="append", default=[])
+    add_policy(convert)
+    convert.add_argument("--skip-unsupported", action="store_true",
+                         help="leave out members of types ckpt cannot represent (with a warning)")
+    convert.add_argument("--strict", action="store_true",
+                         help="refuse to drop a pickle's non-tensor data in a flat destination")
     convert.add_argument("--force", action="store_true")
     diff = commands.add_parser("diff", help="compare two checkpoints tensor by tensor")
     diff.add_argument("a")
@@ -36,7 +49,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
-            with ckptio.open(args.path) as ckpt:
+            with ckptio.open(args.path, allow_global=args.allow_global, stub_unknown=args.stub_unknown) as ckpt:
                 print(f"{args.path}: {ckpt.format}, {len(ckpt)} tensors")
                 for name in ckpt:
                     tensor = ckpt.get_slice(name)
@@ -54,7 +67,9 @@ def main(argv=None) -> int:
             return 0 if report["valid"] else 1
         if args.command == "convert":
             done = ckptio.convert(args.source, args.destination, to=args.to, dtype=args.dtype, include=args.include,
-                                  exclude=args.exclude, rename=args.rename, force=args.force)
+                                  exclude=args.exclude, rename=args.rename, allow_global=args.allow_global,
+                                  stub_unknown=args.stub_unknown, skip_unsupported=args.skip_unsupported,
+                                  strict=args.strict, force=args.force)
             print(f"{args.destination}: {done['variables']} tensors, {done['bytes']} bytes")
             return 0
         result = ckptio.diff(args.a, args.b, atol=args.atol, rtol=args.rtol)

@@ -5,6 +5,13 @@ import numpy as np
 
 from . import _core
 from ._dtypes import to_numpy
+from ._object import Global, Stub
+
+_NOT_BUILT = object()
+
+
+def _array(data: _core.Bytes, dtype: str, shape: list) -> np.ndarray:
+    return np.frombuffer(data, dtype=to_numpy(dtype)).reshape(tuple(shape))
 
 
 class TensorSlice:
@@ -58,6 +65,7 @@ class Checkpoint(Mapping):
     def __init__(self, reader: _core.Reader):
         self._reader = reader
         self._tensors = {t.name: t for t in reader.tensors()}
+        self._object = _NOT_BUILT
 
     @property
     def format(self) -> str:
@@ -81,10 +89,31 @@ class Checkpoint(Mapping):
         set's first shard's), e.g. {"format": "pt"}; {} for other formats."""
         return dict(self._reader.metadata)
 
+    @property
+    def object(self):
+        """The whole pickled object of a pickle format (torch zip, legacy and
+        TorchScript; OneFlow P1 and single files), None for the flat formats.
+        Python's dict/OrderedDict/list/tuple/set/int/float/str/bytes/bool/None;
+        tensors as the numpy arrays ``ckpt[name]`` gives (memory maps where the
+        file allows, so nothing is read before an array is touched); objects of
+        allowed or unknown classes (``allow_global``, ``stub_unknown``) as
+        :class:`Stub`, classes used as values as :class:`Global`; numpy arrays,
+        scalars and dtypes in the pickle as numpy's. Built on first use, then
+        kept. It is the file's object: views of :func:`ckptio.open` (``dtype``,
+        ``include``, ``rename``) do not change it."""
+        if self._object is _NOT_BUILT:
+            self._object = self._reader.object(_array, Stub, Global)
+        return self._object
+
+    @property
+    def unsupported(self) -> list:
+        """Members of types ckpt cannot represent (an npz's ``|S3`` or ``<f16``):
+        (name, descr, reason) tuples; they are not in the mapping."""
+        return self._reader.unsupported()
+
     def __getitem__(self, name: str) -> np.ndarray:
         description = self._tensors[name]
-        data = self._reader.load(name)
-        return np.frombuffer(data, dtype=to_numpy(description.dtype)).reshape(tuple(description.shape))
+        return _array(self._reader.load(name), description.dtype, description.shape)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
