@@ -116,20 +116,28 @@ def convert(source: PathLike, destination: PathLike, *, to: Optional[str] = None
     return summary
 
 
-def validate(path: PathLike) -> dict:
-    """Checks `path` against every rule of its format. Returns a dict: path,
+def validate(path: PathLike, format: Optional[str] = None, *, allow_global: Iterable[str] = (),
+             stub_unknown: bool = False) -> dict:
+    """Checks `path` against every rule of its format (detected from the
+    content unless `format` names it); the pickle policy (`allow_global`,
+    `stub_unknown`) as in :func:`open`, so a global off the allow-list is an
+    issue (code 704) unless the policy allows it. Returns a dict: path,
     format (None when nothing was recognised), layout (OneFlow's generation,
     "L1/E1", "P1", ...; None for other formats), valid, tensors (name, bytes,
     dtype, shape) and issues (code, name, severity, variable, message). A
     broken checkpoint gives valid=False and its issues; it does not raise."""
-    return _core.validate(os.fspath(path))
+    return _core.validate(os.fspath(path), format, _global_names(allow_global), bool(stub_unknown))
 
 
-def diff(a: PathLike, b: PathLike, *, rtol: float = 0.0, atol: float = 0.0) -> dict:
-    """Compares two checkpoints of any formats tensor by tensor. Returns
-    {"equal", "only_in_a", "only_in_b", "changed": {name: reason}}; values
-    are equal within `atol` + `rtol` * |b| (exactly, by default)."""
-    with open(a) as left, open(b) as right:
+def diff(a: PathLike, b: PathLike, *, rtol: float = 0.0, atol: float = 0.0, allow_global: Iterable[str] = (),
+         stub_unknown: bool = False) -> dict:
+    """Compares two checkpoints of any formats tensor by tensor, both read
+    with the pickle policy (`allow_global`, `stub_unknown`) of :func:`open`.
+    Returns {"equal", "only_in_a", "only_in_b", "changed": {name: reason}};
+    values are equal within `atol` + `rtol` * |b| (exactly, by default)."""
+    allowed = _global_names(allow_global)
+    with open(a, allow_global=allowed, stub_unknown=stub_unknown) as left, \
+            open(b, allow_global=allowed, stub_unknown=stub_unknown) as right:
         changed = {}
         for name in sorted(left.keys() & right.keys()):
             x, y = left[name], right[name]

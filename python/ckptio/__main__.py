@@ -1,9 +1,9 @@
 """python -m ckptio: the tools over the package.
   python -m ckptio inspect PATH [--allow-global MODULE.NAME]... [--stub-unknown]
-  python -m ckptio validate PATH [--json]
+  python -m ckptio validate PATH [--format F] [--json] [--allow-global MODULE.NAME]... [--stub-unknown]
   python -m ckptio convert SRC DST [--to F] [--dtype T] [--include P]... [--exclude P]... [--rename OLD=NEW]...
                            [--allow-global MODULE.NAME]... [--stub-unknown] [--skip-unsupported] [--strict] [--force]
-  python -m ckptio diff A B [--atol X] [--rtol X]
+  python -m ckptio diff A B [--atol X] [--rtol X] [--allow-global MODULE.NAME]... [--stub-unknown]
 Exit status: 0 ok (valid, equal), 1 invalid or different, 2 usage or error."""
 import argparse
 import json
@@ -26,7 +26,9 @@ def main(argv=None) -> int:
     add_policy(inspect)
     validate = commands.add_parser("validate", help="check every rule of the format")
     validate.add_argument("path")
+    validate.add_argument("--format", help="check by this format's rules (default: detected from the content)")
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_policy(validate)
     convert = commands.add_parser("convert", help="convert between formats")
     convert.add_argument("source")
     convert.add_argument("destination")
@@ -46,6 +48,7 @@ def main(argv=None) -> int:
     diff.add_argument("b")
     diff.add_argument("--atol", type=float, default=0.0)
     diff.add_argument("--rtol", type=float, default=0.0)
+    add_policy(diff)
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
                     print(f"{name} {tensor.dtype} {list(tensor.shape)}")
             return 0
         if args.command == "validate":
-            report = ckptio.validate(args.path)
+            report = ckptio.validate(args.path, args.format, allow_global=args.allow_global,
+                                     stub_unknown=args.stub_unknown)
             if args.json:
                 print(json.dumps(report, indent=2))
             else:
@@ -72,7 +76,8 @@ def main(argv=None) -> int:
                                   strict=args.strict, force=args.force)
             print(f"{args.destination}: {done['variables']} tensors, {done['bytes']} bytes")
             return 0
-        result = ckptio.diff(args.a, args.b, atol=args.atol, rtol=args.rtol)
+        result = ckptio.diff(args.a, args.b, atol=args.atol, rtol=args.rtol, allow_global=args.allow_global,
+                             stub_unknown=args.stub_unknown)
         for name in result["only_in_a"]:
             print(f"only in {args.a}: {name}")
         for name in result["only_in_b"]:

@@ -517,11 +517,14 @@ py::dict convert(const std::filesystem::path& source, const std::filesystem::pat
 
 // What ckpt-validate --json reports: the format found (None when nothing
 // was recognised), the variables described and every issue.
-py::dict validate(const std::filesystem::path& path) {
-  auto detected = ckpt::detect_format(path);
+py::dict validate(const std::filesystem::path& path, const std::optional<std::string>& requested,
+               std::vector<std::string> allowed_globals, bool stub_unknown) {
+  ckpt::OpenOptions options;
+  options.pickle_policy = pickle_policy(std::move(allowed_globals), stub_unknown);
+  auto detected = requested ? ckpt::Result<std::string>(*requested) : ckpt::detect_format(path);
   // Nothing recognised: OneFlow's rules say what is missing or wrong.
   const std::string format = detected.ok() ? *detected : "oneflow";
-  auto report = ckpt::validate_checkpoint(path, format);
+  auto report = ckpt::validate_checkpoint(path, format, options);
   py::object found = detected.ok() || !report.layout.empty() ? py::object(py::str(format)) : py::none();
   py::list variables;
   for (const auto& variable : report.variables) {
@@ -605,7 +608,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("convert", &convert, py::arg("source"), py::arg("destination"), py::arg("to"), py::arg("dtype"),
         py::arg("include"), py::arg("exclude"), py::arg("rename"), py::arg("allowed_globals"), py::arg("stub_unknown"),
         py::arg("skip_unsupported"), py::arg("strict"), py::arg("overwrite"));
-  m.def("validate", &validate, py::arg("path"));
+  m.def("validate", &validate, py::arg("path"), py::arg("format"), py::arg("allowed_globals"),
+        py::arg("stub_unknown"));
   m.def(
       "destination_format",
       [](const std::filesystem::path& path, const std::optional<std::string>& requested) {

@@ -257,3 +257,33 @@ def test_the_module_takes_the_policy_and_skip_flags(tmp_path):
     assert main(["inspect", str(pt)]) == 2
     assert main(["inspect", "--allow-global", "argparse.Namespace", str(pt)]) == 0
     assert os.path.exists(tmp_path / "b.npz")
+
+
+def test_validate_and_diff_take_the_policy(tmp_path):
+    path = tmp_path / "train.pt"
+    training_file(path)
+    refused = ckptio.validate(path)
+    assert refused["format"] == "torch" and refused["valid"] is False
+    assert [(issue["code"], issue["severity"]) for issue in refused["issues"]] == [("E704", "error")]
+    assert "argparse.Namespace" in refused["issues"][0]["message"]
+    for policy in ({"allow_global": ["argparse.Namespace"]}, {"stub_unknown": True}):
+        report = ckptio.validate(path, **policy)
+        assert report["valid"] is True and report["issues"] == []
+        assert [(t["name"], t["dtype"], t["shape"]) for t in report["tensors"]] == [("model.w", "kFloat", [6])]
+    assert ckptio.validate(path, "torch", stub_unknown=True)["valid"] is True
+    with pytest.raises(TypeError, match="allow_global"):
+        ckptio.validate(path, allow_global="argparse.Namespace")
+    with pytest.raises(TypeError, match="allow_globals"):
+        ckptio.validate(path, allow_globals=["argparse.Namespace"])
+
+    copy = tmp_path / "copy.pt"
+    training_file(copy)
+    with pytest.raises(ckptio.CkptError) as error:
+        ckptio.diff(path, copy)
+    assert error.value.code == 704
+    assert ckptio.diff(path, copy, allow_global=["argparse.Namespace"])["equal"] is True
+    from ckptio.__main__ import main
+
+    assert main(["validate", str(path)]) == 1
+    assert main(["validate", "--allow-global", "argparse.Namespace", str(path)]) == 0
+    assert main(["diff", "--stub-unknown", str(path), str(copy)]) == 0
