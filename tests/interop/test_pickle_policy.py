@@ -320,6 +320,22 @@ class NumpyArraysAsTensors(InTemporaryDirectory):
                 self.assertTrue(np.array_equal(arrays["numpy.1"], obj["numpy"][1]))
                 self.assertTrue(np.array_equal(arrays["w"], loaded["w"].numpy()))
 
+    def test_arrays_are_labelled_by_their_numpy_descr_and_tensors_by_their_storage(self):
+        obj = {"rng": np.random.get_state(), "short": np.arange(3, dtype=np.int16), "w": torch.arange(6.0),
+               "h": torch.zeros(2, dtype=torch.int16)}
+        for path in (self.saved(obj, "labels.pth"), self.saved(obj, "labels_legacy.pth",
+                                                                  _use_new_zipfile_serialization=False)):
+            with self.subTest(os.path.basename(path)):
+                expected = {"rng.1": ("kUInt32", "<u4"), "short": ("kInt16", "<i2"), "w": ("kFloat", "FloatStorage"),
+                            "h": ("kInt16", "ShortStorage")}
+                for tool in (INSPECT, VALIDATE):
+                    doc = checked(self.run_tool(tool, "--json", path, *self.ALLOW).stdout)
+                    self.assertEqual({t["name"]: (t["dtype"], t["format_dtype"]) for t in doc["tensors"]}, expected)
+                    text = self.run_tool(tool, path, *self.ALLOW).stdout
+                    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")}
+                    for name, (dtype, label) in expected.items():
+                        self.assertIn(f" {dtype} ({label}) ", rows[name])
+
     def test_strict_refuses_the_values_around_the_arrays(self):
         _, paths = self.rng_files()
         out = self.path("strict.safetensors")

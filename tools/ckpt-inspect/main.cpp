@@ -231,12 +231,14 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
     const auto& tensor = tensors[i];
     const std::optional<Stats>& stats = all_stats[i];
     if (options.json) {
-      nlohmann::json entry = ckpt::cli::tensor_json(tensor.name, &tensor.meta, tensor.meta.byte_size(), format);
+      nlohmann::json entry = ckpt::cli::tensor_json(tensor.name, &tensor.meta, tensor.meta.byte_size(),
+                                                    ckpt::cli::label_format(format, tensor.numpy_array));
       if (options.stats) entry["stats"] = stats_json(stats);
       out["tensors"].push_back(std::move(entry));
     } else {
       fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}{}\n", printable(tensor.name), name_width,
-                 ckpt::cli::dtype_text(tensor.meta.dtype(), format), ckpt::shape_to_string(tensor.meta.shape()),
+                 ckpt::cli::dtype_text(tensor.meta.dtype(), ckpt::cli::label_format(format, tensor.numpy_array)),
+                 ckpt::shape_to_string(tensor.meta.shape()),
                  tensor.meta.byte_size(), options.stats ? stats_text(stats) : "");
     }
   }

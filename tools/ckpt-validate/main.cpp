@@ -62,7 +62,8 @@ void print_json(const Options& options, const Checked& checked) {
   out["valid"] = checked.report.valid();
   for (const auto& variable : checked.report.variables) {
     out["tensors"].push_back(ckpt::cli::tensor_json(variable.name, variable.meta ? &*variable.meta : nullptr,
-                                                    variable.byte_size, format));
+                                                    variable.byte_size,
+                                                    ckpt::cli::label_format(format, variable.numpy_array)));
   }
   for (const auto& issue : checked.report.issues) out["issues"].push_back(ckpt::cli::issue_json(issue));
   ckpt::cli::print_json(out);
@@ -91,7 +92,8 @@ void print_table(const Options& options, const Checked& checked) {
   if (!report.variables.empty()) {
     fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}\n", "name", name_width, "dtype", "shape", "bytes");
     for (const auto& variable : report.variables) {
-      std::string dtype = variable.meta ? ckpt::cli::dtype_text(variable.meta->dtype(), format) : "?";
+      std::string_view labels = ckpt::cli::label_format(format, variable.numpy_array);
+      std::string dtype = variable.meta ? ckpt::cli::dtype_text(variable.meta->dtype(), labels) : "?";
       std::string shape = variable.meta ? ckpt::shape_to_string(variable.meta->shape()) : "?";
       fmt::print("  {:<{}}  {:<18}  {:<20}  {:>12}\n", printable(variable.name), name_width, dtype, shape,
                  variable.byte_size);

@@ -284,6 +284,8 @@ std::string dtype_text(DType dtype, std::string_view format) {
                                                  : fmt::format("{} ({})", dtype_name(dtype), own);
 }
 
+std::string_view label_format(std::string_view format, bool numpy_array) { return numpy_array ? "npy" : format; }
+
 void add_view_options(CLI::App& app, ViewOptions& views) {
   app.add_option("--include", views.include,
                  "only variables whose name matches GLOB (fnmatch: *, ?, [...]); repeatable, a name matching any is "

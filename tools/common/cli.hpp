@@ -155,5 +155,8 @@ std::string printable_repr(std::string_view repr);
 
 // "kBFloat16 (BF16)": the canonical name and the file's own where the format has one.
 std::string dtype_text(DType dtype, std::string_view format);
+// The format whose dtype names label a tensor of `format`: numpy's ("npy",
+// "<i2") for a numpy array inside a pickle (TensorInfo::numpy_array).
+std::string_view label_format(std::string_view format, bool numpy_array);
 
 }  // namespace ckpt::cli

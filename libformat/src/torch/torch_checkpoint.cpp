@@ -15,7 +15,9 @@ namespace fs = std::filesystem;
 class TorchReader final : public CheckpointReader {
  public:
   explicit TorchReader(TorchFile file) : file_(std::move(file)) {
-    for (const TorchTensorRef& tensor : file_.tensors()) tensors_.push_back({tensor.name, tensor.meta});
+    for (const TorchTensorRef& tensor : file_.tensors()) {
+      tensors_.push_back({tensor.name, tensor.meta, tensor.is_numpy_array()});
+    }
   }
 
   std::string_view format_name() const override { return "torch"; }
@@ -69,7 +71,10 @@ ValidationReport validate_torch(const fs::path& path, const OpenOptions& options
   report.path = path;
   if (file) {
     for (const TorchTensorRef& tensor : file->tensors()) {
-      report.variables.push_back({tensor.name, tensor.meta, tensor.meta.byte_size()});
+      report.variables.push_back({.name = tensor.name,
+                                  .meta = tensor.meta,
+                                  .byte_size = tensor.meta.byte_size(),
+                                  .numpy_array = tensor.is_numpy_array()});
     }
   }
   report.issues = std::move(problems.issues());

@@ -412,7 +412,7 @@ Result<const TorchTensorRef*> TorchFile::get(std::string_view name) const {
 
 Result<std::unique_ptr<ByteSource>> TorchFile::open_tensor(std::string_view name) const {
   CKPT_ASSIGN_OR_RETURN(const TorchTensorRef* tensor, get(name));
-  if (tensor->node->kind == pickle::Kind::kNumpyArray) return open_numpy_array(*tensor);
+  if (tensor->is_numpy_array()) return open_numpy_array(*tensor);
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
   std::uint64_t size = tensor->meta.byte_size();
   std::shared_ptr<const ByteSource> storage = records_.find(tensor->record)->second;
@@ -435,7 +435,7 @@ Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
                                                                        tensor->meta.byte_size()))
                          .in_variable(name));
   }
-  if (tensor->node->kind == pickle::Kind::kNumpyArray) {
+  if (tensor->is_numpy_array()) {
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> array, open_numpy_array(*tensor));
     return array->read_at(0, out);
   }

@@ -57,6 +57,9 @@ class VariableMeta {
 struct TensorInfo {
   std::string name;
   VariableMeta meta;
+  // A numpy array inside a pickle (spec/pickle.md, "numpy arrays"): its
+  // dtype is spelled as numpy's, not as the pickle format's own tensors'.
+  bool numpy_array = false;
 };
 
 // A tensor as a validator found it: its dtype and shape may be unknown (a
@@ -69,6 +72,8 @@ struct VariableInfo {
   // kBFloat16 whose `out` holds float32 values, as OneFlow 0.9 saves bf16
   // (E480): read as bfloat16, each value rounded to nearest even.
   bool bf16_stored_as_float32 = false;
+  // As TensorInfo::numpy_array.
+  bool numpy_array = false;
 };
 
 }  // namespace ckpt

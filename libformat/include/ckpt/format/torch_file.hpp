@@ -52,6 +52,8 @@ struct TorchTensorRef {
   // kTorchTensor, or a numpy array of the pickle (Value::array_tensor) whose bytes the pickle holds.
   const pickle::Value* node = nullptr;
   std::string record;  // its storage's record: "data/<key>", a TorchScript constant's "constants/<key>"; empty for an array
+
+  bool is_numpy_array() const { return node->kind == pickle::Kind::kNumpyArray; }
 };
 
 // Whether `file` starts with the legacy format's magic-number pickle.
