@@ -287,3 +287,24 @@ def test_validate_and_diff_take_the_policy(tmp_path):
     assert main(["validate", str(path)]) == 1
     assert main(["validate", "--allow-global", "argparse.Namespace", str(path)]) == 0
     assert main(["diff", "--stub-unknown", str(path), str(copy)]) == 0
+
+
+def test_arrays_of_a_oneflow_pickle_directory_are_tensors_under_the_policy(tmp_path):
+    source = tmp_path / "rng.pt"
+    np.random.seed(5)
+    state = np.random.get_state()
+    torch.save({"numpy": state, "w": torch.arange(3.0)}, source)
+    numpy_globals = ["numpy.core.multiarray._reconstruct"]
+    p1 = tmp_path / "rng_p1"
+    ckptio.convert(source, p1, to="oneflow-pickle", allow_global=numpy_globals)
+    with ckptio.open(p1) as plain:
+        assert (plain.format, plain.layout, list(plain)) == ("oneflow-pickle", "P1", ["w"])
+        np.testing.assert_array_equal(plain.object["numpy"][1], state[1])  # a value of the object
+    with ckptio.open(p1, allow_global=numpy_globals) as ckpt:
+        assert list(ckpt) == ["numpy.1", "w"]
+        assert ckpt["numpy.1"].dtype == np.uint32
+        np.testing.assert_array_equal(ckpt["numpy.1"], state[1])
+        np.testing.assert_array_equal(ckpt.object["numpy"][1], state[1])
+        assert ckpt.object["numpy"][0] == "MT19937"
+    report = ckptio.validate(p1, allow_global=numpy_globals)
+    assert report["valid"] and [t["name"] for t in report["tensors"]] == ["numpy.1", "w"]

@@ -379,6 +379,37 @@ class NumpyArraysAsTensors(InTemporaryDirectory):
         self.assertIsInstance(loaded["n"], np.ndarray)  # not cast: still the numpy array
         self.assertTrue(np.array_equal(loaded["n"], np.arange(3)))
 
+    def test_arrays_of_a_oneflow_pickle_directory_are_tensors_under_the_same_policy(self):
+        # torch -> P1 writes each array back as a numpy array in pickled_data (flow.load's own check is in
+        # test_oneflow_interop.py); read as P1 they are tensors only where the policy names _reconstruct,
+        # though OneFlow's allow-list reads them as values without it.
+        obj, paths = self.rng_files()
+        p1 = self.path("rng_p1")
+        self.run_tool(CONVERT, "-q", paths[0], p1, "--to", "oneflow-pickle", *self.ALLOW)
+        self.assertIn(b"_reconstruct", open(os.path.join(p1, "pickled_data"), "rb").read())
+        self.assertEqual(sorted(os.listdir(p1)), ["pickled_data", "tensor_1"])  # "w" only has a directory
+        plain = checked(self.run_tool(INSPECT, "--json", p1).stdout)
+        self.assertEqual([t["name"] for t in plain["tensors"]], ["w"])
+        self.assertEqual([(o["path"], o["type"]) for o in plain["objects"]], [("numpy", "tuple")])
+        for policy in (self.ALLOW, ["--stub-unknown"]):
+            for tool in (INSPECT, VALIDATE):
+                doc = checked(self.run_tool(tool, "--json", p1, *policy).stdout)
+                self.assertEqual(doc["layout"], "P1")
+                self.assertEqual([(t["name"], t["dtype"], t["format_dtype"], t["shape"]) for t in doc["tensors"]],
+                                 [("numpy.1", "kUInt32", "<u4", [624]), ("w", "kFloat", None, [6])])
+        npz = self.path("rng_p1.npz")
+        done = self.run_tool(CONVERT, p1, npz, *self.ALLOW)
+        self.assertIn("numpy.0, numpy.2, numpy.3, numpy.4", done.stderr)
+        with np.load(npz) as flat:
+            self.assertEqual(sorted(flat.files), ["numpy.1", "w"])
+            self.assertEqual(flat["numpy.1"].dtype, np.uint32)
+            self.assertTrue(np.array_equal(flat["numpy.1"], obj["numpy"][1]))
+            self.assertTrue(np.array_equal(flat["w"], obj["w"].numpy()))
+        # P1 -> torch: torch.load rebuilds the same object, the array a numpy array again.
+        back = self.path("rng_back.pt")
+        self.run_tool(CONVERT, "-q", p1, back, *self.ALLOW)
+        assert_same(self, torch.load(back), torch.load(paths[0]))
+
     def test_arrays_ckpt_has_no_type_for_stay_values(self):
         # An array inside a stub's arguments or tuple state has no state_dict() name: a value too.
         obj = {"words": np.array(["ab", "c"]), "big": np.arange(3, dtype=">i4"),

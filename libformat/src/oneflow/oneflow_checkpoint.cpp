@@ -1,6 +1,7 @@
 // OneFlow directories as CheckpointReader/CheckpointWriter: "oneflow" for
 // the snapshot layouts, "oneflow-pickle" for the P1 pickle directory.
 #include <algorithm>
+#include <span>
 
 #include <sys/stat.h>
 
@@ -17,7 +18,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Every layout Snapshot reads; a P1 directory also keeps its object.
+// The array tensors of a P1 object (none for other layouts), sorted by name.
+std::span<const PickleArrayRef> array_tensors(const Snapshot& snapshot) {
+  if (snapshot.pickle() == nullptr) return {};
+  return snapshot.pickle()->arrays;
+}
+
+// Every layout Snapshot reads; a P1 directory also keeps its object, whose
+// array tensors are read from the pickle, the others from their directories.
 class OneFlowReader final : public CheckpointReader {
  public:
   OneFlowReader(std::string_view format, Snapshot snapshot, std::vector<TensorInfo> tensors)
@@ -29,6 +37,12 @@ class OneFlowReader final : public CheckpointReader {
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
+    auto arrays = array_tensors(snapshot_);
+    auto array = std::lower_bound(arrays.begin(), arrays.end(), name,
+                                  [](const PickleArrayRef& ref, std::string_view key) { return ref.name < key; });
+    if (array != arrays.end() && array->name == name) {
+      return pickle::open_numpy_array(*array->node, (snapshot_.root() / kPickleFile).string(), name);
+    }
     return snapshot_.open_values(name);
   }
 
@@ -115,6 +129,8 @@ Result<std::unique_ptr<CheckpointReader>> open_as(std::string_view format, const
       CKPT_ASSIGN_OR_RETURN(VariableMeta meta, meta_of(variable, snapshot, options.shapes));
       tensors.push_back({variable.name, std::move(meta)});
     }
+    for (const PickleArrayRef& array : array_tensors(snapshot)) tensors.push_back({array.name, array.meta, true});
+    std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     return std::unique_ptr<CheckpointReader>(
         std::make_unique<OneFlowReader>(format, std::move(snapshot), std::move(tensors)));
   }

@@ -21,10 +21,15 @@ Error structure(std::string message, std::string_view file) {
 
 }  // namespace
 
-Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value& data, std::string_view file) {
+Result<OneflowTensorRefs> flatten_oneflow_tensors(const pickle::Value& data, std::string_view file) {
   CKPT_ASSIGN_OR_RETURN(auto named, pickle::named_tensors(data, file));
-  std::vector<PickleTensorRef> tensors;
+  OneflowTensorRefs refs;
   for (auto& [name, node] : named) {
+    if (node->kind == pickle::Kind::kNumpyArray) {
+      CKPT_ASSIGN_OR_RETURN(pickle::NumpyArrayData array, pickle::numpy_array_data(*node, file, name));
+      refs.arrays.push_back({std::move(name), std::move(array.meta), node});
+      continue;
+    }
     if (node->kind != pickle::Kind::kOneflowTensor) {
       return std::move(structure("a torch tensor in a OneFlow pickle", file).in_variable(name));
     }
@@ -38,9 +43,9 @@ Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value
                            .in_file(file)
                            .in_variable(name));
     }
-    tensors.push_back({std::move(name), std::string(path), node});
+    refs.tensors.push_back({std::move(name), std::string(path), node});
   }
-  return tensors;
+  return refs;
 }
 
 Result<OneflowPickle> read_oneflow_pickle(const fs::path& root, const pickle::PicklePolicy& policy) {
@@ -49,7 +54,8 @@ Result<OneflowPickle> read_oneflow_pickle(const fs::path& root, const pickle::Pi
   // and a caller without the scan must not read (and quote) a file elsewhere.
   CKPT_ASSIGN_OR_RETURN(FileSource source, FileSource::open(root / kPickleFile, FollowSymlink::kNo));
   CKPT_ASSIGN_OR_RETURN(pickle::Document document,
-                        pickle::read(source, {.flavor = pickle::Flavor::kOneflow, .policy = policy}));
+                        pickle::read(source, {.flavor = pickle::Flavor::kOneflow, .policy = policy,
+                                              .numpy_array_tensors = true}));
   const pickle::Value* top = document.root();
   if (top->kind != pickle::Kind::kDict) {
     return structure(fmt::format("the top level is a {}, OneFlow writes a dict", pickle::kind_name(top->kind)), file);
@@ -60,8 +66,9 @@ Result<OneflowPickle> read_oneflow_pickle(const fs::path& root, const pickle::Pi
   }
   const pickle::Value* data = top->find("data");
   if (data == nullptr) return structure("no \"data\" entry at the top level", file);
-  CKPT_ASSIGN_OR_RETURN(auto tensors, flatten_oneflow_tensors(*data, file));
-  OneflowPickle result{std::move(document), data, top->find("__oneflow__") != nullptr, std::move(tensors)};
+  CKPT_ASSIGN_OR_RETURN(OneflowTensorRefs refs, flatten_oneflow_tensors(*data, file));
+  OneflowPickle result{std::move(document), data, top->find("__oneflow__") != nullptr, std::move(refs.tensors),
+                       std::move(refs.arrays)};
   return result;
 }
 

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "ckpt/format/npy.hpp"
 #include "ckpt/format/pickle.hpp"
 
 namespace ckpt::pickle {
@@ -148,6 +149,14 @@ Result<NumpyArrayData> numpy_array_data(const Value& array, std::string_view fil
                          .in_variable(name));
   }
   return NumpyArrayData{std::move(meta).value(), fields[3]->boolean, fields[4]};
+}
+
+Result<std::unique_ptr<ByteSource>> open_numpy_array(const Value& array, std::string_view file, std::string_view name) {
+  CKPT_ASSIGN_OR_RETURN(NumpyArrayData data, numpy_array_data(array, file, name));
+  auto bytes = std::make_shared<const MemorySource>(std::as_bytes(std::span(data.bytes->text)),
+                                                    fmt::format("{}:{}", file, name));
+  const NpyHeader layout{.fortran_order = data.fortran_order, .meta = std::move(data.meta)};
+  return open_npy_data(std::move(bytes), layout);
 }
 
 namespace {

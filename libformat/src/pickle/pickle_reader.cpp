@@ -594,9 +594,9 @@ Status Machine::build() {
               (target->kind == Kind::kOneflowDtype && state->kind == Kind::kInt);
   if (fits && target->state == nullptr) {
     target->state = state;
-    // A torch pickle's numpy array of a dtype ckpt has is a checkpoint tensor (spec/pickle.md).
-    target->array_tensor = target->kind == Kind::kNumpyArray && options_.flavor == Flavor::kTorch &&
-                           numpy_array_dtype(*target).has_value();
+    // A numpy array the caller's policy let in is a checkpoint tensor where asked (spec/pickle.md).
+    target->array_tensor = target->kind == Kind::kNumpyArray && options_.numpy_array_tensors &&
+                           policy_allows(target->cls->text, target->cls->name) && numpy_array_dtype(*target).has_value();
     return {};
   }
   return fail(ErrorCode::kPickleForbiddenCall,

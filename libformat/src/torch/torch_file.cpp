@@ -234,7 +234,8 @@ Status TorchFile::open_zip(ProblemSink& problems, const pickle::PicklePolicy& po
   const ZipEntry* constants_entry = zip_->find(root_ + "constants.pkl");
   torchscript_ = constants_entry != nullptr;
   pickle::ReadOptions options{
-      .flavor = pickle::Flavor::kTorch, .torchscript_classes = torchscript_, .policy = policy};
+      .flavor = pickle::Flavor::kTorch, .torchscript_classes = torchscript_, .policy = policy,
+      .numpy_array_tensors = true};
   auto read_pickle = [&](const ZipEntry& entry) -> Result<pickle::Document> {
     CKPT_ASSIGN_OR_RETURN(std::string pickled, read_record(*zip_, entry, options.limits.max_input_bytes));
     auto document = pickle::read(as_bytes(pickled), options, path.string() + ":" + entry.name);
@@ -265,7 +266,7 @@ Status TorchFile::open_zip(ProblemSink& problems, const pickle::PicklePolicy& po
 
 Status TorchFile::open_legacy(ProblemSink& problems, const pickle::PicklePolicy& policy) {
   const std::string name = path_.string();
-  pickle::ReadOptions options{.flavor = pickle::Flavor::kTorch, .policy = policy};
+  pickle::ReadOptions options{.flavor = pickle::Flavor::kTorch, .policy = policy, .numpy_array_tensors = true};
   std::uint64_t offset = legacy_magic_length(*file_);
   // The next pickle of the file: read from a window that doubles until the
   // pickle fits, up to the same cap as a zip's data.pkl.
@@ -412,7 +413,7 @@ Result<const TorchTensorRef*> TorchFile::get(std::string_view name) const {
 
 Result<std::unique_ptr<ByteSource>> TorchFile::open_tensor(std::string_view name) const {
   CKPT_ASSIGN_OR_RETURN(const TorchTensorRef* tensor, get(name));
-  if (tensor->is_numpy_array()) return open_numpy_array(*tensor);
+  if (tensor->is_numpy_array()) return pickle::open_numpy_array(*tensor->node, path_.string(), tensor->name);
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
   std::uint64_t size = tensor->meta.byte_size();
   std::shared_ptr<const ByteSource> storage = records_.find(tensor->record)->second;
@@ -436,7 +437,8 @@ Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
                          .in_variable(name));
   }
   if (tensor->is_numpy_array()) {
-    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> array, open_numpy_array(*tensor));
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> array,
+                          pickle::open_numpy_array(*tensor->node, path_.string(), tensor->name));
     return array->read_at(0, out);
   }
   const pickle::TorchTensorInfo& view = tensor->node->tensor;
@@ -446,16 +448,6 @@ Status TorchFile::read(std::string_view name, std::span<std::byte> out) const {
   if (is_contiguous(view)) return storage->read_at(view.storage_offset * element, out);
   StridedViewSource strided(std::move(storage), view, element, out.size(), path_.string());
   return strided.read_at(0, out);
-}
-
-// A numpy array's bytes, which the pickle holds: Fortran order is reordered
-// to C order as an .npy's is (in memory, capped by NpyReadOptions).
-Result<std::unique_ptr<ByteSource>> TorchFile::open_numpy_array(const TorchTensorRef& tensor) const {
-  const std::string source_name = fmt::format("{}:{}", path_.string(), tensor.name);
-  CKPT_ASSIGN_OR_RETURN(pickle::NumpyArrayData array, pickle::numpy_array_data(*tensor.node, path_.string(), tensor.name));
-  auto bytes = std::make_shared<const MemorySource>(std::as_bytes(std::span(array.bytes->text)), source_name);
-  const NpyHeader layout{.fortran_order = array.fortran_order, .meta = std::move(array.meta)};
-  return open_npy_data(std::move(bytes), layout);
 }
 
 // ---- writer ----

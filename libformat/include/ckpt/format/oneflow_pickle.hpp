@@ -31,21 +31,37 @@ struct PickleTensorRef {
   const pickle::Value* node = nullptr;
 };
 
+// A numpy array of the object that is a tensor of the checkpoint (the
+// policy allowed numpy's `_reconstruct`; spec/pickle.md): its bytes are the
+// pickle's, not a directory's.
+struct PickleArrayRef {
+  std::string name;  // dotted path of keys and indices
+  VariableMeta meta;
+  const pickle::Value* node = nullptr;  // kNumpyArray, Value::array_tensor
+};
+
 struct OneflowPickle {
   pickle::Document document;
   const pickle::Value* data = nullptr;  // the object given to flow.save
   bool oneflow_marker = false;          // OneFlow 1.0's "__oneflow__" key
   std::vector<PickleTensorRef> tensors;  // sorted by name; tied tensors appear under each name
+  std::vector<PickleArrayRef> arrays;    // sorted by name
 };
 
 // Reads and interprets <root>/pickled_data: the top-level dict, protocol
 // version 1, every tensor's path a single safe directory name (kUnsafeName
-// otherwise), unique dotted names (kDuplicateName). Does not look at the
+// otherwise), unique dotted names (kDuplicateName), each array tensor's
+// bytes its dtype and shape (numpy_array_data). Does not look at the
 // tensor directories; Snapshot::open does.
 Result<OneflowPickle> read_oneflow_pickle(const std::filesystem::path& root, const pickle::PicklePolicy& policy = {});
 
-// The tensors of a tree with their dotted names; `file` names errors.
-Result<std::vector<PickleTensorRef>> flatten_oneflow_tensors(const pickle::Value& data, std::string_view file);
+struct OneflowTensorRefs {
+  std::vector<PickleTensorRef> tensors;
+  std::vector<PickleArrayRef> arrays;
+};
+
+// The tensors and array tensors of a tree with their dotted names; `file` names errors.
+Result<OneflowTensorRefs> flatten_oneflow_tensors(const pickle::Value& data, std::string_view file);
 
 struct OneflowPickleOptions {
   int protocol = 4;             // Python >= 3.8 writes 4, Python 3.7 writes 3

@@ -108,8 +108,9 @@ struct Value {
   const Value* decoded = nullptr;
   TorchStorageInfo storage;  // kTorchStorage
   TorchTensorInfo tensor;    // kTorchTensor
-  // kNumpyArray of a torch pickle whose dtype ckpt has (numpy_array_dtype): a
-  // checkpoint tensor where a tensor may be named (spec/pickle.md, "numpy arrays").
+  // kNumpyArray whose dtype ckpt has (numpy_array_dtype), read with
+  // ReadOptions::numpy_array_tensors: a checkpoint tensor where a tensor may
+  // be named (spec/pickle.md, "numpy arrays").
   bool array_tensor = false;
 
   bool is_string(std::string_view s) const { return kind == Kind::kString && text == s; }
@@ -179,6 +180,10 @@ struct NumpyArrayData {
 // is not (1, shape of ints, a dtype numpy_array_dtype knows, bool, bytes),
 // and kDataSizeMismatch when the bytes are not numel × itemsize.
 Result<NumpyArrayData> numpy_array_data(const Value& array, std::string_view file, std::string_view name);
+// The same array's elements in C order, a source named "<file>:<name>" over
+// the pickle's bytes (a Fortran-order array is reordered in memory as an
+// .npy's is); `array`'s Document must outlive it.
+Result<std::unique_ptr<ByteSource>> open_numpy_array(const Value& array, std::string_view file, std::string_view name);
 
 // Every tensor (Value::is_tensor) of `data`, sorted by dotted name ({"model": {"l1.weight": t}}
 // -> "model.l1.weight", list items by index; a module stub's `_parameters`,
@@ -271,6 +276,11 @@ struct ReadOptions {
   // attributes, so tensors are named by the module tree. Nothing is imported.
   bool torchscript_classes = false;
   PicklePolicy policy = {};
+  // A numpy array that the caller's policy let in (`policy` allows its
+  // `_reconstruct`), of a dtype ckpt has, is a checkpoint tensor
+  // (Value::array_tensor): set for torch files and OneFlow's P1; S1 leaves
+  // it unset, its arrays are its tensors' data (spec/pickle.md).
+  bool numpy_array_tensors = false;
 };
 
 // Reads one pickle that must fill `bytes` exactly (STOP at the end).

@@ -100,7 +100,6 @@ class TorchFile {
   bool add_tensors(const pickle::Document& document, std::string_view pickle_name, std::string_view prefix,
                    std::string_view record_folder, ProblemSink& problems);
   Result<const TorchTensorRef*> get(std::string_view name) const;  // kUnknownVariable when absent
-  Result<std::unique_ptr<ByteSource>> open_numpy_array(const TorchTensorRef& tensor) const;
   std::filesystem::path path_;
   std::shared_ptr<const FileSource> file_;  // zip_ and the records point into it
   std::unique_ptr<ZipReader> zip_;
