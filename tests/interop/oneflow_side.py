@@ -83,6 +83,11 @@ def write(out):
     for name, tensors in cases.items():
         save_reference(os.path.join(out, name + ".npz"), tensors)
 
+    # numpy arrays beside a tensor (an RNG state): tensors of the checkpoint under the pickle policy.
+    state = np.random.RandomState(3).get_state()
+    flow.save({"w": flow.ones(2), "rng": np.arange(4), "state": state, "epoch": 2}, os.path.join(out, "arrays"))
+    np.savez(os.path.join(out, "arrays.npz"), w=np.ones(2, np.float32), rng=np.arange(4), **{"state.1": state[1]})
+
 
 def write_global(out):
     placement = flow.placement("cpu", ranks=[0, 1])
@@ -97,7 +102,11 @@ def write_global(out):
 
 def same(ours, theirs, where):
     """Equal values and types, tensors exactly (dtype, shape, bytes)."""
-    if isinstance(theirs, flow.Tensor):
+    if isinstance(theirs, np.ndarray):
+        assert isinstance(ours, np.ndarray), f"{where}: {type(ours)}, expected a numpy array"
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, f"{where}: {ours.dtype} vs {theirs.dtype}"
+        assert ours.tobytes() == theirs.tobytes(), f"{where}: values differ"
+    elif isinstance(theirs, flow.Tensor):
         assert isinstance(ours, flow.Tensor), f"{where}: {type(ours)}, expected a tensor"
         a, b = ours.numpy(), theirs.numpy()
         assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"

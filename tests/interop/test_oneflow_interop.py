@@ -1,7 +1,7 @@
 """The real OneFlow 0.9.0 proves the OneFlow interop, both ways, values compared exactly.
 
 OneFlow writes (P1 state dicts of every dtype, the tutorial's {model, optimizer, epoch}, a whole
-nn.Module, global tensors from 2 ranks, a bfloat16 tensor) -> ckpt-convert reads them and writes
+nn.Module, global tensors from 2 ranks, a bfloat16 tensor, numpy arrays beside a tensor) -> ckpt-convert reads them and writes
 npz, safetensors and torch files, which numpy, a safetensors parser and torch compare with the
 values OneFlow itself exported. We write (E1 from ckpt-train, E1 and P1 of every dtype, the tutorial
 carried P1 -> torch -> P1, the whole module as P1, OneFlow 1.0's emulated single file as P1) -> flow.load
@@ -108,6 +108,26 @@ def check_oneflow_writes(work, case):
     print(f"OneFlow {case}: npz, safetensors and torch equal OneFlow's values", flush=True)
 
 
+NUMPY_POLICY = ("--allow-global", "numpy.core.multiarray._reconstruct")
+
+
+def check_arrays_as_tensors(source):
+    """OneFlow's P1 with numpy arrays: values by default (OneFlow's allow-list reads them), tensors
+    named by object path under the policy, converted with OneFlow's values."""
+    plain = json.loads(run(INSPECT, "--json", source).stdout)
+    assert [t["name"] for t in plain["tensors"]] == ["w"], plain["tensors"]
+    assert [o["path"] for o in plain["objects"]] == ["rng", "state", "epoch"], plain["objects"]
+    for tool in (INSPECT, VALIDATE):
+        doc = json.loads(run(tool, "--json", source, *NUMPY_POLICY).stdout)
+        found = [(t["name"], t["dtype"], t["format_dtype"], t["shape"]) for t in doc["tensors"]]
+        assert found == [("rng", "kInt64", "<i8", [4]), ("state.1", "kUInt32", "<u4", [624]),
+                         ("w", "kFloat", None, [2])], found
+    target = os.path.join(os.path.dirname(source), "converted", "arrays.npz")
+    run(CONVERT, "-q", source, target, *NUMPY_POLICY)
+    assert_arrays_equal(read_npz(target), dict(np.load(source + ".npz")), "arrays -> .npz")
+    print("OneFlow arrays: numpy arrays of P1 are tensors under the policy, npz equal OneFlow's values", flush=True)
+
+
 def numpy_every_dtype(path):
     values = np.arange(-3, 9).reshape(3, 4)
     np.savez(path, f16=(values / 8).astype(np.float16), f32=np.array([1.5, -0.1, 3e38, 1e-40], np.float32),
@@ -144,6 +164,7 @@ def main():
                            {"name": "l1", "class": "oneflow.nn.modules.linear.Linear"},
                            {"name": "l2", "class": "oneflow.nn.modules.linear.Linear"},
                            {"name": "l3", "class": "oneflow.nn.modules.linear.Linear"}], modules
+        check_arrays_as_tensors(os.path.join(work, "arrays"))
         report = run(VALIDATE, os.path.join(work, "bf16")).stdout
         assert "E480" in report and "E401" not in report, report
         # The warning names the tensor as the pickle does ("w"), not its directory.
@@ -170,6 +191,10 @@ def main():
                  bias=np.array([0.5, -1.0, 2.0], np.float32))
         run(CONVERT, single_file, os.path.join(work, "single_file_back"), "--to", "oneflow-pickle")
         plan.append([os.path.join(work, "single_file_back"), os.path.join(work, "linear.npz")])
+        # P1 arrays as tensors -> P1: flow.load gives the same object, each array a numpy array again.
+        arrays_back = os.path.join(work, "arrays_back")
+        run(CONVERT, os.path.join(work, "arrays"), arrays_back, "--to", "oneflow-pickle", *NUMPY_POLICY)
+        plan.append([arrays_back, os.path.join(work, "arrays")])
         back = os.path.join(work, "tutorial_back")
         run(CONVERT, os.path.join(work, "converted", "tutorial.pt"), back, "--to", "oneflow-pickle")
         plan.append([back, os.path.join(work, "tutorial")])
