@@ -223,7 +223,7 @@ TEST_CASE("numpy arrays in a torch pickle are read once _reconstruct is allowed,
   }
 }
 
-TEST_CASE("a torch pickle's numpy array of a dtype ckpt has is a tensor with its own bytes; others stay values") {
+TEST_CASE("a numpy array of a dtype ckpt has is a tensor with its own bytes where asked and the policy let it in") {
   auto array_of = [](std::string_view code, std::string_view order, std::string_view fortran, std::string_view raw) {
     std::string dtype = "cnumpy\ndtype\n" + str(code) + "\x89\x88\x87R(K\x03" + str(order) +
                         "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"s;
@@ -233,6 +233,7 @@ TEST_CASE("a torch pickle's numpy array of a dtype ckpt has is a tensor with its
   };
   const std::string u32 = "\x01\x00\x00\x00\x02\x00\x00\x00"s;
   auto torch = allowing({"numpy.core.multiarray._reconstruct"}, pickle::Flavor::kTorch);
+  torch.numpy_array_tensors = true;  // as TorchFile reads
   auto document = pickle::read(bytes_of(array_of("u4", "<", "\x89", u32)), torch, "rng.pkl");
   REQUIRE(document.ok());
   const pickle::Value* array = document->root()->find("rng");
@@ -265,11 +266,25 @@ TEST_CASE("a torch pickle's numpy array of a dtype ckpt has is a tensor with its
     CHECK(pickle::named_tensors(*other->root(), "rng.pkl")->empty());
     CHECK(pickle::object_leaves(*other->root()).size() == 1);
   }
-  // OneFlow's pickles keep every array a value (their tensors are OneFlow's).
-  auto oneflow = pickle::read(bytes_of(array_of("u4", "<", "\x89", u32)), allowing({"numpy.core.multiarray._reconstruct"}),
-                              "rng.pkl");
+  // Unasked (OneFlow's S1, whose arrays hold its tensors' data) every array is a value.
+  const std::string pickled = array_of("u4", "<", "\x89", u32);
+  const auto stream = bytes_of(pickled);
+  auto single_file = allowing({"numpy.core.multiarray._reconstruct"});
+  auto oneflow = pickle::read(stream, single_file, "rng.pkl");
   REQUIRE(oneflow.ok());
   CHECK_FALSE(oneflow->root()->find("rng")->is_tensor());
+  // P1 asks: a tensor where the caller's policy let the array in, not where OneFlow's allow-list did.
+  auto pickle_dir = single_file;
+  pickle_dir.numpy_array_tensors = true;
+  CHECK(pickle::read(stream, pickle_dir, "rng.pkl")->root()->find("rng")->is_tensor());
+  auto stub_unknown = pickle_dir;
+  stub_unknown.policy = {};
+  stub_unknown.policy.stub_unknown = true;
+  CHECK(pickle::read(stream, stub_unknown, "rng.pkl")->root()->find("rng")->is_tensor());
+  pickle::ReadOptions allow_list_only{.numpy_array_tensors = true};
+  auto value = pickle::read(stream, allow_list_only, "rng.pkl");
+  REQUIRE(value.ok());
+  CHECK_FALSE(value->root()->find("rng")->is_tensor());
 }
 
 TEST_CASE("protocol 2's Python 2 names are allowed under their Python 3 names, as CPython maps them") {
