@@ -187,7 +187,17 @@ static int run_read(const char* workdir, size_t count, uint64_t bytes, int round
   return 0;
 }
 
+/* WORKDIR is made when absent (not its parents), so the documented commands run as they stand. */
+static int ensure_workdir(const char* workdir) {
+  if (mkdir(workdir, 0755) == 0 || errno == EEXIST) return 0;
+  fprintf(stderr, "many_tensors_bench: mkdir %s: %s\n", workdir, strerror(errno));
+  return 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 3 && (strcmp(argv[1], "open") == 0 || strcmp(argv[1], "read") == 0) && ensure_workdir(argv[2]) != 0) {
+    return 1;
+  }
   if (argc >= 4 && strcmp(argv[1], "open") == 0) return run_open(argv[2], argc - 3, argv + 3);
   if (argc == 6 && strcmp(argv[1], "read") == 0) {
     return run_read(argv[2], (size_t)strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10), atoi(argv[5]));

@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "ckpt/format/pickle.hpp"
+#include "ckpt/format/views.hpp"
 
 
 namespace ckpt::convert {
@@ -53,10 +54,13 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
   progress.variables_total = tensors.size();
   for (const TensorInfo& tensor : tensors) progress.bytes_total += tensor.meta.byte_size();
   // Pickle sources carry an object around the tensors (epoch, param_groups);
-  // pickle destinations keep it, flat ones keep the tensors only.
+  // pickle destinations keep it, flat ones keep the tensors only. A filter
+  // or rename view hides it from every destination.
   std::vector<std::string> dropped;
-  if (const pickle::Value* object = source.object()) {
-    if (destination.keeps_object()) {
+  const pickle::Value* hidden = hidden_object(source);
+  const pickle::Value* object = hidden != nullptr ? hidden : source.object();
+  if (object != nullptr) {
+    if (hidden == nullptr && destination.keeps_object()) {
       CKPT_TRY(destination.set_object(*object));
     } else {
       for (const pickle::ObjectLeaf& leaf : pickle::object_leaves(*object)) dropped.push_back(leaf.path);
@@ -67,9 +71,9 @@ Result<ConvertSummary> convert(const CheckpointReader& source, CheckpointWriter&
     std::vector<std::string> named(dropped.begin(), dropped.begin() + static_cast<std::ptrdiff_t>(std::min(dropped.size(), kNamed)));
     for (std::string& name : named) name = name.empty() ? "(the saved object)" : name;
     return Error(ErrorCode::kObjectDataDropped,
-                 fmt::format("the destination keeps tensors only; {} non-tensor values of the object would be dropped: "
-                             "{}{}",
-                             dropped.size(), fmt::join(named, ", "), dropped.size() > kNamed ? ", ..." : ""))
+                 fmt::format("{} keeps tensors only; {} non-tensor values of the object would be dropped: {}{}",
+                             hidden != nullptr ? "a filter or rename view" : "the destination", dropped.size(),
+                             fmt::join(named, ", "), dropped.size() > kNamed ? ", ..." : ""))
         .in_file(source.path().string());
   }
   // Like the object: kept where the destination has a place for it, else dropped.

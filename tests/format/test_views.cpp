@@ -243,10 +243,26 @@ TEST_CASE("a cast keeps a pickle checkpoint's object; filters and renames are fl
   REQUIRE(frappe.ok());
   const ckpt::pickle::Value* object = (*frappe)->object();
   REQUIRE(object != nullptr);
+  CHECK(ckpt::hidden_object(**frappe) == nullptr);
   auto cast = ckpt::cast_view(std::move(frappe).value(), DType::kFloat16);
   REQUIRE(cast.ok());
   CHECK((*cast)->object() == object);
+  CHECK(ckpt::hidden_object(**cast) == nullptr);
   auto renamed = ckpt::rename_view(std::move(cast).value(), {{"", "m."}});
   REQUIRE(renamed.ok());
   CHECK((*renamed)->object() == nullptr);
+  // What the rename hides is found through it and the cast below it.
+  CHECK(ckpt::hidden_object(**renamed) == object);
+  auto recast = ckpt::cast_view(std::move(renamed).value(), DType::kFloat);
+  REQUIRE(recast.ok());
+  CHECK((*recast)->object() == nullptr);
+  CHECK(ckpt::hidden_object(**recast) == object);
+}
+
+TEST_CASE("a flat checkpoint has no object to hide") {
+  auto flat = ckpt::open_checkpoint(ckpt::testing::fixtures_root() / "oneflow-emulated" / "A_legacy_v0.5_linear");
+  REQUIRE(flat.ok());
+  auto renamed = ckpt::rename_view(std::move(flat).value(), {{"", "m."}});
+  REQUIRE(renamed.ok());
+  CHECK(ckpt::hidden_object(**renamed) == nullptr);
 }

@@ -232,6 +232,26 @@ class NonTensorData(InTemporaryDirectory):
         doc = checked(self.run_tool(CONVERT, "--json", path, self.path("again.npz")).stdout)
         self.assertEqual(doc["dropped"], ["epoch", "config.lr"])
 
+    def test_a_filter_or_rename_names_what_it_drops_and_strict_refuses(self):
+        # The views present the tensors without the object, for pickle destinations too.
+        path = self.saved({"epoch": 3, "model": {"w": torch.ones(2), "b": torch.zeros(1)}}, "train.pt")
+        for view in (["--exclude", "model.b"], ["--include", "model.*"], ["--rename", "model.="]):
+            for destination in ("out.npz", "out.pt"):
+                out = self.path(destination)
+                done = self.run_tool(CONVERT, path, out, "--force", *view)
+                self.assertIn("warning: --include/--exclude/--rename keeps tensors only; 1 non-tensor values of the "
+                              "object were dropped: epoch", done.stderr)
+                strict = self.path("strict-" + destination)
+                done = self.run_tool(CONVERT, path, strict, "--strict", *view, code=2)
+                self.assertIn("E150 object_data_dropped", done.stderr)
+                self.assertIn("a filter or rename view keeps tensors only; 1 non-tensor values of the object would be "
+                              "dropped: epoch", done.stderr)
+                self.assertFalse(os.path.exists(strict))
+        self.assertEqual(sorted(torch.load(self.path("out.pt"), weights_only=True)), ["b", "w"])
+        # A cast keeps the object: nothing is dropped between pickle formats.
+        done = self.run_tool(CONVERT, path, self.path("half.pt"), "--dtype", "f16", "--strict")
+        self.assertNotIn("warning", done.stderr)
+
     def test_diff_compares_the_values_of_pickles(self):
         ones = torch.ones(2)
         a = self.saved({"epoch": 3, "args": argparse.Namespace(lr=0.1), "w": ones}, "a.pt")

@@ -128,8 +128,9 @@ int run(const ckpt::cli::Tool& tool, Options& options) {
   if (!summary->dropped.empty() && !options.quiet && !options.json) {
     std::vector<std::string> names;
     for (const auto& name : summary->dropped) names.push_back(name.empty() ? "(the saved object)" : printable(name));
+    const std::string flat = ckpt::hidden_object(**source) != nullptr ? "--include/--exclude/--rename" : *target;
     fmt::print(stderr, "{}: warning: {} keeps tensors only; {} non-tensor values of the object were dropped: {} "
-               "(--strict refuses)\n", tool.name(), *target, names.size(), fmt::join(names, ", "));
+               "(--strict refuses)\n", tool.name(), flat, names.size(), fmt::join(names, ", "));
   }
   if (options.json) {
     out["dropped"] = summary->dropped;

@@ -88,6 +88,7 @@ class ViewReader : public CheckpointReader {
   // About the file, not its tensors: every view keeps it.
   const TextMetadata& metadata() const override { return inner_->metadata(); }
   const std::vector<UnsupportedTensor>& unsupported() const override { return inner_->unsupported(); }
+  const CheckpointReader& wrapped() const { return *inner_; }
 
   Result<std::unique_ptr<ByteSource>> open(std::string_view name) const override {
     const TensorInfo* info = find(name);
@@ -169,6 +170,15 @@ Error not_floating(DType dtype, std::string_view role) {
 }  // namespace
 
 bool is_floating(DType dtype) { return detail::float_layout(dtype).has_value(); }
+
+const pickle::Value* hidden_object(const CheckpointReader& reader) {
+  if (reader.object() != nullptr) return nullptr;
+  for (const auto* view = dynamic_cast<const ViewReader*>(&reader); view != nullptr;
+       view = dynamic_cast<const ViewReader*>(&view->wrapped())) {
+    if (const pickle::Value* object = view->wrapped().object()) return object;
+  }
+  return nullptr;
+}
 
 Result<std::unique_ptr<ByteSource>> cast_source(std::unique_ptr<ByteSource> source, DType from, DType to) {
   if (!is_floating(from)) return not_floating(from, "source");

@@ -86,7 +86,7 @@ ValidationReport validate_torch(const fs::path& path, const OpenOptions& options
 const FormatHandler& torch_format() {
   static constexpr std::string_view kExtensions[] = {".pt", ".pth", ".bin"};
   static const FormatHandler handler{.name = "torch",
-                                     .summary = "a torch.save zip file (torch >= 1.6)",
+                                     .summary = "a torch.save file: zip (torch >= 1.6), legacy (torch < 1.6) or TorchScript; written as zip",
                                      .extensions = kExtensions,
                                      .kind = FormatKind::kFile,
                                      .detect = looks_like_torch,

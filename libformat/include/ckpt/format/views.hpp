@@ -9,7 +9,8 @@
 //
 // A cast view keeps the source's object() (pickle formats: nesting and
 // non-tensor leaves); filter and rename views are flat (object() is null),
-// since the object names tensors they may have dropped or renamed.
+// since the object names tensors they may have dropped or renamed;
+// hidden_object() gives what they hide, so a conversion can say it is lost.
 // Rules: spec/casting.md. Sources opened from a view may read through the
 // wrapped reader: the view must outlive them, as for any reader.
 #pragma once
@@ -68,5 +69,11 @@ Result<RenameRule> parse_rename_rule(std::string_view text);
 // sources; a name renamed to nothing is kInvalidArgument. Stays sorted.
 Result<std::unique_ptr<CheckpointReader>> rename_view(std::unique_ptr<CheckpointReader> reader,
                                                       std::vector<RenameRule> rules);
+
+// The source object a filter or rename view leaves out of `reader` (looking
+// through stacked views), or null when `reader` has its object() or none of
+// its views hides one. Its non-tensor values are dropped by whatever reads
+// through `reader`; a conversion names them (spec/pickle.md, "Non-tensor data").
+const pickle::Value* hidden_object(const CheckpointReader& reader);
 
 }  // namespace ckpt
