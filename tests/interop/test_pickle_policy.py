@@ -278,6 +278,17 @@ class NonTensorData(InTemporaryDirectory):
         self.assertIn("DIFFERENT", done.stdout)
         self.assertIn("missing  object lr float (only in A)", done.stdout)
 
+    def test_diff_compares_values_under_filters_and_renames(self):
+        a = self.saved({"epoch": 3, "model": {"w": torch.ones(2)}, "opt": {"m": torch.zeros(2)}}, "a.pt")
+        later = self.saved({"epoch": 4, "model": {"w": torch.ones(2)}, "opt": {"m": torch.ones(2)}}, "later.pt")
+        # An identity rename keeps a file equal to itself: its values are compared, not lost.
+        self.run_tool(DIFF, a, a, "--rename", "model.=model.")
+        # Excluding A's optimizer tensors still finds the changed epoch (the
+        # filters present A only: B's opt.m is extra).
+        done = self.run_tool(DIFF, a, later, "--exclude", "opt.*", code=1)
+        self.assertIn("differ   object epoch: A int 3, B int 4", done.stdout)
+        self.assertIn("extra    opt.m (only in B)", done.stdout)
+
 
 def safetensors_arrays(path):
     """The arrays of a safetensors file as the safetensors package loads them (in the venv of

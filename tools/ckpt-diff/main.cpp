@@ -18,6 +18,7 @@
 #include "ckpt/format/pickle.hpp"
 #include "ckpt/format/parallel.hpp"
 #include "ckpt/format/values.hpp"
+#include "ckpt/format/views.hpp"
 
 namespace {
 
@@ -35,9 +36,10 @@ dtype mismatch and their values are not compared, unless --cast: then both
 sides are read as float64 and compared by value (max abs/rel error);
 complex and 128-bit tensors are compared byte for byte.
 
---include/--exclude/--rename present A as ckpt-convert would with the same
-options (filter, then rename): `ckpt-diff --rename a.=b. --cast A B` checks
-that B is what `ckpt-convert --rename a.=b. --dtype bf16 A B` wrote.
+--include/--exclude/--rename present A's tensors as ckpt-convert would with
+the same options (filter, then rename): `ckpt-diff --rename a.=b. --cast A B`
+checks that B's tensors are what `ckpt-convert --rename a.=b. --dtype bf16 A B`
+wrote. A's non-tensor values are compared whatever the views.
 
 The pickle formats' non-tensor values (an epoch, a config, an argparse.Namespace
 kept as a stub) are compared too, by path (spec/pickle.md, "Non-tensor data"):
@@ -203,9 +205,13 @@ nlohmann::json describe(const ckpt::TensorInfo& tensor) {
 // "differing"} for --json.
 nlohmann::json compare_objects(const ckpt::CheckpointReader& a, const ckpt::CheckpointReader& b,
                                std::vector<std::string>& lines) {
+  // A's views (--include/--exclude/--rename) select tensors; its values are
+  // still compared, as they are when no view is given.
   auto leaves_of = [](const ckpt::CheckpointReader& reader) {
     std::map<std::string, ckpt::pickle::ObjectLeaf, std::less<>> leaves;
-    if (const ckpt::pickle::Value* object = reader.object()) {
+    const ckpt::pickle::Value* object = reader.object();
+    if (object == nullptr) object = ckpt::hidden_object(reader);
+    if (object != nullptr) {
       for (auto& leaf : ckpt::pickle::object_leaves(*object)) leaves.emplace(leaf.path, std::move(leaf));
     }
     return leaves;
