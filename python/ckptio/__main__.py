@@ -68,6 +68,9 @@ def main(argv=None) -> int:
                     where = f" [{issue['variable']}]" if issue["variable"] else ""
                     print(f"{issue['severity']} {issue['code']} {issue['name']}{where}: {issue['message']}")
                 print("valid" if report["valid"] else "INVALID")
+            # ckpt-validate's policy: an I/O or usage error (the E1xx family) is 2.
+            if any(i["severity"] == "error" and i["code"].startswith("E1") for i in report["issues"]):
+                return 2
             return 0 if report["valid"] else 1
         if args.command == "convert":
             done = ckptio.convert(args.source, args.destination, to=args.to, dtype=args.dtype, include=args.include,

@@ -344,6 +344,14 @@ def test_module_runs_the_tools(tmp_path, tensors):
     out = subprocess.run([sys.executable, "-m", "ckptio", "inspect", SNAPSHOT], capture_output=True, text=True)
     assert out.returncode == 0 and "oneflow, 210 tensors" in out.stdout
     assert "classifier.3.weight float32 [1000, 1024]" in out.stdout
+    # The tools' exit policy: 1 for an invalid checkpoint, 2 for a missing path (E102).
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(path.read_bytes()[:-1])
+    out = subprocess.run([sys.executable, "-m", "ckptio", "validate", str(broken)], capture_output=True, text=True)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    out = subprocess.run([sys.executable, "-m", "ckptio", "validate", str(tmp_path / "absent")], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "E102" in out.stdout, (out.stdout, out.stderr)
 
 
 def test_memory_stays_bounded_over_10000_open_close_cycles(tmp_path):
