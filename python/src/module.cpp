@@ -197,7 +197,8 @@ class ObjectBuilder {
       case Kind::kOneflowTensor:
       case Kind::kTorchTensor: return tensor(value);
       case Kind::kTorchStorage: fail("a torch storage outside any tensor");
-      case Kind::kNumpyArray: return ndarray(value);
+      // An array the checkpoint lists as a tensor is that tensor, as ckpt[name] gives it.
+      case Kind::kNumpyArray: return value.is_tensor() ? tensor(value) : ndarray(value);
       case Kind::kNumpyDtype: return numpy_.attr("dtype")(numpy_descr(value));
       case Kind::kNumpyScalar: return scalar(value);
       case Kind::kOneflowDtype:
